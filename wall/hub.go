@@ -1,0 +1,123 @@
+package wall
+
+import (
+	"errors"
+	"sort"
+	"sync"
+)
+
+// DefaultWall is the wall used when a request names none, so legacy
+// clients see one wall exactly as in Tornado's demo.
+const DefaultWall = "main"
+
+// MaxNameLen is the longest wall name accepted.
+const MaxNameLen = 64
+
+// ErrBadName is returned for wall names that are empty, too long or not
+// URL-safe.
+var ErrBadName = errors.New("wall name must be 1-64 characters of A-Z a-z 0-9 - _ . ~")
+
+// ValidName reports whether name is a valid wall name: 1–64 bytes of the
+// URL-unreserved characters.
+func ValidName(name string) bool {
+	if len(name) == 0 || len(name) > MaxNameLen {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		c := name[i]
+		switch {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
+			c == '-', c == '_', c == '.', c == '~':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// Hub is the registry of walls of one instance. Walls are created on first
+// use and dropped when they hold nothing (no messages, no users). main
+// builds one Hub and passes it down; there is no global registry.
+type Hub struct {
+	cacheSize int
+
+	mu    sync.Mutex
+	walls map[string]*Wall
+
+	done      chan struct{}
+	closeOnce sync.Once
+}
+
+// NewHub returns an empty hub whose walls cache cacheSize messages each.
+func NewHub(cacheSize int) *Hub {
+	return &Hub{cacheSize: cacheSize, walls: make(map[string]*Wall), done: make(chan struct{})}
+}
+
+// CacheSize returns the per-wall cache size.
+func (h *Hub) CacheSize() int { return h.cacheSize }
+
+// Acquire returns the named wall, creating it if needed, and counts a user
+// of it until Release. Callers must have validated the name.
+func (h *Hub) Acquire(name string) *Wall {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w := h.getLocked(name)
+	w.refs++
+	return w
+}
+
+// Release ends a use begun by Acquire and drops the wall if it is idle.
+func (h *Hub) Release(w *Wall) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w.refs--
+	if w.idle() && h.walls[w.name] == w {
+		delete(h.walls, w.name)
+	}
+}
+
+// Wall returns the named wall, creating it if needed, for a broker that is
+// about to apply a message to it.
+func (h *Hub) Wall(name string) *Wall {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.getLocked(name)
+}
+
+// Lookup returns the named wall, or nil if this instance does not hold it.
+func (h *Hub) Lookup(name string) *Wall {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.walls[name]
+}
+
+// Names returns the names of the walls this instance holds, sorted.
+func (h *Hub) Names() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	names := make([]string, 0, len(h.walls))
+	for n := range h.walls {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
+}
+
+// getLocked returns or creates a wall. h.mu must be held.
+func (h *Hub) getLocked(name string) *Wall {
+	w := h.walls[name]
+	if w == nil {
+		w = newWall(name, h.cacheSize)
+		h.walls[name] = w
+	}
+	return w
+}
+
+// Done is closed when the hub shuts down: pending polls answer and
+// WebSocket connections close.
+func (h *Hub) Done() <-chan struct{} { return h.done }
+
+// Close starts the shutdown of every user of the hub. It is idempotent.
+func (h *Hub) Close() {
+	h.closeOnce.Do(func() { close(h.done) })
+}

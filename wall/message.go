@@ -1,0 +1,103 @@
+package wall
+
+import (
+	"strconv"
+	"unicode/utf8"
+)
+
+// Message is one stored wall message. It is immutable once built: the HTML
+// fragment and the JSON object are rendered exactly once, when the message
+// enters an instance, and those bytes are shared by every reader on every
+// transport.
+type Message struct {
+	ID   string // UUID4, 36 lowercase characters
+	Seq  uint64 // per-wall sequence number, starting at 1
+	Body string // the cleaned body
+	HTML string // <div class="message" id="m<id>">linkified body</div>\n
+	// JSON is the message object as legacy clients expect it, encoded like
+	// Python's json.dumps plus Tornado's "</" escaping:
+	// {"id": ..., "seq": ..., "body": ..., "html": ...}.
+	JSON []byte
+}
+
+// NewMessage renders and encodes a message. body must already be cleaned.
+func NewMessage(id string, seq uint64, body string) *Message {
+	return newMessageHTML(id, seq, body, RenderHTML(id, body))
+}
+
+// RenderHTML renders the legacy message fragment: the div, the escaped and
+// linkified body, and a trailing newline.
+func RenderHTML(id, body string) string {
+	return `<div class="message" id="m` + id + `">` + linkify(body) + "</div>\n"
+}
+
+// newMessageHTML builds a message whose fragment is already rendered, so a
+// sequencer can render outside its lock and only encode under it.
+func newMessageHTML(id string, seq uint64, body, html string) *Message {
+	m := &Message{ID: id, Seq: seq, Body: body, HTML: html}
+	b := make([]byte, 0, 64+len(id)+2*len(body)+2*len(m.HTML))
+	b = append(b, `{"id": `...)
+	b = appendPyString(b, id)
+	b = append(b, `, "seq": `...)
+	b = strconv.AppendUint(b, seq, 10)
+	b = append(b, `, "body": `...)
+	b = appendPyString(b, body)
+	b = append(b, `, "html": `...)
+	b = appendPyString(b, m.HTML)
+	b = append(b, '}')
+	m.JSON = b
+	return m
+}
+
+const hexDigits = "0123456789abcdef"
+
+// appendPyString appends s as a JSON string the way Python's json.dumps does
+// with ensure_ascii (non-ASCII as \uXXXX, astral runes as surrogate pairs),
+// and writes "</" as "<\/" as Tornado's json_encode does, so the bytes are
+// safe inside a <script> element too.
+func appendPyString(b []byte, s string) []byte {
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"':
+				b = append(b, '\\', '"')
+			case c == '\\':
+				b = append(b, '\\', '\\')
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c == '\b':
+				b = append(b, '\\', 'b')
+			case c == '\f':
+				b = append(b, '\\', 'f')
+			case c < 0x20:
+				b = appendU(b, rune(c))
+			case c == '/' && i > 0 && s[i-1] == '<':
+				b = append(b, '\\', '/')
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r > 0xffff {
+			r -= 0x10000
+			b = appendU(b, 0xd800+(r>>10))
+			b = appendU(b, 0xdc00+(r&0x3ff))
+		} else {
+			b = appendU(b, r)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+func appendU(b []byte, r rune) []byte {
+	return append(b, '\\', 'u', hexDigits[r>>12&0xf], hexDigits[r>>8&0xf], hexDigits[r>>4&0xf], hexDigits[r&0xf])
+}

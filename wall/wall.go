@@ -1,0 +1,216 @@
+package wall
+
+import (
+	"context"
+	"errors"
+	"sync"
+)
+
+// Subscriber receives a wall's live messages (a WebSocket connection).
+type Subscriber interface {
+	// Send queues m for delivery. It is called with the wall's lock held, in
+	// seq order, and must never block: a subscriber that cannot keep up
+	// drops itself (it resumes later from its cursor).
+	Send(m *Message)
+}
+
+// Errors returned by Wall.Apply.
+var (
+	ErrDuplicate = errors.New("message already applied")
+	ErrGap       = errors.New("message seq leaves a gap")
+)
+
+// Wall is one named room: a bounded cache, the seq of its newest message,
+// the live subscribers and a wake-up channel for long-pollers.
+type Wall struct {
+	name string
+
+	mu      sync.Mutex
+	buf     Buffer
+	last    uint64                  // seq of the newest applied message
+	changed chan struct{}           // closed and replaced on every change
+	subs    map[Subscriber]struct{} // live subscribers
+
+	refs int // active users (pollers, subscribers, pages); guarded by Hub.mu
+}
+
+func newWall(name string, cacheSize int) *Wall {
+	return &Wall{name: name, buf: NewBuffer(cacheSize), changed: make(chan struct{})}
+}
+
+// Name returns the wall's name.
+func (w *Wall) Name() string { return w.name }
+
+// Last returns the seq of the newest message applied to the wall.
+func (w *Wall) Last() uint64 {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.last
+}
+
+// Messages returns the cached messages, oldest first.
+func (w *Wall) Messages() []*Message {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Slice(0)
+}
+
+// Poll returns the messages after c if there are any. Otherwise it returns
+// an empty Result and a channel that is closed at the next change; the
+// caller waits on it and polls again. Registering nothing means a poller
+// that goes away leaves nothing behind.
+func (w *Wall) Poll(c Cursor) (Result, <-chan struct{}) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	r := w.buf.Since(c, w.last)
+	if len(r.Messages) > 0 {
+		return r, nil
+	}
+	return Result{}, w.changed
+}
+
+// Subscribe adds s as a live subscriber and returns the catch-up after c,
+// computed under the same lock, so the subscriber sees every message after
+// its cursor exactly once. Without a cursor the catch-up is empty.
+func (w *Wall) Subscribe(s Subscriber, c Cursor) Result {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.subs == nil {
+		w.subs = make(map[Subscriber]struct{})
+	}
+	w.subs[s] = struct{}{}
+	if !c.Set {
+		return Result{}
+	}
+	return w.buf.Since(c, w.last)
+}
+
+// Unsubscribe removes s. It is safe to call more than once.
+func (w *Wall) Unsubscribe(s Subscriber) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	delete(w.subs, s)
+}
+
+// Subscribers returns the number of live subscribers.
+func (w *Wall) Subscribers() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.subs)
+}
+
+// Apply adds m, which must carry the next seq, to the cache and hands it to
+// every subscriber and waiting poller. This is the one delivery path: every
+// broker ends here, for local and remote posts alike.
+func (w *Wall) Apply(m *Message) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case m.Seq <= w.last:
+		return ErrDuplicate
+	case m.Seq != w.last+1:
+		return ErrGap
+	}
+	w.applyLocked(m)
+	return nil
+}
+
+// sequence assigns the next seq under the lock and applies the message that
+// build returns for it. Used by the in-process broker, which is its own
+// sequencer.
+func (w *Wall) sequence(build func(seq uint64) *Message) *Message {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	m := build(w.last + 1)
+	w.applyLocked(m)
+	return m
+}
+
+// applyLocked appends m and notifies. w.mu must be held. Notifying is cheap
+// and non-blocking: subscribers only queue, pollers wake by channel close.
+func (w *Wall) applyLocked(m *Message) {
+	w.buf.Push(m)
+	w.last = m.Seq
+	for s := range w.subs {
+		s.Send(m)
+	}
+	w.notifyLocked()
+}
+
+func (w *Wall) notifyLocked() {
+	close(w.changed)
+	w.changed = make(chan struct{})
+}
+
+// Restore replaces the cache with msgs (oldest first, consecutive seqs) and
+// moves the wall to their newest seq. A broker uses it when it loads a
+// wall's history (start-up, a gap the history can no longer fill, a new
+// epoch). Subscribers are sent the restored messages newer than what they
+// had; pollers wake and see the new state through their cursors.
+func (w *Wall) Restore(msgs []*Message) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	prev := w.last
+	w.buf.Reset()
+	for _, m := range msgs {
+		w.buf.Push(m)
+		w.last = m.Seq
+		if m.Seq > prev {
+			for s := range w.subs {
+				s.Send(m)
+			}
+		}
+	}
+	w.notifyLocked()
+}
+
+// WaitApplied blocks until the wall has applied seq, and returns that
+// message if it is still cached. It gives read-your-writes: a post answers
+// only once its own instance has the message.
+func (w *Wall) WaitApplied(ctx context.Context, seq uint64) (*Message, error) {
+	for {
+		w.mu.Lock()
+		last, ch := w.last, w.changed
+		var m *Message
+		if last >= seq && w.buf.Len() > 0 {
+			if first := w.buf.At(0).Seq; seq >= first {
+				m = w.buf.At(int(seq - first))
+			}
+		}
+		w.mu.Unlock()
+		if last >= seq {
+			return m, nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+}
+
+// idle reports whether the wall holds nothing worth keeping. Hub.mu must be
+// held (it guards refs).
+func (w *Wall) idle() bool {
+	if w.refs > 0 {
+		return false
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Len() == 0 && len(w.subs) == 0 && w.last == 0
+}
+
+// Has reports whether this instance can place cursor c: no cursor, a seq it
+// has applied, or an id in its cache. A cursor it cannot place may have been
+// minted by a peer that is a little ahead; see Broker.Sync.
+func (w *Wall) Has(c Cursor) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	switch {
+	case !c.Set:
+		return true
+	case c.ID != "":
+		return w.buf.indexOfID(c.ID) >= 0
+	}
+	return c.Seq <= w.last
+}
