@@ -1,0 +1,121 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/labstack/echo/v4"
+
+	"wall/wall"
+)
+
+// pollArgsLimit bounds the body of a poll request: it only carries a cursor,
+// a wall and a token.
+const pollArgsLimit = 8 << 10
+
+// handleUpdates serves the long-poll, POST (legacy, XSRF-checked) and GET
+// (a plain read). It answers at once when there are messages after the
+// cursor, otherwise it waits for the next message, the poll timeout or
+// shutdown. Waiting registers nothing, so a client that hangs up leaves
+// nothing behind: the handler returns and the wall's wake-up channel it was
+// watching is simply dropped.
+func (s *Server) handleUpdates(c echo.Context) error {
+	a, err := readArgs(c, pollArgsLimit)
+	if err != nil {
+		return err
+	}
+	r := c.Request()
+	if r.Method == http.MethodPost {
+		if msg := checkXSRF(r, a); msg != "" {
+			return echo.NewHTTPError(http.StatusForbidden, msg)
+		}
+	}
+	name, herr := wallArg(a)
+	if herr != nil {
+		return herr
+	}
+	raw, _ := a.get("cursor")
+	cursor, err := wall.ParseCursor(raw)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+	}
+
+	w := s.hub.Acquire(name)
+	defer s.hub.Release(w)
+	s.sync(r.Context(), w, cursor)
+
+	timer := time.NewTimer(s.cfg.PollTimeout)
+	defer timer.Stop()
+	for {
+		res, changed := w.Poll(cursor)
+		if len(res.Messages) > 0 {
+			return c.Blob(http.StatusOK, jsonType, appendPollResponse(nil, res))
+		}
+		select {
+		case <-changed:
+		case <-r.Context().Done():
+			return nil // the client hung up: write nothing
+		case <-timer.C:
+			return c.Blob(http.StatusOK, jsonType, timeoutResponse(cursor))
+		case <-s.hub.Done():
+			return c.Blob(http.StatusOK, jsonType, timeoutResponse(cursor))
+		}
+	}
+}
+
+// sync catches this instance up with a cursor it cannot place yet (one
+// minted by a peer a few milliseconds ahead), bounded by SyncWait. A cursor
+// that is still unknown afterwards gets the whole cache with "reset".
+func (s *Server) sync(ctx context.Context, w *wall.Wall, c wall.Cursor) {
+	if w.Has(c) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
+	defer cancel()
+	if err := s.broker.Sync(ctx, w.Name(), c); err != nil && ctx.Err() == nil {
+		s.log.Warn("cursor sync failed", "wall", w.Name(), "cursor", c.String(), "err", err)
+	}
+}
+
+// appendPollResponse writes {"messages": [...], "cursor": "<seq>"} plus
+// "missed" or "reset" when the cursor fell behind the cache. The messages
+// are the bytes encoded when they entered: nothing is re-encoded per poll.
+func appendPollResponse(b []byte, r wall.Result) []byte {
+	n := 64
+	for _, m := range r.Messages {
+		n += len(m.JSON) + 2
+	}
+	if b == nil {
+		b = make([]byte, 0, n)
+	}
+	b = append(b, `{"messages": [`...)
+	for i, m := range r.Messages {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = append(b, m.JSON...)
+	}
+	b = append(b, `], "cursor": "`...)
+	b = strconv.AppendUint(b, r.Messages[len(r.Messages)-1].Seq, 10)
+	b = append(b, '"')
+	if r.Missed > 0 {
+		b = append(b, `, "missed": `...)
+		b = strconv.AppendUint(b, r.Missed, 10)
+	}
+	if r.Reset {
+		b = append(b, `, "reset": true`...)
+	}
+	return append(b, '}')
+}
+
+// timeoutResponse answers a poll that waited its full time (or was cut by
+// shutdown) without a "messages" key: legacy chat.js then polls again at
+// once, where an empty list would make it back off.
+func timeoutResponse(c wall.Cursor) []byte {
+	// ParseCursor admits printable ASCII only, for which Go quoting is
+	// valid JSON.
+	b := strconv.AppendQuote([]byte(`{"cursor": `), c.String())
+	return append(b, '}')
+}

@@ -1,0 +1,75 @@
+package server
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/google/uuid"
+	"github.com/labstack/echo/v4"
+)
+
+// requestLimit is the largest request body read for a post: the body limit
+// percent-encoded (up to 3 bytes per byte) plus room for other fields.
+func (s *Server) requestLimit() int64 { return int64(s.cfg.BodyLimit)*3 + 4096 }
+
+// handlePost serves POST /a/message/new: body, _xsrf, next and wall. The
+// errors come in Tornado's order: xsrf (403), body (400/413), next (400);
+// nothing is stored on any of them.
+func (s *Server) handlePost(c echo.Context) error {
+	a, err := readArgs(c, s.requestLimit())
+	if err != nil {
+		return err
+	}
+	if msg := checkXSRF(c.Request(), a); msg != "" {
+		return echo.NewHTTPError(http.StatusForbidden, msg)
+	}
+	raw, ok := a.get("body")
+	if !ok {
+		return echo.NewHTTPError(http.StatusBadRequest, "Missing argument body")
+	}
+	body, herr := s.cleanBody(raw)
+	if herr != nil {
+		return herr
+	}
+	next, _ := a.get("next")
+	if next != "" && !safeNext(next) {
+		return echo.NewHTTPError(http.StatusBadRequest, "next must be a local path")
+	}
+	name, herr := wallArg(a)
+	if herr != nil {
+		return herr
+	}
+
+	ctx, cancel := context.WithTimeout(c.Request().Context(), publishTimeout)
+	defer cancel()
+	m, err := s.broker.Publish(ctx, name, uuid.NewString(), body)
+	if err != nil {
+		if c.Request().Context().Err() != nil {
+			return nil // the client is gone; the message, if sequenced, stands
+		}
+		s.log.Warn("publish failed", "wall", name, "err", err)
+		return publishError(err)
+	}
+	if next != "" {
+		return c.Redirect(http.StatusFound, next)
+	}
+	return c.Blob(http.StatusOK, jsonType, m.JSON)
+}
+
+// jsonType is the Content-Type of every JSON answer, as Tornado sends it.
+const jsonType = "application/json; charset=UTF-8"
+
+// safeNext accepts only local paths: "/x" but not "//host" or "/\host",
+// which browsers treat as another host (the 2025 open-redirect fix).
+func safeNext(next string) bool {
+	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") {
+		return false
+	}
+	for i := 0; i < len(next); i++ {
+		if next[i] < ' ' || next[i] == 0x7f {
+			return false
+		}
+	}
+	return true
+}

@@ -1,0 +1,104 @@
+package server
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
+)
+
+// routes builds the echo instance with every route of the server.
+func (s *Server) routes(assets fs.FS) *echo.Echo {
+	e := echo.New()
+	e.HideBanner, e.HidePort = true, true
+	e.HTTPErrorHandler = s.handleError
+	e.Use(middleware.Recover())
+	e.Use(s.requestLogger())
+	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
+		// Only pages and assets: long-polls and WebSockets are streamed
+		// pre-encoded bytes.
+		Skipper: func(c echo.Context) bool {
+			p := c.Request().URL.Path
+			return !(p == "/" || strings.HasPrefix(p, "/w/") || strings.HasPrefix(p, "/static/"))
+		},
+	}))
+
+	e.GET("/", s.handlePage)
+	e.GET("/w/:wall", s.handlePage)
+
+	// The legacy protocol of Tornado's chat demo, plus GET polls.
+	e.POST("/a/message/new", s.handlePost)
+	e.POST("/a/message/updates", s.handleUpdates)
+	e.GET("/a/message/updates", s.handleUpdates)
+
+	// WebSocket: ours, and the legacy websocket demo's path.
+	e.GET("/ws", s.handleWS)
+	e.GET("/chatsocket", s.handleWS)
+
+	// Backend publishing, authenticated by a bearer token.
+	e.POST("/api/publish", s.handlePublish)
+
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+
+	static := e.Group("/static", func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			if c.QueryParam("v") != "" { // content-hashed URL
+				c.Response().Header().Set("Cache-Control", "public, max-age=31536000, immutable")
+			}
+			return next(c)
+		}
+	})
+	static.StaticFS("/", assets)
+	return e
+}
+
+// handleError writes every error as a short JSON object with its status.
+// Legacy clients never read error bodies; ours show the message.
+func (s *Server) handleError(err error, c echo.Context) {
+	if c.Response().Committed {
+		return
+	}
+	code, msg := http.StatusInternalServerError, "internal server error"
+	var he *echo.HTTPError
+	if errors.As(err, &he) {
+		code = he.Code
+		if m, ok := he.Message.(string); ok {
+			msg = m
+		} else {
+			msg = http.StatusText(code)
+		}
+	} else {
+		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+	}
+	if c.Request().Method == http.MethodHead {
+		err = c.NoContent(code)
+	} else {
+		err = c.JSON(code, map[string]string{"error": msg})
+	}
+	if err != nil {
+		s.log.Debug("writing error response", "err", err)
+	}
+}
+
+// requestLogger logs server errors loudly and everything else at debug
+// level: at tens of thousands of polls a second, info logs would cost more
+// than the polls.
+func (s *Server) requestLogger() echo.MiddlewareFunc {
+	return middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogStatus: true, LogURI: true, LogMethod: true, LogLatency: true, LogError: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			level := slog.LevelDebug
+			if v.Status >= 500 {
+				level = slog.LevelError
+			}
+			s.log.LogAttrs(c.Request().Context(), level, "request",
+				slog.String("method", v.Method), slog.String("uri", v.URI),
+				slog.Int("status", v.Status), slog.Duration("latency", v.Latency))
+			return nil
+		},
+	})
+}

@@ -1,0 +1,81 @@
+// Package server serves walls over HTTP: the page, the legacy long-poll and
+// post endpoints of Tornado's chat demo, WebSocket subscriptions and the
+// authenticated publish API.
+package server
+
+import (
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+	"github.com/labstack/echo/v4"
+
+	"wall/wall"
+)
+
+// Config holds the server's tunables. Zero values take the defaults below.
+type Config struct {
+	BodyLimit      int           // max body bytes after decoding (413 above)
+	PollTimeout    time.Duration // longest a long-poll is held
+	AllowedOrigins []string      // extra origins allowed to open WebSockets ("*" for any)
+	PublishToken   string        // bearer token for POST /api/publish; empty disables it
+	SyncWait       time.Duration // longest a request waits for this instance to catch up with a cursor
+}
+
+// Defaults.
+const (
+	DefaultBodyLimit   = 16 << 10
+	DefaultPollTimeout = 45 * time.Second
+	DefaultSyncWait    = 2 * time.Second
+)
+
+func (c *Config) setDefaults() {
+	if c.BodyLimit <= 0 {
+		c.BodyLimit = DefaultBodyLimit
+	}
+	if c.PollTimeout <= 0 {
+		c.PollTimeout = DefaultPollTimeout
+	}
+	if c.SyncWait <= 0 {
+		c.SyncWait = DefaultSyncWait
+	}
+}
+
+// Server holds the dependencies of the handlers. Build it with New.
+type Server struct {
+	cfg    Config
+	log    *slog.Logger
+	hub    *wall.Hub
+	broker wall.Broker
+	echo   *echo.Echo
+	pages  *pages
+
+	upgrader websocket.Upgrader
+	conns    sync.WaitGroup // live WebSocket connections; see Wait
+}
+
+// New builds a server over hub and broker. views holds the HTML templates and
+// assets the static files (both embedded by main).
+func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views, assets fs.FS) (*Server, error) {
+	cfg.setDefaults()
+	s := &Server{cfg: cfg, log: log, hub: hub, broker: broker}
+	p, err := newPages(views, assets)
+	if err != nil {
+		return nil, err
+	}
+	s.pages = p
+	s.upgrader = s.newUpgrader()
+	s.echo = s.routes(assets)
+	return s, nil
+}
+
+// ServeHTTP makes Server an http.Handler.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
+
+// Wait blocks until every WebSocket connection has ended. http.Server's
+// Shutdown does not track hijacked connections, so main calls Wait after
+// closing the hub, which tells every connection to send its close frame.
+func (s *Server) Wait() { s.conns.Wait() }
