@@ -20,12 +20,12 @@ import (
 
 // WebSocket deadlines and limits.
 const (
-	writeWait       = 10 * time.Second    // every write must finish within this
-	pongWait        = 60 * time.Second    // a peer silent this long is gone
-	pingPeriod      = pongWait * 9 / 10   // pings keep pongs coming before pongWait
-	closeGrace      = 2 * time.Second     // how long to wait for the peer's close reply
-	sendQueueMax    = 256                 // queued messages before a reader counts as slow
-	frameOverhead   = 1024                // JSON framing around a body
+	writeWait       = 10 * time.Second  // every write must finish within this
+	pongWait        = 60 * time.Second  // a peer silent this long is gone
+	pingPeriod      = pongWait * 9 / 10 // pings keep pongs coming before pongWait
+	closeGrace      = 2 * time.Second   // how long to wait for the peer's close reply
+	sendQueueMax    = 256               // queued messages before a reader counts as slow
+	frameOverhead   = 1024              // JSON framing around a body
 	closeSlowReason = "too slow: reconnect and resume from your cursor"
 )
 
@@ -115,12 +115,12 @@ type wsClient struct {
 	conn *websocket.Conn
 	wall *wall.Wall
 
-	mu     sync.Mutex
-	queue  []*wall.Message // live messages not yet written
-	notes  [][]byte        // error frames from the reader, not yet written
-	slow   bool            // the queue overflowed: cut the connection
-	wake   chan struct{}   // capacity 1: "the queue has something"
-	spare  []*wall.Message // the writer's drained queue, reused
+	mu    sync.Mutex
+	queue []*wall.Message // live messages not yet written
+	notes [][]byte        // error frames from the reader, not yet written
+	slow  bool            // the queue overflowed: cut the connection
+	wake  chan struct{}   // capacity 1: "the queue has something"
+	spare []*wall.Message // the writer's drained queue, reused
 
 	readDone chan struct{} // closed when readPump has returned
 }
