@@ -66,10 +66,11 @@ func (s *Server) handleUpdates(c echo.Context) error {
 }
 
 // sync catches this instance up with a cursor it cannot place yet (one
-// minted by a peer a few milliseconds ahead), bounded by SyncWait. A cursor
+// minted by a peer a few milliseconds ahead), or with a wall it holds no
+// message of (it may never have loaded it), bounded by SyncWait. A cursor
 // that is still unknown afterwards gets the whole cache with "reset".
 func (s *Server) sync(ctx context.Context, w *wall.Wall, c wall.Cursor) {
-	if w.Has(c) {
+	if w.Has(c) && w.Last() > 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)

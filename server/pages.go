@@ -67,6 +67,7 @@ func (s *Server) handlePage(c echo.Context) error {
 		return echo.NewHTTPError(http.StatusBadRequest, wall.ErrBadName.Error())
 	}
 	w := s.hub.Acquire(name)
+	s.sync(c.Request().Context(), w, wall.Cursor{})
 	msgs := w.Messages()
 	s.hub.Release(w)
 
