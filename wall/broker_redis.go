@@ -1,0 +1,356 @@
+package wall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Tuning of the Redis broker. The waits are short because the pub/sub
+// stream normally delivers within a millisecond; past them the broker reads
+// the Redis history itself.
+const (
+	redisFillAfter   = 75 * time.Millisecond // Publish: wait for pub/sub this long, then fill from history
+	redisSyncWait    = 10 * time.Millisecond // Sync: same, for a cursor minted by another instance
+	redisPingEvery   = 2 * time.Second       // pub/sub health check when the stream is idle
+	redisQueueLen    = 4096                  // pub/sub messages waiting for the applier
+	redisMaxBackoff  = time.Second           // between pub/sub reconnect attempts
+	defaultBodyLimit = 16384
+)
+
+// ErrBodyTooLarge is returned by RedisBroker.Publish for a body over the
+// configured limit; nothing was stored.
+var ErrBodyTooLarge = errors.New("message body too large")
+
+// errWallGone is the sequencer's answer when Redis lost a wall that the
+// caller still holds.
+var errWallGone = errors.New("wall missing in redis")
+
+// RedisConfig configures a RedisBroker. Zero values take the defaults.
+type RedisConfig struct {
+	// History is the number of messages per wall kept in Redis; default
+	// hub.CacheSize(). Gaps up to this size are filled without loss.
+	History int
+	// BodyLimit is the largest body in bytes; default 16384.
+	BodyLimit int
+	// Log receives the broker's logs; default slog.Default().
+	Log *slog.Logger
+	// Prefix starts every key and the channel; default "wall:". Instances
+	// with different prefixes on one Redis are separate clusters.
+	Prefix string
+	// Timeout bounds the Redis work of one Publish or Sync; default 2s.
+	Timeout time.Duration
+	// ResyncInterval is the period of the light resync that compares every
+	// held wall with Redis; default 1s.
+	ResyncInterval time.Duration
+}
+
+// RedisBroker shares walls between instances through Redis. Redis is the
+// single sequencer of each wall: the Function wall_publish assigns the next
+// seq, appends the message to the wall's bounded history and publishes it
+// on <prefix>events, in one atomic step and one round trip. Every instance,
+// the publisher included, applies messages from that stream through one
+// applier goroutine, in seq order; gaps (a dropped pub/sub connection, an
+// overflowing queue, a Redis restart) are filled from the history.
+//
+// A backend publishes into a wall with one command (the id is made up when
+// omitted; the library is loaded by any running instance):
+//
+//	redis-cli FCALL wall_publish 1 'wall:{main}' 'hello from the backend'
+//
+// The key is the prefix plus the wall name in braces; optional arguments
+// after the body are an id (a lowercase UUID4) and the history size. The
+// reply is the seq, the epoch and the id. The body is cleaned like any post
+// by each instance on receipt.
+//
+// Ownership: Run owns every goroutine (the pub/sub reader and the applier).
+// Only the applier writes to the hub's walls and to epochs; Publish and
+// Sync ask it for a resync and wait for the result.
+type RedisBroker struct {
+	client redis.UniversalClient
+	hub    *Hub
+	cfg    RedisConfig
+	log    *slog.Logger
+	lib    string // library source, loaded on start and whenever missing
+
+	msgs  chan *redisEvent // reader -> applier; never blocked on
+	reqs  chan resyncReq   // Publish/Sync -> applier
+	kick  chan struct{}    // 1-buffered: dirty walls are waiting
+	dirty struct {
+		sync.Mutex
+		all   bool
+		walls map[string]struct{}
+	}
+
+	mu     sync.Mutex
+	epochs map[string]string // wall -> epoch of its applied messages; written by the applier only
+
+	dropPubSub atomic.Bool // tests: the reader loses every message, as if its connection were down
+}
+
+var _ Broker = (*RedisBroker)(nil)
+
+// redisEvent is one message as published by the sequencer.
+type redisEvent struct {
+	wall, epoch, id, body string
+	seq                   uint64
+}
+
+// resyncReq asks the applier to bring a wall up to date with Redis (at
+// least to seq target, if known). done is closed when it has tried.
+type resyncReq struct {
+	wall   string
+	target uint64
+	done   chan struct{}
+}
+
+// NewRedisBroker returns a broker that delivers into hub through client.
+// Start it with Run.
+func NewRedisBroker(client redis.UniversalClient, hub *Hub, cfg RedisConfig) *RedisBroker {
+	if cfg.History <= 0 {
+		cfg.History = hub.CacheSize()
+	}
+	if cfg.BodyLimit <= 0 {
+		cfg.BodyLimit = defaultBodyLimit
+	}
+	if cfg.Log == nil {
+		cfg.Log = slog.Default()
+	}
+	if cfg.Prefix == "" {
+		cfg.Prefix = "wall:"
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = 2 * time.Second
+	}
+	if cfg.ResyncInterval <= 0 {
+		cfg.ResyncInterval = time.Second
+	}
+	b := &RedisBroker{
+		client: client,
+		hub:    hub,
+		cfg:    cfg,
+		log:    cfg.Log.With("broker", "redis"),
+		lib:    redisLibraryCode(cfg.History, cfg.BodyLimit),
+		msgs:   make(chan *redisEvent, redisQueueLen),
+		reqs:   make(chan resyncReq),
+		kick:   make(chan struct{}, 1),
+		epochs: make(map[string]string),
+	}
+	b.dirty.walls = make(map[string]struct{})
+	return b
+}
+
+// key returns the key that the library functions take for a wall.
+func (b *RedisBroker) key(wall string) string { return b.cfg.Prefix + "{" + wall + "}" }
+
+func (b *RedisBroker) channel() string { return b.cfg.Prefix + "events" }
+
+func (b *RedisBroker) epoch(wall string) string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.epochs[wall]
+}
+
+// setEpoch must only be called from the applier.
+func (b *RedisBroker) setEpoch(wall, epoch string) {
+	b.mu.Lock()
+	b.epochs[wall] = epoch
+	b.mu.Unlock()
+}
+
+func unavailable(err error) error { return fmt.Errorf("%w: %w", ErrUnavailable, err) }
+
+// Publish sequences the message in Redis and returns it once this
+// instance's applier has applied it (read your writes). If the pub/sub
+// stream does not bring it back within redisFillAfter, the applier fills
+// the wall from the Redis history. Redis errors wrap ErrUnavailable; the
+// sequencing step is atomic, so a failed post stored nothing.
+func (b *RedisBroker) Publish(ctx context.Context, wall, id, body string) (*Message, error) {
+	if len(body) > b.cfg.BodyLimit {
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBodyTooLarge, len(body), b.cfg.BodyLimit)
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	w := b.hub.Acquire(wall)
+	defer b.hub.Release(w)
+
+	held := w.Last() > 0
+	seq, epoch, err := b.sequence(ctx, wall, id, body, held)
+	if errors.Is(err, errWallGone) {
+		// Redis came back empty: restore the wall from this cache first so
+		// numbering continues, then post.
+		b.resync(ctx, wall, 0)
+		seq, epoch, err = b.sequence(ctx, wall, id, body, true)
+	}
+	if err != nil {
+		if errors.Is(err, ErrBodyTooLarge) {
+			return nil, err
+		}
+		return nil, unavailable(err)
+	}
+	if b.epoch(wall) != epoch {
+		b.resync(ctx, wall, 0) // the applier switches epochs before we wait on seq
+	}
+	wctx, wcancel := context.WithTimeout(ctx, redisFillAfter)
+	m, err := w.WaitApplied(wctx, seq)
+	wcancel()
+	if err != nil && ctx.Err() == nil {
+		b.resync(ctx, wall, seq)
+		m, err = w.WaitApplied(ctx, seq)
+	}
+	if err != nil {
+		return nil, unavailable(fmt.Errorf("message %s sequenced as %d but not applied yet: %w", id, seq, err))
+	}
+	switch {
+	case m == nil: // applied and already evicted by newer posts
+		m = NewMessage(id, seq, body)
+	case id != "" && m.ID != id: // another epoch took over meanwhile
+		return nil, unavailable(fmt.Errorf("message %s (seq %d) was replaced by a new epoch", id, seq))
+	}
+	return m, nil
+}
+
+// sequence runs wall_publish and returns the assigned seq and epoch.
+func (b *RedisBroker) sequence(ctx context.Context, wall, id, body string, held bool) (uint64, string, error) {
+	h := "0"
+	if held {
+		h = "1"
+	}
+	v, err := b.fcall(ctx, "wall_publish", wall, body, id, b.cfg.History, h)
+	if err != nil {
+		msg := err.Error()
+		switch {
+		case strings.HasPrefix(msg, "WALLGONE"):
+			return 0, "", errWallGone
+		case strings.HasPrefix(msg, "TOOLARGE"):
+			return 0, "", fmt.Errorf("%w: %s", ErrBodyTooLarge, msg)
+		}
+		return 0, "", err
+	}
+	r, ok := v.([]any)
+	if !ok || len(r) != 3 {
+		return 0, "", fmt.Errorf("wall_publish: unexpected reply %v", v)
+	}
+	seq, _ := r[0].(int64)
+	epoch, _ := r[1].(string)
+	if seq <= 0 || epoch == "" {
+		return 0, "", fmt.Errorf("wall_publish: unexpected reply %v", v)
+	}
+	return uint64(seq), epoch, nil
+}
+
+// fcall calls a library function on the wall's key, loading the library
+// if Redis does not have it (first start, or Redis restarted).
+func (b *RedisBroker) fcall(ctx context.Context, fn, wall string, args ...any) (any, error) {
+	keys := []string{b.key(wall)}
+	v, err := b.client.FCall(ctx, fn, keys, args...).Result()
+	if err != nil && strings.Contains(err.Error(), "Function not found") {
+		if err = b.loadLibrary(ctx); err == nil {
+			v, err = b.client.FCall(ctx, fn, keys, args...).Result()
+		}
+	}
+	return v, err
+}
+
+func (b *RedisBroker) loadLibrary(ctx context.Context) error {
+	if err := b.client.FunctionLoadReplace(ctx, b.lib).Err(); err != nil {
+		return fmt.Errorf("loading the wall function library: %w", err)
+	}
+	return nil
+}
+
+// Sync catches this instance up to cursor c, which may have been minted by
+// another instance a moment ago. A seq cursor ahead of the wall waits
+// briefly for the pub/sub stream, then reads the Redis history; an id
+// cursor unknown here is looked up in the Redis history first; with no
+// cursor, a wall this instance holds no message of is loaded from the
+// history. Sync returns nil when caught up or when the cursor is unknown to
+// Redis too (the poll then answers the whole cache with reset).
+func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
+	w := b.hub.Acquire(wall)
+	defer b.hub.Release(w)
+	if w.Has(c) && w.Last() > 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+	defer cancel()
+	if !c.Set {
+		b.resync(ctx, wall, 0)
+		return nil
+	}
+	seq := c.Seq
+	if c.ID != "" {
+		score, err := b.client.ZScore(ctx, b.key(wall)+":ids", c.ID).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			if w.Last() == 0 {
+				b.resync(ctx, wall, 0)
+			}
+			return nil // unknown everywhere
+		case err != nil:
+			return unavailable(err)
+		}
+		seq = uint64(score)
+	}
+	if w.Last() >= seq && seq > 0 {
+		return nil
+	}
+	wctx, wcancel := context.WithTimeout(ctx, redisSyncWait)
+	_, err := w.WaitApplied(wctx, seq)
+	wcancel()
+	if err != nil || seq == 0 {
+		b.resync(ctx, wall, seq)
+	}
+	return nil
+}
+
+// resync asks the applier to bring wall up to date and waits until it has
+// tried, or ctx ends.
+func (b *RedisBroker) resync(ctx context.Context, wall string, target uint64) {
+	r := resyncReq{wall: wall, target: target, done: make(chan struct{})}
+	select {
+	case b.reqs <- r:
+	case <-ctx.Done():
+		return
+	}
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+	}
+}
+
+// markDirty schedules a resync of wall ("" for every wall) without
+// blocking; the reader uses it when it cannot hand a message over.
+func (b *RedisBroker) markDirty(wall string) {
+	b.dirty.Lock()
+	if wall == "" {
+		b.dirty.all = true
+	} else {
+		b.dirty.walls[wall] = struct{}{}
+	}
+	b.dirty.Unlock()
+	select {
+	case b.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run subscribes and applies messages until ctx is done. It owns the
+// pub/sub reader and the applier goroutines and returns after both ended.
+func (b *RedisBroker) Run(ctx context.Context) error {
+	if err := b.loadLibrary(ctx); err != nil && ctx.Err() == nil {
+		b.log.Warn("redis not ready; will retry", "err", err) // reloaded on first use
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() { b.readLoop(ctx) })
+	wg.Go(func() { b.applyLoop(ctx) })
+	wg.Wait()
+	return nil
+}

@@ -1,0 +1,433 @@
+package wall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/redis/go-redis/v9"
+
+	"wall/wall/redistest"
+)
+
+// redisNode is one instance in a test: a hub and its Redis broker.
+type redisNode struct {
+	hub    *Hub
+	b      *RedisBroker
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// startNode starts an instance on srv; it is stopped at cleanup.
+func startNode(t testing.TB, srv *redistest.Server, cacheSize int) *redisNode {
+	t.Helper()
+	hub := NewHub(cacheSize)
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if os.Getenv("WALL_TEST_LOG") != "" {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	b := NewRedisBroker(srv.Client(), hub, RedisConfig{
+		Log:            log,
+		Prefix:         "t:",
+		ResyncInterval: 200 * time.Millisecond,
+	})
+	ctx, cancel := context.WithCancel(context.Background())
+	n := &redisNode{hub: hub, b: b, cancel: cancel, done: make(chan struct{})}
+	go func() { _ = b.Run(ctx); close(n.done) }()
+	t.Cleanup(n.stop)
+	return n
+}
+
+// stop ends Run and waits for it, failing if it does not return promptly.
+func (n *redisNode) stop() {
+	n.cancel()
+	select {
+	case <-n.done:
+	case <-time.After(5 * time.Second):
+		panic("RedisBroker.Run did not return after cancel")
+	}
+}
+
+// recorder is a Subscriber that records the seqs it was sent.
+type recorder struct {
+	mu   sync.Mutex
+	seqs []uint64
+	ids  []string
+}
+
+func (r *recorder) Send(m *Message) {
+	r.mu.Lock()
+	r.seqs = append(r.seqs, m.Seq)
+	r.ids = append(r.ids, m.ID)
+	r.mu.Unlock()
+}
+
+// checkExactlyOnce asserts the subscriber got seqs 1..n once each, in order.
+func (r *recorder) checkExactlyOnce(t *testing.T, name string, n uint64) {
+	t.Helper()
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if uint64(len(r.seqs)) != n {
+		t.Errorf("%s: subscriber got %d messages, want %d", name, len(r.seqs), n)
+	}
+	for i, s := range r.seqs {
+		if s != uint64(i+1) {
+			t.Errorf("%s: subscriber message %d has seq %d (lost, duplicated or reordered)", name, i, s)
+			return
+		}
+	}
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(d)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after %v waiting for %s", d, what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// sameWall asserts both walls hold seqs 1..n with the same ids in order.
+func sameWall(t *testing.T, a, b *Wall, n uint64) {
+	t.Helper()
+	ma, mb := a.Messages(), b.Messages()
+	if uint64(len(ma)) != n || uint64(len(mb)) != n {
+		t.Fatalf("caches hold %d and %d messages, want %d", len(ma), len(mb), n)
+	}
+	for i := range ma {
+		if ma[i].Seq != uint64(i+1) || mb[i].Seq != uint64(i+1) || ma[i].ID != mb[i].ID || ma[i].Body != mb[i].Body {
+			t.Fatalf("message %d differs: %d %s %q / %d %s %q", i, ma[i].Seq, ma[i].ID, ma[i].Body, mb[i].Seq, mb[i].ID, mb[i].Body)
+		}
+	}
+}
+
+// post publishes on n and checks read-your-writes.
+func post(t testing.TB, n *redisNode, wall, body string) (*Message, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	id := uuid.NewString()
+	m, err := n.b.Publish(ctx, wall, id, body)
+	if err != nil {
+		return nil, err
+	}
+	if m.ID != id || m.Body != body {
+		t.Errorf("Publish returned %+v, want id %s body %q", m, id, body)
+	}
+	if !n.hub.Wall(wall).Has(Cursor{Set: true, ID: id}) {
+		t.Errorf("read your writes: %s not in the posting instance's cache", id)
+	}
+	return m, nil
+}
+
+// postMany runs posters goroutines on each node, each posting per messages,
+// and fails on any error.
+func postMany(t *testing.T, nodes []*redisNode, wall string, posters, per int) {
+	t.Helper()
+	var wg sync.WaitGroup
+	for ni, n := range nodes {
+		for p := range posters {
+			wg.Go(func() {
+				for i := range per {
+					if _, err := post(t, n, wall, fmt.Sprintf("n%d p%d #%d", ni, p, i)); err != nil {
+						t.Errorf("post: %v", err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+}
+
+func subscribe(hub *Hub, wall string) *recorder {
+	r := &recorder{}
+	hub.Wall(wall).Subscribe(r, Cursor{})
+	return r
+}
+
+func TestRedisBrokerTwoInstances(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := startNode(t, srv, 500), startNode(t, srv, 500)
+	ra, rb := subscribe(a.hub, "main"), subscribe(b.hub, "main")
+
+	postMany(t, []*redisNode{a, b}, "main", 4, 50)
+	const n = 400
+	eventually(t, 5*time.Second, "both instances applied 400", func() bool {
+		return a.hub.Wall("main").Last() == n && b.hub.Wall("main").Last() == n
+	})
+	sameWall(t, a.hub.Wall("main"), b.hub.Wall("main"), n)
+	ra.checkExactlyOnce(t, "a", n)
+	rb.checkExactlyOnce(t, "b", n)
+
+	// A third instance started now loads the wall from the history.
+	c := startNode(t, srv, 500)
+	if err := c.b.Sync(context.Background(), "main", Cursor{}); err != nil {
+		t.Fatal(err)
+	}
+	sameWall(t, a.hub.Wall("main"), c.hub.Wall("main"), n)
+}
+
+func TestRedisBrokerSync(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := startNode(t, srv, 200), startNode(t, srv, 200)
+	ctx := context.Background()
+
+	// B's stream is as fast as A's post, or faster: Sync right away.
+	m, err := post(t, a, "main", "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b.b.Sync(ctx, "main", Cursor{Set: true, Seq: m.Seq}); err != nil {
+		t.Fatal(err)
+	}
+	if !b.hub.Wall("main").Has(Cursor{Set: true, ID: m.ID}) {
+		t.Fatal("seq cursor: B.Sync returned before B had the message")
+	}
+
+	// B's stream loses everything: Sync must fill from the Redis history.
+	b.b.dropPubSub.Store(true)
+	for _, c := range []func(*Message) Cursor{
+		func(m *Message) Cursor { return Cursor{Set: true, Seq: m.Seq} },
+		func(m *Message) Cursor { return Cursor{Set: true, ID: m.ID} },
+	} {
+		m, err := post(t, a, "main", "next")
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := b.b.Sync(ctx, "main", c(m)); err != nil {
+			t.Fatal(err)
+		}
+		if !b.hub.Wall("main").Has(Cursor{Set: true, ID: m.ID}) {
+			t.Fatalf("cursor %v: B.Sync did not fetch the message from history", c(m))
+		}
+		if d := time.Since(start); d > 500*time.Millisecond {
+			t.Errorf("Sync took %v", d)
+		}
+	}
+	// An unknown cursor returns at once, leaving the wall alone.
+	for _, c := range []Cursor{{Set: true, ID: uuid.NewString()}, {Set: true, Seq: 99}} {
+		if err := b.b.Sync(ctx, "main", c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.b.dropPubSub.Store(false)
+	sameWall(t, a.hub.Wall("main"), b.hub.Wall("main"), 3)
+}
+
+func TestRedisBrokerPubSubKilled(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := startNode(t, srv, 500), startNode(t, srv, 500)
+	ra, rb := subscribe(a.hub, "main"), subscribe(b.hub, "main")
+	admin := srv.Client()
+
+	stop := make(chan struct{})
+	killed := make(chan int)
+	go func() {
+		n := 0
+		defer func() { killed <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(30 * time.Millisecond):
+			}
+			k, _ := admin.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Result()
+			n += int(k)
+		}
+	}()
+	postMany(t, []*redisNode{a, b}, "main", 2, 100)
+	close(stop)
+	if k := <-killed; k == 0 {
+		t.Fatal("no pub/sub connection was killed")
+	} else {
+		t.Logf("killed %d pub/sub connections", k)
+	}
+	const n = 400
+	eventually(t, 5*time.Second, "both instances applied 400", func() bool {
+		return a.hub.Wall("main").Last() == n && b.hub.Wall("main").Last() == n
+	})
+	sameWall(t, a.hub.Wall("main"), b.hub.Wall("main"), n)
+	ra.checkExactlyOnce(t, "a", n)
+	rb.checkExactlyOnce(t, "b", n)
+}
+
+// TestRedisBrokerRedisDown stops Redis: posts fail fast with
+// ErrUnavailable, subscribers stay, and after the restart (empty) the walls
+// are restored from the caches so numbering continues.
+func TestRedisBrokerRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := startNode(t, srv, 200), startNode(t, srv, 200)
+	ra, rb := subscribe(a.hub, "main"), subscribe(b.hub, "main")
+	postMany(t, []*redisNode{a, b}, "main", 1, 5)
+	eventually(t, 2*time.Second, "10 on B", func() bool { return b.hub.Wall("main").Last() == 10 })
+
+	srv.Stop()
+	for _, n := range []*redisNode{a, b} {
+		start := time.Now()
+		_, err := n.b.Publish(context.Background(), "main", uuid.NewString(), "lost")
+		if !errors.Is(err, ErrUnavailable) {
+			t.Fatalf("Publish with Redis down: %v, want ErrUnavailable", err)
+		}
+		if d := time.Since(start); d > 3*time.Second {
+			t.Errorf("Publish with Redis down took %v", d)
+		}
+	}
+	srv.Start()
+
+	admin := srv.Client()
+	eventually(t, 5*time.Second, "the wall restored into Redis", func() bool {
+		s, _ := admin.HGet(context.Background(), "t:{main}:meta", "seq").Result()
+		return s == "10"
+	})
+	m, err := post(t, b, "main", "after the restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Seq != 11 {
+		t.Fatalf("first post after the restart got seq %d, want 11", m.Seq)
+	}
+	eventually(t, 2*time.Second, "11 on A", func() bool { return a.hub.Wall("main").Last() == 11 })
+	sameWall(t, a.hub.Wall("main"), b.hub.Wall("main"), 11)
+	ra.checkExactlyOnce(t, "a", 11)
+	rb.checkExactlyOnce(t, "b", 11)
+}
+
+// TestRedisBrokerMissedWhileDown publishes with redis-cli's command while
+// one instance's stream is dead: it still gets the message, without any
+// further post.
+func TestRedisBrokerMissedWhileDown(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := startNode(t, srv, 200), startNode(t, srv, 200)
+	admin := srv.Client()
+	if _, err := post(t, a, "main", "one"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "1 on B", func() bool { return b.hub.Wall("main").Last() == 1 })
+
+	b.b.dropPubSub.Store(true)
+	// redis-cli FCALL wall_publish 1 'wall:{main}' 'hello from the backend', with the tests' prefix
+	v, err := admin.FCall(context.Background(), "wall_publish", []string{"t:{main}"}, "  hello from the backend \x01").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "the backend's message on A", func() bool { return a.hub.Wall("main").Last() == 2 })
+	eventually(t, 3*time.Second, "the backend's message on B", func() bool { return b.hub.Wall("main").Last() == 2 })
+	b.b.dropPubSub.Store(false)
+	sameWall(t, a.hub.Wall("main"), b.hub.Wall("main"), 2)
+	m := b.hub.Wall("main").Messages()[1]
+	if m.Body != "hello from the backend" || m.ID != v.([]any)[2] {
+		t.Fatalf("backend message %+v (reply %v)", m, v)
+	}
+	if _, err := uuid.Parse(m.ID); err != nil || m.ID[14] != '4' {
+		t.Fatalf("generated id %q is not a UUID4", m.ID)
+	}
+
+	// A new wall published from the backend appears on both.
+	if _, err := admin.FCall(context.Background(), "wall_publish", []string{"t:{news}"}, "x").Result(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "the new wall on both", func() bool {
+		la, lb := a.hub.Lookup("news"), b.hub.Lookup("news")
+		return la != nil && lb != nil && la.Last() == 1 && lb.Last() == 1
+	})
+}
+
+// TestRedisBrokerInstanceRestart restarts one instance while the other
+// keeps posting: the new one serves the same cache.
+func TestRedisBrokerInstanceRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := startNode(t, srv, 50), startNode(t, srv, 50)
+	postMany(t, []*redisNode{a, b}, "main", 1, 20)
+	b.stop()
+	postMany(t, []*redisNode{a}, "main", 1, 30)
+	b2 := startNode(t, srv, 50)
+	if err := b2.b.Sync(context.Background(), "main", Cursor{}); err != nil {
+		t.Fatal(err)
+	}
+	ma, mb := a.hub.Wall("main").Messages(), b2.hub.Wall("main").Messages()
+	if len(ma) != 50 || len(mb) != 50 || ma[0].Seq != 21 || mb[49].Seq != 70 {
+		t.Fatalf("caches: %d and %d messages", len(ma), len(mb))
+	}
+	for i := range ma {
+		if ma[i].ID != mb[i].ID {
+			t.Fatalf("message %d differs", i)
+		}
+	}
+	r := subscribe(b2.hub, "main")
+	if _, err := post(t, a, "main", "live"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "live message on the restarted instance", func() bool {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return len(r.seqs) == 1 && r.seqs[0] == 71
+	})
+}
+
+// TestRedisBrokerNewEpoch: Redis lost the wall and the first post after
+// the loss came from a backend, before any instance restored it. The
+// instances adopt the new history instead of mixing the two.
+func TestRedisBrokerNewEpoch(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startNode(t, srv, 200)
+	postMany(t, []*redisNode{a}, "main", 1, 5)
+	a.b.dropPubSub.Store(true) // keep A from restoring on resubscribe before the backend posts
+	admin := srv.Client()
+	a.stop()
+	if err := admin.Del(context.Background(), "t:{main}:meta", "t:{main}:log", "t:{main}:ids").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.FCall(context.Background(), "wall_publish", []string{"t:{main}"}, "new era").Result(); err != nil {
+		t.Fatal(err)
+	}
+	// Restart A's broker on the same hub (its cache still holds 1..5).
+	b := NewRedisBroker(srv.Client(), a.hub, RedisConfig{Prefix: "t:", ResyncInterval: 100 * time.Millisecond,
+		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	b.epochs = a.b.epochs
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = b.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	eventually(t, 3*time.Second, "the new epoch adopted", func() bool {
+		ms := a.hub.Wall("main").Messages()
+		return len(ms) == 1 && ms[0].Body == "new era"
+	})
+	w := a.hub.Wall("main")
+	if r, _ := w.Poll(Cursor{Set: true, Seq: 5}); !r.Reset || len(r.Messages) != 1 {
+		t.Fatalf("a cursor of the old epoch: %+v, want the whole cache with reset", r)
+	}
+}
+
+// BenchmarkRedisPublish posts on instance A and measures until instance B
+// has applied the message.
+func BenchmarkRedisPublish(b *testing.B) {
+	srv := redistest.Start(b)
+	a, o := startNode(b, srv, 200), startNode(b, srv, 200)
+	ctx := context.Background()
+	wb := o.hub.Wall("bench")
+	body := "a benchmark message with a link http://example.com/?a=1&b=2"
+	b.ReportAllocs()
+	b.ResetTimer()
+	for range b.N {
+		m, err := a.b.Publish(ctx, "bench", uuid.NewString(), body)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if _, err := wb.WaitApplied(ctx, m.Seq); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+var _ = redis.Nil
