@@ -92,6 +92,8 @@ type RedisBroker struct {
 	mu     sync.Mutex
 	epochs map[string]string // wall -> epoch of its applied messages; written by the applier only
 
+	behind map[string]uint64 // wall -> Redis seq seen ahead at the last check; applier only
+
 	dropPubSub atomic.Bool // tests: the reader loses every message, as if its connection were down
 }
 
@@ -142,6 +144,7 @@ func NewRedisBroker(client redis.UniversalClient, hub *Hub, cfg RedisConfig) *Re
 		reqs:   make(chan resyncReq),
 		kick:   make(chan struct{}, 1),
 		epochs: make(map[string]string),
+		behind: make(map[string]uint64),
 	}
 	b.dirty.walls = make(map[string]struct{})
 	return b

@@ -189,7 +189,8 @@ func (b *RedisBroker) markDirtyQuiet(wall string) {
 
 // check compares every held wall's seq and epoch with Redis in one
 // pipeline, and resyncs those that differ: messages sequenced while the
-// pub/sub connection was down, or a wall Redis lost.
+// pub/sub connection was down, or a wall Redis lost. Must only be called
+// from the applier.
 func (b *RedisBroker) check(ctx context.Context) {
 	names := b.hub.Names()
 	if len(names) == 0 {
@@ -222,6 +223,13 @@ func (b *RedisBroker) check(ctx context.Context) {
 		if epoch == "" && last == 0 {
 			continue
 		}
+		if epoch == b.epoch(n) && seq > last && b.behind[n] <= last {
+			// Probably in flight on the stream: resync only if the wall is
+			// still behind this seq at the next check.
+			b.behind[n] = seq
+			continue
+		}
+		delete(b.behind, n)
 		if epoch != b.epoch(n) || seq != last {
 			if err := b.resyncWall(ctx, n); err != nil {
 				b.log.Debug("redis resync failed", "wall", n, "err", err)
