@@ -78,18 +78,34 @@ func linkify(text string) string {
 	}
 	var b strings.Builder
 	b.Grow(len(esc) + 32)
-	last := 0 // esc[:last] has been written
+	last := 0     // esc[:last] has been written
+	runEnd := 0   // end of the [\w-] run holding pos, while pos < runEnd
+	deadRun := -1 // runEnd of a run whose `[\w-]+:` branch cannot match
 	for pos := 0; pos < len(esc); {
+		_, size := utf8.DecodeRuneInString(esc[pos:])
 		// Python's re.sub tries every position left to right; a match must
 		// start at a word boundary.
 		if !wordBoundary(esc, pos) {
-			_, size := utf8.DecodeRuneInString(esc[pos:])
+			pos += size
+			continue
+		}
+		if pos >= runEnd {
+			runEnd = pos + wordRunLen(esc[pos:])
+		}
+		// The `([\w-]+):` branch must take the whole [\w-] run up to its
+		// end, so it matches or fails alike at every position of one run.
+		// Once it failed, only a "www." start can match later in the run.
+		// Skipping the rest keeps linkify linear: without it a 16 KiB body
+		// like "a-a-a-…a:/" costs O(n²) regexp steps (seconds of CPU).
+		if runEnd == deadRun && !strings.HasPrefix(esc[pos:], "www.") {
 			pos += size
 			continue
 		}
 		m := urlRE.FindStringSubmatchIndex(esc[pos:])
+		if m == nil || m[4] < 0 {
+			deadRun = runEnd
+		}
 		if m == nil {
-			_, size := utf8.DecodeRuneInString(esc[pos:])
 			pos += size
 			continue
 		}
@@ -112,6 +128,17 @@ func linkify(text string) string {
 	}
 	b.WriteString(esc[last:])
 	return b.String()
+}
+
+// wordRunLen returns the length of the run of [\w-] characters that s
+// starts with.
+func wordRunLen(s string) int {
+	for i, r := range s {
+		if r != '-' && !isPyWord(r) {
+			return i
+		}
+	}
+	return len(s)
 }
 
 func wordBoundary(s string, i int) bool {
