@@ -43,7 +43,8 @@ type RedisConfig struct {
 	// Log receives the broker's logs; default slog.Default().
 	Log *slog.Logger
 	// Prefix starts every key and the channel; default "wall:". Instances
-	// with different prefixes on one Redis are separate clusters.
+	// with different prefixes on one Redis are separate clusters. It must
+	// not contain braces (the wall name is the keys' hash tag).
 	Prefix string
 	// Timeout bounds the Redis work of one Publish or Sync; default 2s.
 	Timeout time.Duration

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -407,6 +408,44 @@ func TestRedisBrokerNewEpoch(t *testing.T) {
 	w := a.hub.Wall("main")
 	if r, _ := w.Poll(Cursor{Set: true, Seq: 5}); !r.Reset || len(r.Messages) != 1 {
 		t.Fatalf("a cursor of the old epoch: %+v, want the whole cache with reset", r)
+	}
+}
+
+func TestRedisBrokerLimitsAndPayload(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startNode(t, srv, 200)
+	if _, err := post(t, a, "other", "the library is loaded"); err != nil {
+		t.Fatal(err)
+	}
+	big := strings.Repeat("x", defaultBodyLimit+1)
+	if _, err := a.b.Publish(context.Background(), "main", uuid.NewString(), big); !errors.Is(err, ErrBodyTooLarge) {
+		t.Fatalf("oversized Publish: %v, want ErrBodyTooLarge", err)
+	}
+	_, err := srv.Client().FCall(context.Background(), "wall_publish", []string{"t:{main}"}, big).Result()
+	if err == nil || !strings.HasPrefix(err.Error(), "TOOLARGE") {
+		t.Fatalf("oversized FCALL: %v", err)
+	}
+	for _, key := range []string{"main", "t:{}", "t:{a b}"} {
+		if _, err := srv.Client().FCall(context.Background(), "wall_publish", []string{key}, "x").Result(); err == nil {
+			t.Errorf("FCALL with key %q accepted", key)
+		}
+	}
+	if l := a.hub.Wall("main").Last(); l != 0 {
+		t.Fatalf("a refused post was stored: last %d", l)
+	}
+
+	p := encodePayload(7, "e1", "id-1", "main", "two\nlines  ")
+	e, err := parsePayload(p)
+	if err != nil || e.seq != 7 || e.epoch != "e1" || e.id != "id-1" || e.wall != "main" || e.body != "two\nlines  " {
+		t.Fatalf("payload round trip: %+v, %v", e, err)
+	}
+	if m := e.message(); m.Body != "two\nlines" {
+		t.Fatalf("received body not cleaned: %q", m.Body)
+	}
+	for _, bad := range []string{"", "1 e id main", "x e id main\nb", "1 e main\nb"} {
+		if _, err := parsePayload(bad); err == nil {
+			t.Errorf("parsePayload(%q) accepted", bad)
+		}
 	}
 }
 
