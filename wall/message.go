@@ -75,7 +75,8 @@ func appendPyString(b []byte, s string) []byte {
 				b = append(b, '\\', 'b')
 			case c == '\f':
 				b = append(b, '\\', 'f')
-			case c < 0x20:
+			case c < 0x20 || c == 0x7f:
+				// Python escapes everything outside ' '..'~', DEL included.
 				b = appendU(b, rune(c))
 			case c == '/' && i > 0 && s[i-1] == '<':
 				b = append(b, '\\', '/')

@@ -1,0 +1,149 @@
+package wall
+
+import (
+	"encoding/json"
+	"strings"
+	"testing"
+	"unicode/utf8"
+)
+
+// TestAppendPyString pins the string encoding against Python's
+// json.dumps(s).replace("</", "<\\/"); every expectation was produced by
+// Python 3.11.
+func TestAppendPyString(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"empty", "", `""`},
+		{"quote", `"`, `"\""`},
+		{"backslash", `\`, `"\\"`},
+		{"newline", "\n", `"\n"`},
+		{"cr", "\r", `"\r"`},
+		{"tab", "\t", `"\t"`},
+		{"backspace", "\b", `"\b"`},
+		{"formfeed", "\f", `"\f"`},
+		{"nul", "\x00", `"\u0000"`},
+		{"vt", "\v", `"\u000b"`},
+		{"unit separator", "\x1f", `"\u001f"`},
+		{"del", "\x7f", `"\u007f"`},
+		{"printable ascii", " ~!#$%&'()*+,-./:;<=>?@[]^_`{|}", "\" ~!#$%&'()*+,-./:;<=>?@[]^_`{|}\""},
+		{"latin", "é", `"\u00e9"`},
+		{"C1 control", "\u0085", `"\u0085"`},
+		{"cjk", "日本", `"\u65e5\u672c"`},
+		{"nbsp", "\u00a0", `"\u00a0"`},
+		{"line separator", "\u2028", `"\u2028"`},
+		{"bom", "\ufeff", `"\ufeff"`},
+		{"max bmp", "\uffff", `"\uffff"`},
+		{"emoji", "😀", `"\ud83d\ude00"`},
+		{"first astral", "\U00010000", `"\ud800\udc00"`},
+		{"astral max", "\U0010ffff", `"\udbff\udfff"`},
+		{"close tag", "</div>", `"<\/div>"`},
+		{"close tags", "</a></div>", `"<\/a><\/div>"`},
+		{"lone slash", "a/b", `"a/b"`},
+		{"slash first", "/a", `"/a"`},
+		{"lt lt slash", "<</", `"<<\/"`},
+		{"slash after backslash", `\/`, `"\\/"`},
+		{"lt then escaped slash", "<\\/", `"<\\/"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := string(appendPyString(nil, tt.in)); got != tt.want {
+				t.Errorf("appendPyString(%q) = %s, want %s", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
+// TestNewMessage pins whole message objects against Python:
+// json_encode({"id": id, "seq": 42, "body": body, "html": html}).
+func TestNewMessage(t *testing.T) {
+	const id = "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e"
+	tests := []struct{ body, html, json string }{
+		{
+			"hi",
+			`<div class="message" id="m` + id + `">hi</div>` + "\n",
+			`{"id": "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e", "seq": 42, "body": "hi", "html": "<div class=\"message\" id=\"m0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e\">hi<\/div>\n"}`,
+		},
+		{
+			"see http://example.com/?a=1&b=2 '",
+			`<div class="message" id="m` + id + `">see <a href="http://example.com/?a=1&amp;b=2">http://example.com/?a=1&amp;b=2</a> &#39;</div>` + "\n",
+			`{"id": "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e", "seq": 42, "body": "see http://example.com/?a=1&b=2 '", "html": "<div class=\"message\" id=\"m0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e\">see <a href=\"http://example.com/?a=1&amp;b=2\">http://example.com/?a=1&amp;b=2<\/a> &#39;<\/div>\n"}`,
+		},
+		{
+			`</script><b>"x"</b>`,
+			`<div class="message" id="m` + id + `">&lt;/script&gt;&lt;b&gt;&quot;x&quot;&lt;/b&gt;</div>` + "\n",
+			`{"id": "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e", "seq": 42, "body": "<\/script><b>\"x\"<\/b>", "html": "<div class=\"message\" id=\"m0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e\">&lt;/script&gt;&lt;b&gt;&quot;x&quot;&lt;/b&gt;<\/div>\n"}`,
+		},
+		{
+			"é😀\x7f\x01\n",
+			`<div class="message" id="m` + id + `">é😀` + "\x7f\x01\n</div>\n",
+			`{"id": "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e", "seq": 42, "body": "\u00e9\ud83d\ude00\u007f\u0001\n", "html": "<div class=\"message\" id=\"m0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e\">\u00e9\ud83d\ude00\u007f\u0001\n<\/div>\n"}`,
+		},
+		{
+			"www.x.com",
+			`<div class="message" id="m` + id + `"><a href="http://www.x.com">www.x.com</a></div>` + "\n",
+			`{"id": "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e", "seq": 42, "body": "www.x.com", "html": "<div class=\"message\" id=\"m0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e\"><a href=\"http://www.x.com\">www.x.com<\/a><\/div>\n"}`,
+		},
+	}
+	for _, tt := range tests {
+		m := NewMessage(id, 42, tt.body)
+		if m.ID != id || m.Seq != 42 || m.Body != tt.body {
+			t.Errorf("NewMessage(%q) = %+v", tt.body, m)
+		}
+		if m.HTML != tt.html {
+			t.Errorf("NewMessage(%q).HTML = %q, want %q", tt.body, m.HTML, tt.html)
+		}
+		if string(m.JSON) != tt.json {
+			t.Errorf("NewMessage(%q).JSON\n got %s\nwant %s", tt.body, m.JSON, tt.json)
+		}
+	}
+}
+
+func TestNewMessageSeqEncoding(t *testing.T) {
+	for _, tt := range []struct {
+		seq  uint64
+		want string
+	}{
+		{0, `"seq": 0,`},
+		{1, `"seq": 1,`},
+		{1 << 53, `"seq": 9007199254740992,`},
+		{^uint64(0), `"seq": 18446744073709551615,`},
+	} {
+		if m := NewMessage("x", tt.seq, ""); !strings.Contains(string(m.JSON), tt.want) {
+			t.Errorf("seq %d: %s does not contain %s", tt.seq, m.JSON, tt.want)
+		}
+	}
+}
+
+func FuzzMessageJSON(f *testing.F) {
+	for _, s := range []string{"", "hi", "</div>", "<\\/", "\x00\x1f\x7f\u0085\u2028", "😀\U0010ffff", `"\`, "http://x.com/</a>", "\b\f\n\r\t"} {
+		f.Add("0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e", uint64(1), s)
+	}
+	f.Fuzz(func(t *testing.T, id string, seq uint64, body string) {
+		if !utf8.ValidString(id) || !utf8.ValidString(body) {
+			return // bodies are checked by CleanBody; ids are UUIDs
+		}
+		m := NewMessage(id, seq, body)
+		for i, c := range m.JSON {
+			if c < 0x20 || c >= 0x7f {
+				t.Fatalf("byte %#x at %d: output is not printable ASCII: %q", c, i, m.JSON)
+			}
+		}
+		if strings.Contains(string(m.JSON), "</") {
+			t.Fatalf("output contains </: %s", m.JSON)
+		}
+		if !strings.HasPrefix(string(m.JSON), `{"id": "`) {
+			t.Fatalf("output does not start with the id key: %s", m.JSON)
+		}
+		var got struct {
+			ID   string `json:"id"`
+			Seq  uint64 `json:"seq"`
+			Body string `json:"body"`
+			HTML string `json:"html"`
+		}
+		if err := json.Unmarshal(m.JSON, &got); err != nil {
+			t.Fatalf("invalid JSON %s: %v", m.JSON, err)
+		}
+		if got.ID != id || got.Seq != seq || got.Body != body || got.HTML != m.HTML {
+			t.Fatalf("round trip of %s gave %+v", m.JSON, got)
+		}
+	})
+}
