@@ -1,0 +1,173 @@
+// Command wall serves a real-time message wall: a bounded cache of recent
+// messages per named wall, pushed to browsers over WebSocket, to legacy
+// clients of Tornado's chat demo by long-poll, and kept in sync across
+// instances by Redis.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+
+	"wall/assets"
+	"wall/server"
+	"wall/views"
+	"wall/wall"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			os.Exit(0)
+		}
+		fmt.Fprintln(os.Stderr, "wall:", err)
+		os.Exit(1)
+	}
+}
+
+// config is everything run reads from flags and the environment.
+type config struct {
+	addr            string
+	cacheSize       int
+	server          server.Config
+	origins         string
+	redisURL        string
+	shutdownTimeout time.Duration
+	logLevel        string
+}
+
+// parseFlags reads flags, each defaulting to its environment variable.
+func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
+	var cfg config
+	fs := flag.NewFlagSet("wall", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	env := func(name, def string) string {
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	envInt := func(name string, def int) int {
+		if n, err := strconv.Atoi(getenv(name)); err == nil {
+			return n
+		}
+		return def
+	}
+	envDur := func(name string, def time.Duration) time.Duration {
+		if d, err := time.ParseDuration(getenv(name)); err == nil {
+			return d
+		}
+		return def
+	}
+	fs.StringVar(&cfg.addr, "addr", env("WALL_ADDR", ":7000"), "listen address (WALL_ADDR)")
+	fs.IntVar(&cfg.cacheSize, "cache", envInt("WALL_CACHE_SIZE", 200), "messages cached per wall (WALL_CACHE_SIZE)")
+	fs.IntVar(&cfg.server.BodyLimit, "body-limit", envInt("WALL_BODY_LIMIT", server.DefaultBodyLimit), "max message body in bytes; larger posts get 413 (WALL_BODY_LIMIT)")
+	fs.DurationVar(&cfg.server.PollTimeout, "poll-timeout", envDur("WALL_POLL_TIMEOUT", server.DefaultPollTimeout), "longest a long-poll is held; keep it below the proxy's read timeout (WALL_POLL_TIMEOUT)")
+	fs.StringVar(&cfg.origins, "origins", env("WALL_ALLOWED_ORIGINS", ""), "comma-separated extra origins allowed to open WebSockets, or * (WALL_ALLOWED_ORIGINS)")
+	fs.StringVar(&cfg.redisURL, "redis", env("REDIS_URL", ""), "Redis URL, e.g. redis://127.0.0.1:6379/0; empty runs a single instance with the in-process broker (REDIS_URL)")
+	fs.StringVar(&cfg.server.PublishToken, "publish-token", env("WALL_PUBLISH_TOKEN", ""), "bearer token for POST /api/publish; empty disables it (WALL_PUBLISH_TOKEN)")
+	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", envDur("WALL_SHUTDOWN_TIMEOUT", 10*time.Second), "longest graceful shutdown (WALL_SHUTDOWN_TIMEOUT)")
+	fs.StringVar(&cfg.logLevel, "log-level", env("WALL_LOG_LEVEL", "info"), "debug, info, warn or error (WALL_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return cfg, err
+	}
+	if fs.NArg() > 0 {
+		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
+	}
+	if cfg.cacheSize < 1 {
+		return cfg, fmt.Errorf("-cache must be at least 1")
+	}
+	for _, o := range strings.Split(cfg.origins, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			cfg.server.AllowedOrigins = append(cfg.server.AllowedOrigins, o)
+		}
+	}
+	return cfg, nil
+}
+
+// run serves until ctx is done, then shuts down gracefully. If ready is not
+// nil, the bound address is sent on it once the server accepts connections
+// (tests use it with -addr 127.0.0.1:0).
+func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
+	cfg, err := parseFlags(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(cfg.logLevel)); err != nil {
+		return fmt.Errorf("-log-level: %w", err)
+	}
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	hub := wall.NewHub(cfg.cacheSize)
+	broker, closeBroker, err := newBroker(cfg, hub, log)
+	if err != nil {
+		return err
+	}
+	defer closeBroker()
+	srv, err := server.New(cfg.server, log, hub, broker, views.FS, assets.FS)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	httpSrv := &http.Server{
+		Handler:           srv,
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
+	}
+
+	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopBroker()
+	g := new(errgroup.Group)
+	g.Go(func() error { return broker.Run(brokerCtx) })
+	g.Go(func() error {
+		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			return err
+		}
+		return nil
+	})
+	log.Info("wall listening", "addr", ln.Addr().String(), "redis", cfg.redisURL != "", "cache", cfg.cacheSize)
+	if ready != nil {
+		ready <- ln.Addr().String()
+	}
+
+	<-ctx.Done()
+	log.Info("shutting down")
+	// A fresh context: ctx is already cancelled.
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
+	defer cancel()
+	// Answer pending polls and send WebSocket close frames, then stop
+	// accepting and wait for active requests; hijacked WebSockets are not
+	// tracked by Shutdown, so wait for them separately.
+	hub.Close()
+	err = httpSrv.Shutdown(sctx)
+	wsDone := make(chan struct{})
+	go func() { srv.Wait(); close(wsDone) }()
+	select {
+	case <-wsDone:
+	case <-sctx.Done():
+		httpSrv.Close()
+		err = errors.Join(err, errors.New("websocket connections still open at shutdown deadline"))
+	}
+	stopBroker()
+	return errors.Join(err, g.Wait())
+}
