@@ -75,8 +75,10 @@ func xorMask(mask, b []byte) []byte {
 // argument or the X-XSRFToken / X-CSRFToken header must unmask to the
 // cookie's token. It returns the 403 message, or "" when the check passes.
 func checkXSRF(r *http.Request, a args) string {
-	v, ok := a.get("_xsrf")
-	if !ok {
+	// As Tornado's `get_argument("_xsrf") or header or header`: an empty
+	// argument falls back to the headers.
+	v, _ := a.get("_xsrf")
+	if v == "" {
 		v = r.Header.Get("X-Xsrftoken")
 		if v == "" {
 			v = r.Header.Get("X-Csrftoken")
