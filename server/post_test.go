@@ -128,7 +128,9 @@ func TestPostStatuses(t *testing.T) {
 		location string // for 302
 		stored   string // body of the one message stored, "" for none
 	}{
-		{name: "plain", req: func() *http.Request { return rawFormRequest("/a/message/new", "body=hi&_xsrf="+url.QueryEscape(testXSRF)) },
+		{name: "plain", req: func() *http.Request {
+			return rawFormRequest("/a/message/new", "body=hi&_xsrf="+url.QueryEscape(testXSRF))
+		},
 			code: 200, stored: "hi"},
 		{name: "next=/ redirects", req: func() *http.Request {
 			return formRequest("/a/message/new", url.Values{"body": {"hi"}, "next": {"/"}})
