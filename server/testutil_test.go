@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"runtime"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,6 +30,9 @@ type testEnv struct {
 	srv    *Server
 	ts     *httptest.Server
 	client *http.Client
+	// inflight counts requests inside the server's handler (a WebSocket
+	// counts until its handler returns).
+	inflight atomic.Int64
 }
 
 // testXSRF is a valid version-2 token used as both cookie and field by
@@ -46,10 +50,15 @@ func newTestEnv(t *testing.T, cfg Config, cacheSize int) *testEnv {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
 	tr := &http.Transport{MaxIdleConnsPerHost: 512, DisableCompression: true}
-	e := &testEnv{t: t, hub: hub, broker: broker, srv: srv, ts: ts,
+	e := &testEnv{t: t, hub: hub, broker: broker, srv: srv,
 		client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}
+	ts := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.inflight.Add(1)
+		defer e.inflight.Add(-1)
+		srv.ServeHTTP(w, r)
+	}))
+	e.ts = ts
 	t.Cleanup(func() {
 		hub.Close()
 		tr.CloseIdleConnections()
