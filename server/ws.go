@@ -135,6 +135,11 @@ func (cl *wsClient) Send(m *wall.Message) {
 	case len(cl.queue) >= sendQueueMax:
 		cl.slow = true
 		cl.queue = nil
+		// A writer blocked on the stalled peer would otherwise hold the
+		// connection until writeWait; fail its write now. A deadline is
+		// safe to set from any goroutine, and the writer sets its own
+		// before every later write.
+		cl.conn.NetConn().SetWriteDeadline(time.Now())
 	default:
 		cl.queue = append(cl.queue, m)
 	}
