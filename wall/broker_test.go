@@ -1,0 +1,171 @@
+package wall
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+)
+
+func TestMemoryBrokerPublish(t *testing.T) {
+	h := NewHub(10)
+	b := NewMemoryBroker(h)
+	ctx := context.Background()
+	const id = "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e"
+	m, err := b.Publish(ctx, "a", id, "see www.x.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := NewMessage(id, 1, "see www.x.com")
+	if m.ID != want.ID || m.Seq != 1 || m.Body != want.Body || m.HTML != want.HTML || string(m.JSON) != string(want.JSON) {
+		t.Fatalf("Publish = %+v, want %+v", m, want)
+	}
+	w := h.Lookup("a")
+	if w == nil || !slices.Equal(w.Messages(), []*Message{m}) {
+		t.Fatal("published message not in the cache")
+	}
+	if err := b.Sync(ctx, "a", Cursor{Set: true, Seq: 1}); err != nil {
+		t.Fatalf("Sync: %v", err)
+	}
+}
+
+// TestMemoryBrokerWallsIndependent checks that every wall numbers its own
+// messages from 1.
+func TestMemoryBrokerWallsIndependent(t *testing.T) {
+	h := NewHub(10)
+	b := NewMemoryBroker(h)
+	ctx := context.Background()
+	for i, name := range []string{"a", "b", "a", "c", "a", "b"} {
+		m, err := b.Publish(ctx, name, fmt.Sprint(i), "x")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[int]uint64{0: 1, 1: 1, 2: 2, 3: 1, 4: 3, 5: 2}[i]; m.Seq != want {
+			t.Errorf("publish %d to %s: seq %d, want %d", i, name, m.Seq, want)
+		}
+	}
+	for name, n := range map[string]int{"a": 3, "b": 2, "c": 1} {
+		if got := len(h.Lookup(name).Messages()); got != n {
+			t.Errorf("wall %s holds %d messages, want %d", name, got, n)
+		}
+	}
+}
+
+func TestMemoryBrokerCancelledContext(t *testing.T) {
+	h := NewHub(10)
+	b := NewMemoryBroker(h)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if m, err := b.Publish(ctx, "a", "id", "x"); !errors.Is(err, context.Canceled) || m != nil {
+		t.Fatalf("Publish with a cancelled ctx = %v, %v", m, err)
+	}
+	if h.Lookup("a") != nil {
+		t.Fatal("a cancelled Publish created a wall")
+	}
+	if _, err := b.Publish(context.Background(), "a", "id1", "x"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(ctx, "a", "id2", "x"); err == nil {
+		t.Fatal("Publish with a cancelled ctx succeeded")
+	}
+	if w := h.Lookup("a"); w.Last() != 1 || len(w.Messages()) != 1 {
+		t.Fatalf("a cancelled Publish stored something: last %d", w.Last())
+	}
+}
+
+// TestMemoryBrokerConcurrentPublish publishes from many goroutines to one
+// wall while pollers come and go: seqs are 1..N with no gap or repeat, each
+// message is cached when its Publish returns, and a subscriber sees them all
+// in order.
+func TestMemoryBrokerConcurrentPublish(t *testing.T) {
+	const posters, per = 16, 50
+	h := NewHub(posters * per)
+	b := NewMemoryBroker(h)
+	ctx := context.Background()
+
+	sub := h.Acquire("a")
+	rec := &seqRecorder{}
+	sub.Subscribe(rec, Cursor{})
+
+	var wg sync.WaitGroup
+	seqs := make(chan uint64, posters*per)
+	for p := range posters {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			for i := range per {
+				id := fmt.Sprintf("%d-%d", p, i)
+				m, err := b.Publish(ctx, "a", id, "body "+id)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if m.ID != id || m.Body != "body "+id {
+					t.Errorf("Publish returned %+v for %s", m, id)
+				}
+				if w := h.Lookup("a"); w == nil || !w.Has(Cursor{Set: true, ID: id}) {
+					t.Errorf("message %s not cached when Publish returned", id)
+				}
+				seqs <- m.Seq
+				// "b" has no lasting user: only these posts and the
+				// pollers below, which may drop it while it is empty.
+				if _, err := b.Publish(ctx, "b", id, "x"); err != nil {
+					t.Error(err)
+				}
+			}
+		}()
+		go func() { // pollers that come and go
+			defer wg.Done()
+			for range per {
+				for _, name := range []string{"a", "b"} {
+					w := h.Acquire(name)
+					w.Poll(Cursor{})
+					h.Release(w)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(seqs)
+	var got []uint64
+	for s := range seqs {
+		got = append(got, s)
+	}
+	slices.Sort(got)
+	if want := seqRange(1, posters*per); !slices.Equal(got, want) {
+		t.Fatalf("published seqs are not 1..%d: %v", posters*per, got)
+	}
+	if live := rec.got(); !slices.Equal(live, seqRange(1, posters*per)) {
+		t.Fatalf("subscriber got %d messages, not 1..%d in order", len(live), posters*per)
+	}
+	if got := seqsOf(h.Lookup("a").Messages()); !slices.Equal(got, seqRange(1, posters*per)) {
+		t.Fatalf("cache holds %d messages, not 1..%d", len(got), posters*per)
+	}
+	if got := seqsOf(h.Lookup("b").Messages()); !slices.Equal(got, seqRange(1, posters*per)) {
+		t.Fatalf("wall b holds %d messages, not 1..%d", len(got), posters*per)
+	}
+}
+
+func TestMemoryBrokerRun(t *testing.T) {
+	b := NewMemoryBroker(NewHub(1))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- b.Run(ctx) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned before ctx was done: %v", err)
+	case <-time.After(10 * time.Millisecond):
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("Run = %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Run did not return after cancel")
+	}
+}
