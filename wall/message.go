@@ -18,7 +18,14 @@ type Message struct {
 	// Python's json.dumps plus Tornado's "</" escaping:
 	// {"id": ..., "seq": ..., "body": ..., "html": ...}.
 	JSON []byte
+	// Frame is JSON as one unmasked WebSocket text frame, header included.
+	// It shares JSON's bytes (the header sits in room left before them), so
+	// every subscriber's connection writes the same bytes with no copying.
+	Frame []byte
 }
+
+// maxFrameHeader is the longest header of an unmasked WebSocket frame.
+const maxFrameHeader = 10
 
 // NewMessage renders and encodes a message. body must already be cleaned.
 func NewMessage(id string, seq uint64, body string) *Message {
@@ -35,7 +42,7 @@ func RenderHTML(id, body string) string {
 // sequencer can render outside its lock and only encode under it.
 func newMessageHTML(id string, seq uint64, body, html string) *Message {
 	m := &Message{ID: id, Seq: seq, Body: body, HTML: html}
-	b := make([]byte, 0, 64+len(id)+2*len(body)+2*len(m.HTML))
+	b := make([]byte, maxFrameHeader, maxFrameHeader+64+len(id)+2*len(body)+2*len(m.HTML))
 	b = append(b, `{"id": `...)
 	b = appendPyString(b, id)
 	b = append(b, `, "seq": `...)
@@ -45,8 +52,33 @@ func newMessageHTML(id string, seq uint64, body, html string) *Message {
 	b = append(b, `, "html": `...)
 	b = appendPyString(b, m.HTML)
 	b = append(b, '}')
-	m.JSON = b
+	m.JSON = b[maxFrameHeader:len(b):len(b)]
+	h := frameHeader(len(m.JSON))
+	m.Frame = b[maxFrameHeader-len(h) : len(b) : len(b)]
+	copy(m.Frame, h)
 	return m
+}
+
+// frameHeader returns the header of a final, unmasked text frame carrying n
+// bytes (RFC 6455 section 5.2).
+func frameHeader(n int) []byte {
+	switch {
+	case n < 126:
+		return []byte{0x81, byte(n)}
+	case n <= 0xffff:
+		return []byte{0x81, 126, byte(n >> 8), byte(n)}
+	}
+	h := []byte{0x81, 127, 0, 0, 0, 0, 0, 0, 0, 0}
+	for i := 0; i < 8; i++ {
+		h[9-i] = byte(uint64(n) >> (8 * i))
+	}
+	return h
+}
+
+// TextFrame returns b as one unmasked WebSocket text frame, for the
+// occasional frame that is not a message (an error or a gap notice).
+func TextFrame(b []byte) []byte {
+	return append(frameHeader(len(b)), b...)
 }
 
 const hexDigits = "0123456789abcdef"

@@ -1,6 +1,7 @@
 package wall
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
@@ -146,4 +147,41 @@ func FuzzMessageJSON(f *testing.F) {
 			t.Fatalf("round trip of %s gave %+v", m.JSON, got)
 		}
 	})
+}
+
+func TestMessageFrame(t *testing.T) {
+	for _, n := range []int{0, 10, 125, 126, 200, 0xffff, 0x10000, 70000} {
+		body := strings.Repeat("a", n)
+		m := NewMessage("7d444840-9dc0-11d1-b245-5ffdce74fad2", 1, body)
+		h := m.Frame[:len(m.Frame)-len(m.JSON)]
+		if !bytes.Equal(m.Frame[len(h):], m.JSON) {
+			t.Fatalf("body %d: frame payload differs from JSON", n)
+		}
+		if h[0] != 0x81 {
+			t.Fatalf("body %d: first byte %#x, want FIN+text", n, h[0])
+		}
+		var got int
+		switch {
+		case len(m.JSON) < 126:
+			got = int(h[1])
+		case len(m.JSON) <= 0xffff:
+			if h[1] != 126 || len(h) != 4 {
+				t.Fatalf("body %d: 16-bit length header %v", n, h)
+			}
+			got = int(h[2])<<8 | int(h[3])
+		default:
+			if h[1] != 127 || len(h) != 10 {
+				t.Fatalf("body %d: 64-bit length header %v", n, h)
+			}
+			for _, c := range h[2:] {
+				got = got<<8 | int(c)
+			}
+		}
+		if got != len(m.JSON) {
+			t.Fatalf("body %d: header says %d bytes, JSON has %d", n, got, len(m.JSON))
+		}
+	}
+	if f := TextFrame([]byte(`{"error": "x"}`)); f[0] != 0x81 || int(f[1]) != len(f)-2 {
+		t.Fatalf("TextFrame: %v", f)
+	}
 }
