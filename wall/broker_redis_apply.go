@@ -140,7 +140,10 @@ func (b *RedisBroker) applyLoop(ctx context.Context) {
 // applyEvent applies one message from the stream, or resyncs its wall when
 // it does not follow the wall's last seq and epoch.
 func (b *RedisBroker) applyEvent(ctx context.Context, e *redisEvent) {
-	w := b.hub.Wall(e.wall)
+	// Counted as a user, so a poller's Release cannot drop the wall (still
+	// empty) between here and the Apply.
+	w := b.hub.Acquire(e.wall)
+	defer b.hub.Release(w)
 	last, ep := w.Last(), b.epoch(e.wall)
 	switch {
 	case ep == e.epoch && e.seq <= last:
@@ -252,7 +255,8 @@ func (b *RedisBroker) check(ctx context.Context) {
 //     is replaced with Redis's history (Wall.Restore). Clients holding a seq
 //     cursor past the new last get the whole cache with reset:true.
 func (b *RedisBroker) resyncWall(ctx context.Context, name string) error {
-	w := b.hub.Wall(name)
+	w := b.hub.Acquire(name)
+	defer b.hub.Release(w)
 	for range 3 {
 		last, ep := w.Last(), b.epoch(name)
 		since := last

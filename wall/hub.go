@@ -76,8 +76,9 @@ func (h *Hub) Release(w *Wall) {
 	}
 }
 
-// Wall returns the named wall, creating it if needed, for a broker that is
-// about to apply a message to it.
+// Wall returns the named wall, creating it if needed, without counting a
+// user: an empty wall may be dropped again at any moment. Code that applies
+// to a wall uses Acquire and Release instead.
 func (h *Hub) Wall(name string) *Wall {
 	h.mu.Lock()
 	defer h.mu.Unlock()
