@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -195,7 +196,9 @@ func TestWSCatchUp(t *testing.T) {
 // Posts keep coming while clients connect with a cursor: each sees every
 // seq after its cursor exactly once, in order.
 func TestWSCatchUpDuringPosts(t *testing.T) {
-	const total = 400
+	// Fewer posts than sendQueueMax: however the goroutines are
+	// scheduled, no subscriber can be cut off as slow.
+	const total = sendQueueMax - 16
 	e := newTestEnv(t, Config{}, 1000)
 	for i := 0; i < 20; i++ {
 		e.publish("", "seed")
@@ -209,7 +212,7 @@ func TestWSCatchUpDuringPosts(t *testing.T) {
 				posterDone <- err
 				return
 			}
-			if i%8 == 0 {
+			if i%4 == 0 {
 				time.Sleep(100 * time.Microsecond) // let connections interleave
 			}
 		}
@@ -418,54 +421,70 @@ func TestWSHandshake(t *testing.T) {
 // A subscriber that stops reading is cut off (close 1008 or a dropped
 // connection) while another keeps receiving everything.
 func TestWSSlowConsumer(t *testing.T) {
-	const n = 600
+	const maxPosts = 3000 // ~50 MB: far more than any socket buffers
 	e := newTestEnv(t, Config{}, 10)
 	// The stalled client never reads: once its socket buffers fill, the
-	// server's writes to it block.
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	stalled, _, err := d.Dial(e.wsURL("/ws"), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stalled.Close()
+	// server's writes to it block and its send queue overflows.
+	stalled := e.mustDialWS("/ws", "main", 1)
 	fast := e.mustDialWS("/ws", "main", 2)
 
-	fastDone := make(chan error, 1)
+	var fastGot atomic.Uint64 // seq of the last message the fast client read
+	fastErr := make(chan error, 1)
 	go func() {
-		for want := uint64(1); want <= n; want++ {
+		for want := uint64(1); ; want++ {
 			fast.SetReadDeadline(time.Now().Add(20 * time.Second))
 			_, b, err := fast.ReadMessage()
 			if err != nil {
-				fastDone <- fmt.Errorf("waiting for seq %d: %v", want, err)
+				fastErr <- fmt.Errorf("waiting for seq %d: %v", want, err)
 				return
 			}
 			var m testMsg
 			if err := json.Unmarshal(b, &m); err != nil || m.Seq != want {
-				fastDone <- fmt.Errorf("frame %.60s, want seq %d", b, want)
+				fastErr <- fmt.Errorf("frame %.60s, want seq %d", b, want)
 				return
 			}
+			fastGot.Store(want)
 		}
-		fastDone <- nil
 	}()
-	// Big messages fill the socket buffers, small ones then overflow the
-	// send queue.
+	// fastAt waits until the fast client has read up to seq.
+	fastAt := func(seq uint64) {
+		waitFor(t, fmt.Sprintf("the fast client to read seq %d", seq), 10*time.Second, func() bool {
+			select {
+			case err := <-fastErr:
+				t.Fatalf("fast client: %v", err)
+			default:
+			}
+			return fastGot.Load() >= seq
+		})
+	}
+
 	big := strings.Repeat(".", 8<<10)
-	postStart := time.Now()
-	for i := 0; i < n/2; i++ {
-		e.publish("", big)
-	}
-	for i := n / 2; i < n; i++ {
-		e.post("", "small")
-	}
-	t.Logf("%d posts took %v", n, time.Since(postStart))
-	if err := <-fastDone; err != nil {
-		t.Fatalf("fast client: %v", err)
-	}
 	start := time.Now()
-	waitFor(t, "the stalled client to be cut off", 5*time.Second, func() bool {
-		return e.hub.Lookup("main").Subscribers() == 1
-	})
-	t.Logf("stalled client unsubscribed %v after the last post", time.Since(start))
+	posted := uint64(0)
+	for e.hub.Lookup("main").Subscribers() == 2 {
+		if posted == maxPosts {
+			t.Fatalf("stalled client still subscribed after %d posts of 8 KiB", posted)
+		}
+		// Keep the fast client well within its queue, however slowly it
+		// is scheduled: only the stalled one may overflow.
+		if posted%64 == 0 && posted >= 64 {
+			fastAt(posted - 64)
+		}
+		e.publish("", big)
+		posted++
+	}
+	t.Logf("stalled client cut off after %d posts, %v", posted, time.Since(start))
+	// The cut comes when the queue overflows, not when a write blocked on
+	// the stalled peer finally times out.
+	if d := time.Since(start); d >= writeWait {
+		t.Errorf("stalled client cut off only after %v (writeWait %v)", d, writeWait)
+	}
+	// The fast client gets everything, before and after the cut.
+	for i := 0; i < 10; i++ {
+		e.post("", "after the cut")
+		posted++
+	}
+	fastAt(posted)
 
 	// The stalled client sees consecutive messages, then the cut.
 	want := uint64(1)
@@ -483,6 +502,7 @@ func TestWSSlowConsumer(t *testing.T) {
 			case errors.As(err, &ne) && ne.Timeout():
 				t.Fatalf("stalled client not cut off after %d messages: %v", want-1, err)
 			}
+			t.Logf("stalled client read %d messages, then: %v", want-1, err)
 			break
 		}
 		var m testMsg
@@ -491,9 +511,8 @@ func TestWSSlowConsumer(t *testing.T) {
 		}
 		want++
 	}
-	t.Logf("stalled client read %d messages before the cut, %v after the last post", want-1, time.Since(start))
-	if want > n {
-		t.Fatalf("stalled client received all %d messages: not cut off", n)
+	if want > posted {
+		t.Fatalf("stalled client received all %d messages: not cut off", posted)
 	}
 }
 
