@@ -7,7 +7,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -23,13 +22,15 @@ type Config struct {
 	AllowedOrigins []string      // extra origins allowed to open WebSockets ("*" for any)
 	PublishToken   string        // bearer token for POST /api/publish; empty disables it
 	SyncWait       time.Duration // longest a request waits for this instance to catch up with a cursor
+	PingInterval   time.Duration // WebSocket ping period; a peer silent for 10/9 of it is cut off
 }
 
 // Defaults.
 const (
-	DefaultBodyLimit   = 16 << 10
-	DefaultPollTimeout = 45 * time.Second
-	DefaultSyncWait    = 2 * time.Second
+	DefaultBodyLimit    = 16 << 10
+	DefaultPollTimeout  = 45 * time.Second
+	DefaultSyncWait     = 2 * time.Second
+	DefaultPingInterval = 54 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -42,6 +43,9 @@ func (c *Config) setDefaults() {
 	if c.SyncWait <= 0 {
 		c.SyncWait = DefaultSyncWait
 	}
+	if c.PingInterval <= 0 {
+		c.PingInterval = DefaultPingInterval
+	}
 }
 
 // Server holds the dependencies of the handlers. Build it with New.
@@ -53,8 +57,10 @@ type Server struct {
 	echo   *echo.Echo
 	pages  *pages
 
-	upgrader websocket.Upgrader
-	conns    sync.WaitGroup // live WebSocket connections; see Wait
+	upgrader  websocket.Upgrader
+	clients   wsClients     // live WebSocket connections
+	flusher   *flusher      // writes to them
+	keepalive chan struct{} // closed when the keepalive loop has ended
 }
 
 // New builds a server over hub and broker. views holds the HTML templates and
@@ -69,6 +75,12 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	s.pages = p
 	s.upgrader = s.newUpgrader()
 	s.echo = s.routes(assets)
+	s.flusher = newFlusher()
+	s.keepalive = make(chan struct{})
+	go func() { // owned by the Server, ended by hub.Close
+		defer close(s.keepalive)
+		s.clients.run(hub.Done(), cfg.PingInterval)
+	}()
 	return s, nil
 }
 
@@ -78,4 +90,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 // Wait blocks until every WebSocket connection has ended. http.Server's
 // Shutdown does not track hijacked connections, so main calls Wait after
 // closing the hub, which tells every connection to send its close frame.
-func (s *Server) Wait() { s.conns.Wait() }
+func (s *Server) Wait() {
+	<-s.keepalive
+	s.clients.live.Wait()
+	s.flusher.close()
+}
+
+// pongWait is how long a WebSocket peer may stay silent: pings go out every
+// PingInterval, so a live peer's pong always comes before it.
+func (s *Server) pongWait() time.Duration { return s.cfg.PingInterval * 10 / 9 }

@@ -424,8 +424,22 @@ func TestWSSlowConsumer(t *testing.T) {
 	const maxPosts = 3000 // ~50 MB: far more than any socket buffers
 	e := newTestEnv(t, Config{}, 10)
 	// The stalled client never reads: once its socket buffers fill, the
-	// server's writes to it block and its send queue overflows.
-	stalled := e.mustDialWS("/ws", "main", 1)
+	// server's writes to it block and its send queue overflows. Its
+	// receive buffer is kept small, or the kernel (tcp_rmem up to 32 MiB
+	// here) would absorb every post.
+	d := websocket.Dialer{NetDial: func(network, addr string) (net.Conn, error) {
+		c, err := net.Dial(network, addr)
+		if err == nil {
+			err = c.(*net.TCPConn).SetReadBuffer(128 << 10)
+		}
+		return c, err
+	}}
+	stalled, _, err := d.Dial(e.wsURL("/ws"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stalled.Close()
+	e.subscribed("main", 1)
 	fast := e.mustDialWS("/ws", "main", 2)
 
 	var fastGot atomic.Uint64 // seq of the last message the fast client read
