@@ -88,6 +88,23 @@ func (cl *wsClient) Send(m *wall.Message) {
 	cl.kickLocked()
 }
 
+// Reset replaces what is pending with a reset notice and the wall's new
+// cache: the wall's history was replaced (see wall.Wall.Replace), and the
+// client starts over from it. It runs under the wall's lock.
+func (cl *wsClient) Reset(msgs []*wall.Message) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	if cl.closing != nil || cl.done {
+		return
+	}
+	cl.notes = append(cl.notes, resetFrame)
+	cl.queue = append(cl.queue[:0], msgs...)
+	cl.maxQueue = len(msgs) + sendQueueMax
+	cl.kickLocked()
+}
+
+var resetFrame = wall.TextFrame([]byte(`{"reset": true}`))
+
 // note queues a frame that is not a message; called by readPump.
 func (cl *wsClient) note(frame []byte) {
 	cl.mu.Lock()

@@ -335,7 +335,11 @@ func (b *RedisBroker) replace(ctx context.Context, w *Wall, st redisState, since
 		msgs = msgs[len(msgs)-b.hub.CacheSize():]
 	}
 	prev, prevEpoch := w.Last(), b.epoch(w.Name())
-	w.Restore(msgs)
+	if prev > 0 {
+		w.Replace(msgs) // a discontinuity: subscribers are told to reset
+	} else {
+		w.Restore(msgs)
+	}
 	b.setEpoch(w.Name(), st.epoch)
 	if prev > 0 {
 		b.log.Warn("wall reloaded from redis history", "wall", w.Name(),

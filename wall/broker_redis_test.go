@@ -59,15 +59,28 @@ func (n *redisNode) stop() {
 
 // recorder is a Subscriber that records the seqs it was sent.
 type recorder struct {
-	mu   sync.Mutex
-	seqs []uint64
-	ids  []string
+	mu     sync.Mutex
+	seqs   []uint64
+	ids    []string
+	resets int
 }
 
 func (r *recorder) Send(m *Message) {
 	r.mu.Lock()
 	r.seqs = append(r.seqs, m.Seq)
 	r.ids = append(r.ids, m.ID)
+	r.mu.Unlock()
+}
+
+// Reset records the new cache as what the subscriber has.
+func (r *recorder) Reset(msgs []*Message) {
+	r.mu.Lock()
+	r.seqs, r.ids = r.seqs[:0], r.ids[:0]
+	for _, m := range msgs {
+		r.seqs = append(r.seqs, m.Seq)
+		r.ids = append(r.ids, m.ID)
+	}
+	r.resets++
 	r.mu.Unlock()
 }
 
@@ -384,6 +397,8 @@ func TestRedisBrokerNewEpoch(t *testing.T) {
 	srv := redistest.Start(t)
 	a := startNode(t, srv, 200)
 	postMany(t, []*redisNode{a}, "main", 1, 5)
+	sub := &recorder{}
+	a.hub.Wall("main").Subscribe(sub, Cursor{})
 	a.b.dropPubSub.Store(true) // keep A from restoring on resubscribe before the backend posts
 	admin := srv.Client()
 	a.stop()
@@ -408,6 +423,12 @@ func TestRedisBrokerNewEpoch(t *testing.T) {
 	w := a.hub.Wall("main")
 	if r, _ := w.Poll(Cursor{Set: true, Seq: 5}); !r.Reset || len(r.Messages) != 1 {
 		t.Fatalf("a cursor of the old epoch: %+v, want the whole cache with reset", r)
+	}
+	// A live subscriber is told, and holds the new epoch's cache.
+	sub.mu.Lock()
+	defer sub.mu.Unlock()
+	if sub.resets != 1 || len(sub.ids) != 1 || sub.ids[0] != w.Messages()[0].ID {
+		t.Fatalf("subscriber after the new epoch: %d resets, ids %v", sub.resets, sub.ids)
 	}
 }
 

@@ -12,6 +12,11 @@ type Subscriber interface {
 	// seq order, and must never block: a subscriber that cannot keep up
 	// drops itself (it resumes later from its cursor).
 	Send(m *Message)
+	// Reset tells the subscriber that the wall's history was replaced (a
+	// new epoch, or a gap wider than the history): positions it held mean
+	// nothing any more, and msgs (oldest first) is the new cache. Called
+	// under the wall's lock like Send; must not block.
+	Reset(msgs []*Message)
 }
 
 // Errors returned by Wall.Apply.
@@ -142,11 +147,11 @@ func (w *Wall) notifyLocked() {
 	w.changed = make(chan struct{})
 }
 
-// Restore replaces the cache with msgs (oldest first, consecutive seqs) and
-// moves the wall to their newest seq. A broker uses it when it loads a
-// wall's history (start-up, a gap the history can no longer fill, a new
-// epoch). Subscribers are sent the restored messages newer than what they
-// had; pollers wake and see the new state through their cursors.
+// Restore loads msgs (oldest first, consecutive seqs) as the cache of a
+// wall this instance held nothing of, or continues it: subscribers are
+// sent the messages newer than what the wall had; pollers wake and see the
+// new state through their cursors. For a history that does not continue
+// the wall's, use Replace.
 func (w *Wall) Restore(msgs []*Message) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -159,6 +164,29 @@ func (w *Wall) Restore(msgs []*Message) {
 			for s := range w.subs {
 				s.Send(m)
 			}
+		}
+	}
+	w.notifyLocked()
+}
+
+// Replace swaps the cache for msgs (oldest first, consecutive seqs), a
+// history that does not continue the wall's: a new epoch after Redis lost
+// the wall, or a gap wider than the history. Subscribers get Reset with
+// the new cache; pollers whose seq cursor is past the new last get the
+// whole cache with Reset set.
+func (w *Wall) Replace(msgs []*Message) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.buf.Reset()
+	w.last = 0
+	for _, m := range msgs {
+		w.buf.Push(m)
+		w.last = m.Seq
+	}
+	if len(w.subs) > 0 {
+		snapshot := w.buf.Slice(0)
+		for s := range w.subs {
+			s.Reset(snapshot)
 		}
 	}
 	w.notifyLocked()

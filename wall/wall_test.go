@@ -24,6 +24,16 @@ func (r *seqRecorder) Send(m *Message) {
 	r.mu.Unlock()
 }
 
+// Reset records the new cache as what the subscriber has.
+func (r *seqRecorder) Reset(msgs []*Message) {
+	r.mu.Lock()
+	r.seqs = r.seqs[:0]
+	for _, m := range msgs {
+		r.seqs = append(r.seqs, m.Seq)
+	}
+	r.mu.Unlock()
+}
+
 func (r *seqRecorder) got() []uint64 {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -429,5 +439,36 @@ func TestWallHas(t *testing.T) {
 		if got := w.Has(tt.c); got != tt.want {
 			t.Errorf("Has(%+v) = %v, want %v", tt.c, got, tt.want)
 		}
+	}
+}
+
+// Replace swaps in a history that does not continue the wall's: live
+// subscribers are reset to it, and old seq cursors past it get a reset.
+func TestWallReplace(t *testing.T) {
+	w := newWall("w", 10)
+	for i := uint64(1); i <= 5; i++ {
+		if err := w.Apply(testMsg(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub := &seqRecorder{}
+	w.Subscribe(sub, Cursor{})
+	_, changed := w.Poll(Cursor{Set: true, Seq: 5})
+	w.Replace([]*Message{testMsg(1), testMsg(2)})
+	if !isClosed(changed) {
+		t.Fatal("Replace did not wake pollers")
+	}
+	if got := sub.got(); !slices.Equal(got, []uint64{1, 2}) {
+		t.Fatalf("subscriber holds %v after Replace, want [1 2]", got)
+	}
+	if w.Last() != 2 {
+		t.Fatalf("last %d, want 2", w.Last())
+	}
+	if r, _ := w.Poll(Cursor{Set: true, Seq: 5}); !r.Reset || len(r.Messages) != 2 {
+		t.Fatalf("old cursor after Replace: %+v", r)
+	}
+	w.Apply(testMsg(3))
+	if got := sub.got(); !slices.Equal(got, []uint64{1, 2, 3}) {
+		t.Fatalf("subscriber after the next message: %v", got)
 	}
 }
