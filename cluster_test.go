@@ -593,4 +593,3 @@ func TestClusterSurvivesFaults(t *testing.T) {
 		t.Errorf("caches differ after faults:\n%s\n%s", bodies[0], bodies[1])
 	}
 }
-
