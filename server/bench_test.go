@@ -340,6 +340,11 @@ func benchFanoutWS(b *testing.B, n int, viaHTTP bool) {
 // benchReadWS reads server frames (unmasked) from r until the connection
 // ends, skipping payloads, and counts each text frame. It allocates nothing.
 func benchReadWS(r *bufio.Reader, cnt *benchCounter) {
+	benchReadFrames(r, func() { cnt.add(1) })
+}
+
+// benchReadFrames is benchReadWS with a callback per text frame.
+func benchReadFrames(r *bufio.Reader, onText func()) {
 	var buf [512]byte
 	for {
 		b0, err := r.ReadByte()
@@ -379,7 +384,7 @@ func benchReadWS(r *bufio.Reader, cnt *benchCounter) {
 			n -= k
 		}
 		if b0&0x0f == byte(websocket.TextMessage) {
-			cnt.add(1)
+			onText()
 		}
 	}
 }
