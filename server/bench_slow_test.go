@@ -133,4 +133,3 @@ func (h *benchHist) quantile(q float64) time.Duration {
 	}
 	return 0
 }
-
