@@ -140,7 +140,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	g := new(errgroup.Group)
 	g.Go(func() error { return broker.Run(brokerCtx) })
 	g.Go(func() error {
-		if err := httpSrv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		if err := httpSrv.Serve(srv.Listener(ln)); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
 		return nil

@@ -20,7 +20,8 @@ const pollArgsLimit = 8 << 10
 // cursor, otherwise it waits for the next message, the poll timeout or
 // shutdown. Waiting registers nothing, so a client that hangs up leaves
 // nothing behind: the handler returns and the wall's wake-up channel it was
-// watching is simply dropped.
+// watching is simply dropped. When the server has a Listener, a poll that
+// has to wait is handed to the long-poll engine instead (pollconn.go).
 func (s *Server) handleUpdates(c echo.Context) error {
 	a, err := readArgs(c, pollArgsLimit)
 	if err != nil {
@@ -46,12 +47,17 @@ func (s *Server) handleUpdates(c echo.Context) error {
 	defer s.hub.Release(w)
 	s.sync(r.Context(), w, cursor)
 
+	deadline := time.Now().Add(s.cfg.PollTimeout)
 	timer := time.NewTimer(s.cfg.PollTimeout)
 	defer timer.Stop()
-	for {
+	for first := true; ; first = false {
 		res, changed := w.Poll(cursor)
 		if len(res.Messages) > 0 {
 			return c.Blob(http.StatusOK, jsonType, appendPollResponse(nil, res))
+		}
+		// With the engine enabled, the wait leaves net/http (pollconn.go).
+		if first && s.parkPoll(c, w, cursor, deadline) {
+			return nil
 		}
 		select {
 		case <-changed:

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -23,6 +24,7 @@ type Config struct {
 	PublishToken   string        // bearer token for POST /api/publish; empty disables it
 	SyncWait       time.Duration // longest a request waits for this instance to catch up with a cursor
 	PingInterval   time.Duration // WebSocket ping period; a peer silent for 10/9 of it is cut off
+	IdleTimeout    time.Duration // longest a keep-alive connection held by the long-poll engine waits for its next request
 }
 
 // Defaults.
@@ -31,6 +33,7 @@ const (
 	DefaultPollTimeout  = 45 * time.Second
 	DefaultSyncWait     = 2 * time.Second
 	DefaultPingInterval = 54 * time.Second
+	DefaultIdleTimeout  = 2 * time.Minute // main's http.Server IdleTimeout
 )
 
 func (c *Config) setDefaults() {
@@ -45,6 +48,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = DefaultPingInterval
+	}
+	if c.IdleTimeout <= 0 {
+		c.IdleTimeout = DefaultIdleTimeout
 	}
 }
 
@@ -61,6 +67,11 @@ type Server struct {
 	clients   wsClients     // live WebSocket connections
 	flusher   *flusher      // writes to them
 	keepalive chan struct{} // closed when the keepalive loop has ended
+
+	// The long-poll engine (pollconn.go): enabled by Listener.
+	ln         atomic.Pointer[listener]
+	polls      pollConns     // connections the engine holds
+	pollsWoken chan struct{} // closed once shutdown has woken them all
 }
 
 // New builds a server over hub and broker. views holds the HTML templates and
@@ -81,18 +92,28 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 		defer close(s.keepalive)
 		s.clients.run(hub.Done(), cfg.PingInterval)
 	}()
+	s.pollsWoken = make(chan struct{})
+	go func() { // owned by the Server, ended by hub.Close
+		defer close(s.pollsWoken)
+		<-hub.Done()
+		s.polls.closeAll()
+	}()
 	return s, nil
 }
 
 // ServeHTTP makes Server an http.Handler.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.ServeHTTP(w, r) }
 
-// Wait blocks until every WebSocket connection has ended. http.Server's
-// Shutdown does not track hijacked connections, so main calls Wait after
-// closing the hub, which tells every connection to send its close frame.
+// Wait blocks until every WebSocket connection and every connection held
+// by the long-poll engine has ended. http.Server's Shutdown does not track
+// hijacked connections, so main calls Wait after closing the hub, which
+// tells every WebSocket to send its close frame and every held poll to
+// answer.
 func (s *Server) Wait() {
 	<-s.keepalive
+	<-s.pollsWoken
 	s.clients.live.Wait()
+	s.polls.live.Wait()
 	s.flusher.close()
 }
 

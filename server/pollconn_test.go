@@ -1,0 +1,491 @@
+package server
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"wall/assets"
+	"wall/views"
+	"wall/wall"
+)
+
+// engineEnv is a server with the long-poll engine enabled: its listener
+// is the Server's Listener, as in main.
+type engineEnv struct {
+	*testEnv
+	handled atomic.Int64 // requests net/http handed to the server
+}
+
+func newEngineEnv(t *testing.T, cfg Config) *engineEnv {
+	t.Helper()
+	hub := wall.NewHub(10)
+	broker := wall.NewMemoryBroker(hub)
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), hub, broker, views.FS, assets.FS)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &http.Transport{MaxIdleConnsPerHost: 64, DisableCompression: true}
+	e := &engineEnv{testEnv: &testEnv{t: t, hub: hub, broker: broker, srv: srv,
+		client: &http.Client{Transport: tr, Timeout: 20 * time.Second}}}
+	ts := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.handled.Add(1)
+		e.inflight.Add(1)
+		defer e.inflight.Add(-1)
+		srv.ServeHTTP(w, r)
+	}))
+	ts.Listener = srv.Listener(ts.Listener)
+	ts.Start()
+	e.ts = ts
+	t.Cleanup(func() {
+		hub.Close()
+		tr.CloseIdleConnections()
+		ts.Close()
+		waitDone(t, "srv.Wait after cleanup", 10*time.Second, srv.Wait)
+		if n := srv.polls.len(); n != 0 {
+			t.Errorf("%d connections left in the engine", n)
+		}
+	})
+	return e
+}
+
+// held waits until the engine holds n connections.
+func (e *engineEnv) held(n int) {
+	e.t.Helper()
+	waitFor(e.t, fmt.Sprintf("%d connections in the engine", n), 5*time.Second,
+		func() bool { return e.srv.polls.len() == n })
+}
+
+// rawConn is a client speaking HTTP/1.1 by hand on one connection.
+type rawConn struct {
+	t  *testing.T
+	c  net.Conn
+	br *bufio.Reader
+}
+
+func (e *engineEnv) dial() *rawConn {
+	e.t.Helper()
+	c, err := net.Dial("tcp", e.ts.Listener.Addr().String())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(func() { c.Close() })
+	return &rawConn{t: e.t, c: c, br: bufio.NewReader(c)}
+}
+
+func (rc *rawConn) send(s string) {
+	rc.t.Helper()
+	if _, err := io.WriteString(rc.c, s); err != nil {
+		rc.t.Fatal(err)
+	}
+}
+
+// read reads one response, body included.
+func (rc *rawConn) read() (*http.Response, []byte) {
+	rc.t.Helper()
+	return rc.readFor(nil)
+}
+
+// readFor reads the response to req (nil: a GET).
+func (rc *rawConn) readFor(req *http.Request) (*http.Response, []byte) {
+	rc.t.Helper()
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	resp, err := http.ReadResponse(rc.br, req)
+	if err != nil {
+		rc.t.Fatalf("reading response: %v", err)
+	}
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		rc.t.Fatalf("reading body: %v", err)
+	}
+	return resp, b
+}
+
+// closed checks that the server closes the connection.
+func (rc *rawConn) closed() {
+	rc.t.Helper()
+	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := rc.br.Read(make([]byte, 1)); err != io.EOF {
+		rc.t.Fatalf("connection not closed: %d %v", n, err)
+	}
+}
+
+// hold makes the engine hold rc: a poll on wall "h" waits (net/http hands
+// it to the engine), is answered, and the connection stays with the engine.
+func (e *engineEnv) hold(rc *rawConn) {
+	e.t.Helper()
+	n := e.srv.polls.len()
+	last := uint64(0)
+	if w := e.hub.Lookup("h"); w != nil {
+		last = w.Last()
+	}
+	rc.send(getPoll(fmt.Sprintf("wall=h&cursor=%d", last)))
+	waitFor(e.t, "engine holds the connection", 5*time.Second, func() bool { return e.srv.polls.len() > n })
+	e.publish("h", "wake")
+	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(e.t, b).Messages == nil {
+		e.t.Fatalf("hold: %d %s", resp.StatusCode, b)
+	}
+}
+
+// getPoll is a GET poll request.
+func getPoll(query string, extra ...string) string {
+	return "GET /a/message/updates?" + query + " HTTP/1.1\r\nHost: x\r\n" + strings.Join(extra, "") + "\r\n"
+}
+
+// postPoll is a POST poll request with the test XSRF cookie and field.
+func postPoll(form url.Values, extra ...string) string {
+	f := url.Values{"_xsrf": {testXSRF}}
+	for k, v := range form {
+		f[k] = v
+	}
+	body := f.Encode()
+	return fmt.Sprintf("POST /a/message/updates HTTP/1.1\r\nHost: x\r\nCookie: _xsrf=%s\r\n"+
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n%s\r\n%s",
+		testXSRF, len(body), strings.Join(extra, ""), body)
+}
+
+// netHTTPPoll polls through the net/http path of a server without the
+// engine, for the bytes the engine must reproduce.
+func wantPollBody(t *testing.T, e *engineEnv, cursor string) []byte {
+	t.Helper()
+	w := e.hub.Lookup(wall.DefaultWall)
+	c, _ := wall.ParseCursor(cursor)
+	res, _ := w.Poll(c)
+	return appendPollResponse(nil, res)
+}
+
+func checkPollResp(t *testing.T, resp *http.Response, body, want []byte) {
+	t.Helper()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != jsonType ||
+		resp.ContentLength != int64(len(body)) {
+		t.Errorf("answer %d %q %d", resp.StatusCode, resp.Header.Get("Content-Type"), resp.ContentLength)
+	}
+	if !bytes.Equal(body, want) {
+		t.Errorf("body\n %s\nwant\n %s", body, want)
+	}
+}
+
+// GET and POST polls that wait are held by the engine, answered as
+// net/http answers them, and the keep-alive re-polls on the same
+// connection are served by the engine without net/http.
+func TestEngineParksAndRepolls(t *testing.T) {
+	for _, method := range []string{"GET", "POST"} {
+		t.Run(method, func(t *testing.T) {
+			e := newEngineEnv(t, Config{})
+			m1 := e.post("", "one")
+			req := func(cursor string, extra ...string) string {
+				if method == "GET" {
+					return getPoll("cursor="+cursor, extra...)
+				}
+				return postPoll(url.Values{"cursor": {cursor}}, extra...)
+			}
+			rc := e.dial()
+			before := e.handled.Load()
+			rc.send(req(m1.ID))
+			e.held(1)
+			if e.inflight.Load() != 0 {
+				t.Fatal("parked poll still in net/http")
+			}
+			m2 := e.post("", "two")
+			resp, body := rc.read()
+			checkPollResp(t, resp, body, wantPollBody(t, e, m1.ID))
+			if p := decodePoll(t, body); p.Messages == nil || (*p.Messages)[0] != m2 {
+				t.Fatalf("answer %s", body)
+			}
+			handled := e.handled.Load() - before // the first poll and the post
+
+			// Re-polls on the same connection: an immediate answer, then
+			// a wait, both served by the engine.
+			rc.send(req(m1.ID))
+			resp, body = rc.read()
+			checkPollResp(t, resp, body, wantPollBody(t, e, m1.ID))
+			rc.send(req("2"))
+			e.held(1)
+			m3 := e.post("", "three")
+			resp, body = rc.read()
+			checkPollResp(t, resp, body, wantPollBody(t, e, "2"))
+			if p := decodePoll(t, body); (*p.Messages)[0] != m3 {
+				t.Fatalf("answer %s", body)
+			}
+			if got := e.handled.Load() - before; got != handled+1 { // + the third post
+				t.Errorf("net/http handled %d requests, want %d", got, handled+1)
+			}
+		})
+	}
+}
+
+// A held poll answers the timeout object when PollTimeout passes, and
+// so does a keep-alive re-poll.
+func TestEngineTimeout(t *testing.T) {
+	e := newEngineEnv(t, Config{PollTimeout: 100 * time.Millisecond})
+	m := e.post("", "x")
+	rc := e.dial()
+	for range 2 {
+		start := time.Now()
+		rc.send(getPoll("cursor=" + m.ID))
+		resp, body := rc.read()
+		checkPollResp(t, resp, body, timeoutResponse(wall.Cursor{Set: true, ID: m.ID}))
+		if d := time.Since(start); d < 100*time.Millisecond {
+			t.Errorf("answered after %v", d)
+		}
+	}
+	rc.send(getPoll("wall=empty"))
+	resp, body := rc.read()
+	checkPollResp(t, resp, body, []byte(`{"cursor": ""}`))
+	rc.c.Close()
+	e.held(0)
+	waitFor(t, "empty wall dropped", 5*time.Second, func() bool { return e.hub.Lookup("empty") == nil })
+}
+
+// Pollers that hang up while held leave no goroutine, no subscriber, no
+// registry entry and no wall.
+func TestEngineHangUps(t *testing.T) {
+	e := newEngineEnv(t, Config{})
+	e.post("", "warm")
+	e.client.CloseIdleConnections()
+	waitFor(t, "idle server", 5*time.Second, func() bool { return e.inflight.Load() == 0 })
+	base := goroutineBaseline()
+	var conns []*rawConn
+	for i := range 20 {
+		rc := e.dial()
+		if i%2 == 0 {
+			rc.send(getPoll("wall=hang"))
+		} else {
+			rc.send(postPoll(url.Values{"wall": {"hang"}}))
+		}
+		conns = append(conns, rc)
+	}
+	e.held(20)
+	waitFor(t, "held polls subscribed", 5*time.Second, func() bool {
+		w := e.hub.Lookup("hang")
+		return w != nil && w.Subscribers() == 20
+	})
+	for _, rc := range conns {
+		rc.c.Close()
+	}
+	e.held(0)
+	waitGoroutines(t, base)
+	if e.hub.Lookup("hang") != nil {
+		t.Errorf("empty wall kept: %v", e.hub.Names())
+	}
+}
+
+// Shutdown answers every held poll with the timeout object and closes
+// the connections; Server.Wait returns.
+func TestEngineShutdown(t *testing.T) {
+	e := newEngineEnv(t, Config{})
+	m := e.post("", "x")
+	var conns []*rawConn
+	for range 5 {
+		rc := e.dial()
+		rc.send(getPoll("cursor=" + m.ID))
+		conns = append(conns, rc)
+	}
+	idle := e.dial() // held, between requests
+	e.hold(idle)
+	e.held(6)
+	e.hub.Close()
+	for _, rc := range conns {
+		resp, body := rc.read()
+		checkPollResp(t, resp, body, timeoutResponse(wall.Cursor{Set: true, ID: m.ID}))
+		if !resp.Close {
+			t.Errorf("no Connection: close at shutdown")
+		}
+		rc.closed()
+	}
+	idle.closed()
+	waitDone(t, "srv.Wait", 5*time.Second, e.srv.Wait)
+}
+
+// Requests the engine does not serve go back to net/http with the bytes
+// it read, and are served exactly as before.
+func TestEngineHandsBack(t *testing.T) {
+	e := newEngineEnv(t, Config{})
+	e.post("", "x")
+	rc := e.dial()
+	hold := func() { e.hold(rc) }
+	hold()
+	rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, body := rc.read(); resp.StatusCode != 200 || !bytes.Contains(body, []byte(`id="messageform"`)) {
+		t.Fatalf("page: %d", resp.StatusCode)
+	}
+	hold()
+	body := url.Values{"_xsrf": {testXSRF}, "body": {"via engine conn"}}.Encode()
+	rc.send(fmt.Sprintf("POST /a/message/new HTTP/1.1\r\nHost: x\r\nCookie: _xsrf=%s\r\n"+
+		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", testXSRF, len(body), body))
+	if resp, b := rc.read(); resp.StatusCode != 200 || decodeMsg(t, b).Body != "via engine conn" {
+		t.Fatalf("post: %d %s", resp.StatusCode, b)
+	}
+	hold()
+	rc.send("GET /a/message/new HTTP/1.1\r\nHost: x\r\n\r\n")
+	if resp, _ := rc.read(); resp.StatusCode != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /a/message/new: %d", resp.StatusCode)
+	}
+	hold()
+	// Errors the engine leaves to net/http: bad XSRF, bad wall, bad cursor.
+	for _, r := range []struct {
+		req  string
+		code int
+	}{
+		{postPoll(url.Values{"_xsrf": {"nope"}}), 403},
+		{getPoll("wall=" + strings.Repeat("w", 80)), 400},
+		{getPoll("cursor=%zz"), 400},
+		{getPoll("cursor=a%20b"), 400},
+		{"HEAD /a/message/updates HTTP/1.1\r\nHost: x\r\n\r\n", 405},
+	} {
+		rc.send(r.req)
+		method, _, _ := strings.Cut(r.req, " ")
+		if resp, b := rc.readFor(&http.Request{Method: method}); resp.StatusCode != r.code {
+			t.Errorf("%q: %d %s, want %d", r.req, resp.StatusCode, b, r.code)
+		}
+		hold()
+	}
+	// An oversized head goes back too; net/http serves the poll.
+	rc.send(getPoll("cursor=0", "X-Pad: "+strings.Repeat("p", 9000)+"\r\n"))
+	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
+		t.Fatalf("big poll: %d %s", resp.StatusCode, b)
+	}
+	// A poll handed back to net/http that waits is taken by the engine
+	// again.
+	last := e.hub.Lookup(wall.DefaultWall).Last()
+	rc.send(getPoll(fmt.Sprintf("cursor=%d", last), "X-Pad: "+strings.Repeat("p", 9000)+"\r\n"))
+	e.held(1)
+	waitFor(t, "net/http done", 5*time.Second, func() bool { return e.inflight.Load() == 0 })
+	e.post("", "y")
+	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
+		t.Fatalf("big poll: %d %s", resp.StatusCode, b)
+	}
+	// HTTP/1.0 on a held connection goes back to net/http.
+	rc.send("GET /a/message/updates?cursor=0 HTTP/1.0\r\n\r\n")
+	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
+		t.Fatalf("HTTP/1.0 poll: %d %s", resp.StatusCode, b)
+	}
+	rc.closed()
+}
+
+// Pipelined requests are answered in order, whether they arrive with a
+// poll or while it waits.
+func TestEnginePipelined(t *testing.T) {
+	e := newEngineEnv(t, Config{})
+	m := e.post("", "x")
+	rc := e.dial()
+	e.hold(rc)
+	// The first is answered at once, the second waits, the third comes
+	// while it waits.
+	rc.send(getPoll("cursor=0") + getPoll("cursor="+m.ID))
+	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
+		t.Fatalf("first: %d %s", resp.StatusCode, b)
+	}
+	e.held(1)
+	rc.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+	time.Sleep(50 * time.Millisecond) // the held poll sees the bytes
+	m2 := e.post("", "y")
+	if resp, b := rc.read(); resp.StatusCode != 200 || (*decodePoll(t, b).Messages)[0] != m2 {
+		t.Fatalf("second: %d %s", resp.StatusCode, b)
+	}
+	if resp, b := rc.read(); resp.StatusCode != 200 || string(b) != "ok\n" {
+		t.Fatalf("third: %d %s", resp.StatusCode, b)
+	}
+	// Pipelined behind a poll that net/http hands to the engine.
+	rc2 := e.dial()
+	rc2.send(getPoll("cursor="+m2.ID) + getPoll("cursor=0"))
+	e.held(1)
+	e.post("", "z")
+	for i := range 2 {
+		if resp, b := rc2.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
+			t.Fatalf("rc2 %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+}
+
+// HTTP/1.0 polls stay in net/http; "Connection: close" polls are held
+// and answered with Connection: close, then the connection closes.
+func TestEngineConnectionClose(t *testing.T) {
+	e := newEngineEnv(t, Config{})
+	m := e.post("", "x")
+	old := e.dial()
+	old.send("GET /a/message/updates?cursor=" + m.ID + " HTTP/1.0\r\n\r\n")
+	e.parked(1)
+	if e.srv.polls.len() != 0 {
+		t.Fatal("HTTP/1.0 poll taken by the engine")
+	}
+	rc := e.dial()
+	rc.send(getPoll("cursor="+m.ID, "Connection: close\r\n"))
+	e.held(1)
+	rc2 := e.dial() // a re-poll held by the engine asks to close
+	e.hold(rc2)
+	rc2.send(getPoll("cursor="+m.ID, "Connection: close\r\n"))
+	e.held(2)
+	e.post("", "y")
+	for _, c := range []*rawConn{old, rc, rc2} {
+		resp, b := c.read()
+		if resp.StatusCode != 200 || decodePoll(t, b).Messages == nil || !resp.Close {
+			t.Errorf("answer %d %v %s", resp.StatusCode, resp.Close, b)
+		}
+		c.closed()
+	}
+	e.held(0)
+}
+
+// The engine's head parser refuses what it does not serve.
+func TestParsePollHead(t *testing.T) {
+	ok := []string{
+		"GET /a/message/updates?cursor=1 HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\nhost: x\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
+		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded; charset=UTF-8\r\nContent-Length: 5\r\n\r\n",
+	}
+	bad := []string{
+		"GET /a/message/updates HTTP/1.0\r\nHost: x\r\n\r\n",
+		"GET /a/message/new HTTP/1.1\r\nHost: x\r\n\r\n",
+		"PUT /a/message/updates HTTP/1.1\r\nHost: x\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n",
+		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
+		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
+		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
+		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n",
+		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\nHost x\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\nHo st: x\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\nHost: x\x01\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\nHost: x\n\n",
+		"",
+		"GET",
+	}
+	for _, s := range ok {
+		if n := headEnd([]byte(s)); n != len(s) {
+			t.Errorf("headEnd %q = %d", s, n)
+		}
+		if _, good := parsePollHead([]byte(s)); !good {
+			t.Errorf("refused %q", s)
+		}
+	}
+	for _, s := range bad {
+		if _, good := parsePollHead([]byte(s)); good {
+			t.Errorf("accepted %q", s)
+		}
+	}
+}
+
+// FuzzParsePollHead checks that no input makes the parser panic.
+func FuzzParsePollHead(f *testing.F) {
+	f.Add([]byte("GET /a/message/updates?cursor=1 HTTP/1.1\r\nHost: x\r\n\r\n"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		if n := headEnd(b); n >= 0 {
+			parsePollHead(b[:n])
+		}
+		parsePollHead(b)
+	})
+}
