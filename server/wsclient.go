@@ -304,6 +304,9 @@ func (cl *wsClient) readPump() {
 func (cl *wsClient) readBuffered(br *bufio.Reader, mr *messageReader) error {
 	for {
 		msg, err := mr.next(br, cl.control)
+		if err == errNoMessage {
+			return nil // only control frames were buffered
+		}
 		if err != nil {
 			return err
 		}

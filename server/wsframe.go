@@ -51,6 +51,11 @@ var (
 // errPeerClosed is returned after the peer's close frame.
 var errPeerClosed = errors.New("peer closed the connection")
 
+// errNoMessage is returned by messageReader.next when the buffer held
+// only control frames: the caller can go back to waiting for data
+// without holding the buffer.
+var errNoMessage = errors.New("no message buffered")
+
 // readerPool holds the buffered readers of connections that are in the
 // middle of a frame. 1 KiB takes a typical post in one read.
 var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1024) }}
@@ -63,8 +68,8 @@ type frame struct {
 }
 
 // readClientFrame reads one client frame, enforcing masking, the reserved bits,
-// the control-frame rules and a payload limit. buf is reused for the
-// payload when it is large enough.
+// the control-frame rules and a limit on a data frame's payload. buf is
+// reused for the payload when it is large enough.
 func readClientFrame(br *bufio.Reader, limit int64, buf []byte) (frame, error) {
 	var h [14]byte
 	if _, err := io.ReadFull(br, h[:2]); err != nil {
@@ -96,15 +101,17 @@ func readClientFrame(br *bufio.Reader, limit int64, buf []byte) (frame, error) {
 	}
 	switch f.op {
 	case opContinuation, opText, opBinary:
+		// Only data frames count toward the limit: a control frame
+		// between fragments is not part of the message.
+		if n > limit {
+			return f, errTooBig
+		}
 	case opClose, opPing, opPong:
 		if !f.fin || n > 125 {
 			return f, errBadControl
 		}
 	default:
 		return f, errBadOpcode
-	}
-	if n > limit {
-		return f, errTooBig
 	}
 	var mask [4]byte
 	if _, err := io.ReadFull(br, mask[:]); err != nil {
@@ -143,8 +150,10 @@ type messageReader struct {
 }
 
 // next reads frames from br until a whole data message is there and
-// returns it; control frames are handed to control as they come. The
-// returned slice is valid until the next call.
+// returns it; control frames are handed to control as they come. After a
+// control frame that leaves br empty, outside a message or between
+// fragments with nothing kept yet, it returns errNoMessage. The returned
+// slice is valid until the next call.
 func (mr *messageReader) next(br *bufio.Reader, control func(op byte, payload []byte) error) ([]byte, error) {
 	for {
 		f, err := readClientFrame(br, mr.limit-int64(len(mr.partial)), nil)
@@ -155,6 +164,11 @@ func (mr *messageReader) next(br *bufio.Reader, control func(op byte, payload []
 		case opClose, opPing, opPong:
 			if err := control(f.op, f.payload); err != nil {
 				return nil, err
+			}
+			if br.Buffered() == 0 && mr.partial == nil {
+				// Typically a pong: don't block in br until the next
+				// frame, which may be a ping period away.
+				return nil, errNoMessage
 			}
 			continue
 		case opContinuation:
@@ -168,8 +182,11 @@ func (mr *messageReader) next(br *bufio.Reader, control func(op byte, payload []
 			mr.op = f.op
 		}
 		if f.fin && mr.partial == nil {
+			// mr.op, not f.op: after empty fragments f is the final
+			// continuation of a text or binary message.
+			op := mr.op
 			mr.op = 0
-			return f.payload, validText(f.op, f.payload)
+			return f.payload, validText(op, f.payload)
 		}
 		mr.partial = append(mr.partial, f.payload...)
 		if f.fin {
