@@ -77,7 +77,8 @@ func bodyError(err error) error {
 
 // mergeQuery adds the pairs of a urlencoded string to a, keeping byte values
 // as they decode (url.ParseQuery would do, but loses the order that decides
-// which repeated value wins).
+// which repeated value wins). It never fails: like Python's unquote_plus, a
+// malformed escape such as "50%" is kept as text.
 func mergeQuery(a args, s string) error {
 	for s != "" {
 		var kv string
@@ -86,15 +87,45 @@ func mergeQuery(a args, s string) error {
 			continue
 		}
 		k, v, _ := strings.Cut(kv, "=")
-		k, err := url.QueryUnescape(k)
-		if err != nil {
-			return err
-		}
-		v, err = url.QueryUnescape(v)
-		if err != nil {
-			return err
-		}
-		a[k] = v
+		a[unquotePlus(k)] = unquotePlus(v)
 	}
 	return nil
+}
+
+// unquotePlus decodes '+' as a space and every valid %XX escape, leaving
+// anything else as it is, as Python's urllib.parse.unquote_plus does.
+func unquotePlus(s string) string {
+	if !strings.ContainsAny(s, "+%") {
+		return s
+	}
+	if v, err := url.QueryUnescape(s); err == nil {
+		return v
+	}
+	b := make([]byte, 0, len(s))
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '+':
+			b = append(b, ' ')
+		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
+			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
+			i += 2
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(b)
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func unhex(c byte) byte {
+	switch {
+	case c <= '9':
+		return c - '0'
+	case c <= 'F':
+		return c - 'A' + 10
+	}
+	return c - 'a' + 10
 }
