@@ -29,6 +29,12 @@ import (
 // re-polls) and serves it if it is a poll; anything else goes back to
 // net/http through the Server's listener (listener.go), with the bytes
 // already read, so net/http and echo serve it exactly as before.
+//
+// Measured with ../shared/wallbench on a 2-core box: a pending long-poll
+// costs 5.5 KiB RSS at 10k instead of 20.95 KiB; 1k pollers re-polling at
+// 10 posts/s cost 27-32 server CPU-s per 1M deliveries instead of 42-45.
+// Most of what is left is the kernel: the answer's write on loopback alone
+// is about 7 µs per delivery.
 
 // Engine limits.
 const (
