@@ -1,0 +1,75 @@
+package server
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// pollConns is the set of connections the engine holds. Shutdown wakes
+// them all: waiting polls answer, idle connections close.
+type pollConns struct {
+	mu      sync.Mutex
+	set     map[*pollConn]struct{}
+	closing bool
+	live    sync.WaitGroup // see Server.Wait
+}
+
+// enter registers pc; false once shutting down.
+func (ps *pollConns) enter(pc *pollConn) bool {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	if ps.closing {
+		return false
+	}
+	if ps.set == nil {
+		ps.set = make(map[*pollConn]struct{})
+	}
+	ps.set[pc] = struct{}{}
+	ps.live.Add(1)
+	return true
+}
+
+// attach gives pc its hijacked connection. From then on the shutdown
+// closer may wake it; before, the connection sees shutdown through
+// hub.Done when it first waits.
+func (ps *pollConns) attach(pc *pollConn, conn net.Conn) {
+	ps.mu.Lock()
+	pc.conn = conn
+	ps.mu.Unlock()
+}
+
+// leave ends what enter began. Once it returns the shutdown closer no
+// longer touches pc's connection, which may then go back to net/http.
+func (ps *pollConns) leave(pc *pollConn) {
+	ps.mu.Lock()
+	delete(ps.set, pc)
+	ps.mu.Unlock()
+	ps.live.Done()
+}
+
+// len returns the number of connections held.
+func (ps *pollConns) len() int {
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	return len(ps.set)
+}
+
+// closeAll wakes every connection for shutdown; it runs once, on the
+// Server's shutdown goroutine, after hub.Done is closed.
+func (ps *pollConns) closeAll() {
+	// Under mu, so that no connection is handed back while it is woken
+	// (waking only sets deadlines and signals: it does not block).
+	ps.mu.Lock()
+	defer ps.mu.Unlock()
+	ps.closing = true
+	for pc := range ps.set {
+		if pc.conn == nil {
+			continue // not attached yet: sees hub.Done when it waits
+		}
+		pc.wakeUp()
+		// A write blocked on a client that does not read gives up within
+		// closeGrace, so shutdown stays bounded.
+		pc.conn.SetWriteDeadline(time.Now().Add(closeGrace))
+	}
+}
