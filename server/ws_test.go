@@ -528,6 +528,19 @@ func TestWSSlowConsumer(t *testing.T) {
 	if want > posted {
 		t.Fatalf("stalled client received all %d messages: not cut off", posted)
 	}
+
+	// It resumes from its cursor: the messages it missed are older than
+	// the 10-message cache, so it is told how many, then gets the cache.
+	back := e.mustDialWS("/ws?cursor="+strconv.FormatUint(want-1, 10), "main", 2)
+	var gap struct{ Missed uint64 }
+	if b := readFrame(t, back, 5*time.Second); json.Unmarshal(b, &gap) != nil || gap.Missed != posted-10-(want-1) {
+		t.Fatalf("resumed at seq %d of %d: first frame %s, want missed %d", want-1, posted, b, posted-10-(want-1))
+	}
+	for seq := posted - 9; seq <= posted; seq++ {
+		if m := readWSMsg(t, back); m.Seq != seq {
+			t.Fatalf("resumed: seq %d, want %d", m.Seq, seq)
+		}
+	}
 }
 
 // hub.Close sends every WebSocket a 1001 close and srv.Wait returns.
