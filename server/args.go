@@ -28,9 +28,7 @@ func (a args) get(name string) (string, bool) {
 func readArgs(c echo.Context, limit int64) (args, error) {
 	r := c.Request()
 	a := args{}
-	if err := mergeQuery(a, r.URL.RawQuery); err != nil {
-		return nil, echo.NewHTTPError(http.StatusBadRequest, "malformed query string")
-	}
+	mergeQuery(a, r.URL.RawQuery)
 	if r.Method != http.MethodPost && r.Method != http.MethodPut {
 		return a, nil
 	}
@@ -45,9 +43,7 @@ func readArgs(c echo.Context, limit int64) (args, error) {
 		if err != nil {
 			return nil, bodyError(err)
 		}
-		if err := mergeQuery(a, string(body)); err != nil {
-			return nil, echo.NewHTTPError(http.StatusBadRequest, "malformed form body")
-		}
+		mergeQuery(a, string(body))
 	case "multipart/form-data":
 		if err := r.ParseMultipartForm(limit); err != nil {
 			return nil, bodyError(err)
@@ -79,7 +75,7 @@ func bodyError(err error) error {
 // as they decode (url.ParseQuery would do, but loses the order that decides
 // which repeated value wins). It never fails: like Python's unquote_plus, a
 // malformed escape such as "50%" is kept as text.
-func mergeQuery(a args, s string) error {
+func mergeQuery(a args, s string) {
 	for s != "" {
 		var kv string
 		kv, s, _ = strings.Cut(s, "&")
@@ -89,7 +85,6 @@ func mergeQuery(a args, s string) error {
 		k, v, _ := strings.Cut(kv, "=")
 		a[unquotePlus(k)] = unquotePlus(v)
 	}
-	return nil
 }
 
 // unquotePlus decodes '+' as a space and every valid %XX escape, leaving

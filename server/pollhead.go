@@ -121,13 +121,9 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 // anything that needs an error answer: net/http gives it.
 func (h *pollHead) pollArgs(body []byte) (name string, cursor wall.Cursor, ok bool) {
 	a := args{}
-	if mergeQuery(a, h.query) != nil {
-		return "", cursor, false
-	}
+	mergeQuery(a, h.query)
 	if h.post {
-		if mergeQuery(a, string(body)) != nil {
-			return "", cursor, false
-		}
+		mergeQuery(a, string(body))
 		// checkXSRF reads the cookie and token headers of a request.
 		r := &http.Request{Header: http.Header{}}
 		r.Header["Cookie"] = h.cookies

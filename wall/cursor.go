@@ -28,7 +28,7 @@ func ParseCursor(s string) (Cursor, error) {
 	if len(s) > 64 {
 		return Cursor{}, ErrBadCursor
 	}
-	if s[0] >= '0' && s[0] <= '9' {
+	if allDigits(s) { // checked first: ids often start with a digit
 		if n, err := strconv.ParseUint(s, 10, 64); err == nil {
 			return Cursor{Set: true, Seq: n}, nil
 		}
@@ -62,4 +62,13 @@ type Result struct {
 	// a seq from another epoch): the client gets the whole cache and cannot
 	// know what it missed.
 	Reset bool
+}
+
+func allDigits(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return false
+		}
+	}
+	return true
 }
