@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"wall/wall"
@@ -44,9 +45,28 @@ func wallArg(a args) (string, *echo.HTTPError) {
 	return name, nil
 }
 
+// publish stores a cleaned body on a wall through the broker, bounded by
+// publishTimeout, and counts the outcome. Every entry path (form post,
+// WebSocket frame, publish API) goes through it. The error is the
+// client's answer.
+func (s *Server) publish(ctx context.Context, name, body string) (*wall.Message, *echo.HTTPError) {
+	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
+	defer cancel()
+	m, err := s.broker.Publish(ctx, name, uuid.NewString(), body)
+	if err != nil {
+		s.metrics.postFailures.Add(1)
+		s.log.Warn("publish failed", "wall", name, "err", err)
+		return nil, publishError(err)
+	}
+	s.metrics.posts.Add(1)
+	return m, nil
+}
+
 // publishError maps a broker error to the client's answer.
 func publishError(err error) *echo.HTTPError {
 	switch {
+	case errors.Is(err, wall.ErrBodyTooLarge):
+		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "body too large")
 	case errors.Is(err, wall.ErrUnavailable):
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "message store unavailable, try again")
 	case errors.Is(err, context.DeadlineExceeded):

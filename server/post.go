@@ -1,11 +1,9 @@
 package server
 
 import (
-	"context"
 	"net/http"
 	"strings"
 
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 )
 
@@ -41,15 +39,12 @@ func (s *Server) handlePost(c echo.Context) error {
 		return herr
 	}
 
-	ctx, cancel := context.WithTimeout(c.Request().Context(), publishTimeout)
-	defer cancel()
-	m, err := s.broker.Publish(ctx, name, uuid.NewString(), body)
-	if err != nil {
+	m, herr := s.publish(c.Request().Context(), name, body)
+	if herr != nil {
 		if c.Request().Context().Err() != nil {
 			return nil // the client is gone; the message, if sequenced, stands
 		}
-		s.log.Warn("publish failed", "wall", name, "err", err)
-		return publishError(err)
+		return herr
 	}
 	if next != "" {
 		return c.Redirect(http.StatusFound, next)

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/subtle"
 	"encoding/json"
 	"io"
@@ -9,7 +8,6 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/labstack/echo/v4"
 
 	"wall/wall"
@@ -59,12 +57,9 @@ func (s *Server) handlePublish(c echo.Context) error {
 	} else if !wall.ValidName(name) {
 		return echo.NewHTTPError(http.StatusBadRequest, wall.ErrBadName.Error())
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), publishTimeout)
-	defer cancel()
-	m, err := s.broker.Publish(ctx, name, uuid.NewString(), body)
-	if err != nil {
-		s.log.Warn("publish failed", "wall", name, "err", err)
-		return publishError(err)
+	m, herr := s.publish(r.Context(), name, body)
+	if herr != nil {
+		return herr
 	}
 	return c.Blob(http.StatusOK, jsonType, m.JSON)
 }

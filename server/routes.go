@@ -43,6 +43,7 @@ func (s *Server) routes(assets fs.FS) *echo.Echo {
 	e.POST("/api/publish", s.handlePublish)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
+	e.GET("/metrics", s.handleMetrics)
 
 	static := e.Group("/static", func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {

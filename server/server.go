@@ -70,7 +70,8 @@ type Server struct {
 
 	// The long-poll engine (pollconn.go): enabled by Listener.
 	ln         atomic.Pointer[listener]
-	polls      pollConns     // connections the engine holds
+	polls      pollConns // connections the engine holds
+	metrics    metrics
 	pollsWoken chan struct{} // closed once shutdown has woken them all
 }
 

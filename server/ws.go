@@ -9,7 +9,6 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
 
@@ -116,11 +115,8 @@ func (cl *wsClient) post(data []byte) string {
 	if herr != nil {
 		return herr.Message.(string)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), publishTimeout)
-	defer cancel()
-	if _, err := cl.s.broker.Publish(ctx, cl.wall.Name(), uuid.NewString(), body); err != nil {
-		cl.s.log.Warn("publish failed", "wall", cl.wall.Name(), "err", err)
-		return publishError(err).Message.(string)
+	if _, herr := cl.s.publish(context.Background(), cl.wall.Name(), body); herr != nil {
+		return herr.Message.(string)
 	}
 	return ""
 }

@@ -92,6 +92,13 @@ func (h *Hub) Lookup(name string) *Wall {
 	return h.walls[name]
 }
 
+// Len returns the number of walls this instance holds.
+func (h *Hub) Len() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.walls)
+}
+
 // Names returns the names of the walls this instance holds, sorted.
 func (h *Hub) Names() []string {
 	h.mu.Lock()

@@ -1,0 +1,38 @@
+package server
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"sync/atomic"
+
+	"github.com/labstack/echo/v4"
+)
+
+// metrics are the server's counters; gauges are read when scraped.
+type metrics struct {
+	posts        atomic.Int64 // messages stored, every entry path
+	postFailures atomic.Int64 // posts the broker refused (Redis away, timeout)
+}
+
+// handleMetrics serves GET /metrics in the Prometheus text format. It is
+// a handful of numbers, so it is written by hand rather than with a client
+// library. The bundled nginx.conf keeps it off the public side: scrape
+// each instance directly.
+func (s *Server) handleMetrics(c echo.Context) error {
+	var b strings.Builder
+	write := func(name, kind, help string, v int64) {
+		b.WriteString("# HELP " + name + " " + help + "\n# TYPE " + name + " " + kind + "\n")
+		b.WriteString(name + " " + strconv.FormatInt(v, 10) + "\n")
+	}
+	s.clients.mu.Lock()
+	wsConns := len(s.clients.set)
+	s.clients.mu.Unlock()
+	write("wall_walls", "gauge", "Walls this instance holds.", int64(s.hub.Len()))
+	write("wall_websocket_connections", "gauge", "Open WebSocket connections.", int64(wsConns))
+	write("wall_longpoll_engine_connections", "gauge", "Keep-alive connections held by the long-poll engine (parked polls and idle).", int64(s.polls.len()))
+	write("wall_posts_total", "counter", "Messages stored through this instance.", s.metrics.posts.Load())
+	write("wall_post_failures_total", "counter", "Posts refused because the message store was unavailable or timed out.", s.metrics.postFailures.Load())
+	write("wall_websocket_slow_disconnects_total", "counter", "WebSocket connections cut off for falling too far behind.", s.clients.slow.Load())
+	return c.Blob(http.StatusOK, "text/plain; version=0.0.4; charset=utf-8", []byte(b.String()))
+}
