@@ -13,6 +13,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"os/signal"
 	"strconv"
@@ -49,6 +50,7 @@ type config struct {
 	redisURL        string
 	shutdownTimeout time.Duration
 	logLevel        string
+	debugAddr       string
 }
 
 // parseFlags reads flags, each defaulting to its environment variable.
@@ -83,6 +85,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&cfg.server.PublishToken, "publish-token", env("WALL_PUBLISH_TOKEN", ""), "bearer token for POST /api/publish; empty disables it (WALL_PUBLISH_TOKEN)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", envDur("WALL_SHUTDOWN_TIMEOUT", 10*time.Second), "longest graceful shutdown (WALL_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&cfg.logLevel, "log-level", env("WALL_LOG_LEVEL", "info"), "debug, info, warn or error (WALL_LOG_LEVEL)")
+	fs.StringVar(&cfg.debugAddr, "debug-addr", env("WALL_DEBUG_ADDR", ""), "serve /debug/pprof/ on this address, e.g. 127.0.0.1:6060; keep it private (WALL_DEBUG_ADDR)")
 	if err := fs.Parse(args); err != nil {
 		return cfg, err
 	}
@@ -114,17 +117,28 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
+	// Bind first: a taken port is reported before anything starts.
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	defer ln.Close()
+	var dln net.Listener
+	if cfg.debugAddr != "" {
+		if dln, err = net.Listen("tcp", cfg.debugAddr); err != nil {
+			return fmt.Errorf("-debug-addr: %w", err)
+		}
+		defer dln.Close()
+	}
+
 	hub := wall.NewHub(cfg.cacheSize)
+	defer hub.Close() // ends the server's goroutines on every return path
 	broker, closeBroker, err := newBroker(cfg, hub, log)
 	if err != nil {
 		return err
 	}
 	defer closeBroker()
 	srv, err := server.New(cfg.server, log, hub, broker, views.FS, assets.FS)
-	if err != nil {
-		return err
-	}
-	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return err
 	}
@@ -139,6 +153,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	defer stopBroker()
 	g := new(errgroup.Group)
 	g.Go(func() error { return broker.Run(brokerCtx) })
+	var debugSrv *http.Server
+	if dln != nil {
+		debugSrv = &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
+		g.Go(func() error {
+			if err := debugSrv.Serve(dln); !errors.Is(err, http.ErrServerClosed) {
+				return err
+			}
+			return nil
+		})
+	}
 	g.Go(func() error {
 		if err := httpSrv.Serve(srv.Listener(ln)); !errors.Is(err, http.ErrServerClosed) {
 			return err
@@ -160,6 +184,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// tracked by Shutdown, so wait for them separately.
 	hub.Close()
 	err = httpSrv.Shutdown(sctx)
+	if debugSrv != nil {
+		debugSrv.Close()
+	}
 	wsDone := make(chan struct{})
 	go func() { srv.Wait(); close(wsDone) }()
 	select {
@@ -170,4 +197,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	stopBroker()
 	return errors.Join(err, g.Wait())
+}
+
+// pprofHandler serves the runtime profiles, on their own listener so the
+// public side never exposes them.
+func pprofHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/debug/pprof/", pprof.Index)
+	mux.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	return mux
 }

@@ -192,4 +192,7 @@ func TestFlags(t *testing.T) {
 	if err := run(context.Background(), []string{"-addr", "127.0.0.1:0", "-redis", "not a url"}, func(string) string { return "" }, io.Discard, nil); err == nil {
 		t.Error("run accepted a bad Redis URL")
 	}
+	if err := run(context.Background(), []string{"-addr", "127.0.0.1:0", "-debug-addr", "127.0.0.1:99999"}, func(string) string { return "" }, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "-debug-addr") {
+		t.Errorf("run with a bad -debug-addr: %v", err)
+	}
 }
