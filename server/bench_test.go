@@ -71,7 +71,10 @@ func benchNewEnv(b *testing.B) *benchEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	ts := httptest.NewServer(srv)
+	// As main serves it: through Listener, so parked polls use the engine.
+	ts := httptest.NewUnstartedServer(srv)
+	ts.Listener = srv.Listener(ts.Listener)
+	ts.Start()
 	return &benchEnv{hub: hub, broker: broker, srv: srv, ts: ts, addr: ts.Listener.Addr().String()}
 }
 

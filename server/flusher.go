@@ -47,10 +47,11 @@ func (f *flusher) submit(cl *wsClient) bool {
 func (f *flusher) work(exited chan<- struct{}) {
 	defer func() { exited <- struct{}{} }()
 	var scratch net.Buffers
+	var w rawWriter
 	for {
 		select {
 		case cl := <-f.q:
-			cl.flush(&scratch)
+			cl.flush(&scratch, &w)
 		case <-f.stop:
 			return
 		}

@@ -40,26 +40,29 @@ func waitReadable(raw syscall.RawConn) error {
 	return perr
 }
 
-// tryWrite writes bufs with one non-blocking write(v) and returns how many
+// rawWriter does non-blocking write(v)s on sockets. Its callback for
+// RawConn.Write is made once, so a goroutine that keeps one (a flusher
+// worker) writes without allocating.
+type rawWriter struct {
+	bufs net.Buffers
+	n    int
+	err  error
+	fn   func(fd uintptr) bool
+}
+
+// write writes bufs with one non-blocking write(v) and returns how many
 // bytes went out; a full socket is not an error (n is then short).
-func tryWrite(raw syscall.RawConn, bufs net.Buffers) (int, error) {
+func (w *rawWriter) write(raw syscall.RawConn, bufs net.Buffers) (int, error) {
 	if raw == nil || len(bufs) > 512 {
 		return 0, nil // let writeLoop do it
 	}
-	var n int
-	var werr error
-	err := raw.Write(func(fd uintptr) bool {
-		for {
-			if len(bufs) == 1 {
-				n, werr = syscall.Write(int(fd), bufs[0])
-			} else {
-				n, werr = unix.Writev(int(fd), bufs)
-			}
-			if werr != syscall.EINTR {
-				return true // never wait: a full socket goes to writeLoop
-			}
-		}
-	})
+	if w.fn == nil {
+		w.fn = w.writeFD
+	}
+	w.bufs, w.n, w.err = bufs, 0, nil
+	err := raw.Write(w.fn)
+	n, werr := w.n, w.err
+	w.bufs = nil
 	if n < 0 {
 		n = 0
 	}
@@ -70,4 +73,23 @@ func tryWrite(raw syscall.RawConn, bufs net.Buffers) (int, error) {
 		return n, err
 	}
 	return n, werr
+}
+
+func (w *rawWriter) writeFD(fd uintptr) bool {
+	for {
+		if len(w.bufs) == 1 {
+			w.n, w.err = syscall.Write(int(fd), w.bufs[0])
+		} else {
+			w.n, w.err = unix.Writev(int(fd), w.bufs)
+		}
+		if w.err != syscall.EINTR {
+			return true // never wait: a full socket goes to writeLoop
+		}
+	}
+}
+
+// tryWrite is rawWriter.write for occasional writers.
+func tryWrite(raw syscall.RawConn, bufs net.Buffers) (int, error) {
+	var w rawWriter
+	return w.write(raw, bufs)
 }

@@ -78,16 +78,22 @@ func (s *Server) handleWS(c echo.Context) error {
 	if !s.clients.enter() {
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "server shutting down")
 	}
+	// Subscribed before the handshake is answered, with writes held until
+	// the connection is attached: a client that has its 101 gets every
+	// message posted after it, even without a cursor.
+	w := s.hub.Acquire(name)
+	s.sync(c.Request().Context(), w, cursor)
+	cl := newWSClient(s, w)
+	backlog := w.Subscribe(cl, cursor)
 	conn, err := s.upgrader.Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
+		w.Unsubscribe(cl)
+		s.hub.Release(w)
 		s.clients.leave(nil)
 		return nil // the upgrader has answered (400/403)
 	}
-	w := s.hub.Acquire(name)
-	s.sync(c.Request().Context(), w, cursor)
 	// From here on gorilla's Conn is not used: see wsframe.go.
-	cl := newWSClient(s, conn.NetConn(), w)
-	cl.start(w.Subscribe(cl, cursor))
+	cl.attach(conn.NetConn(), backlog)
 	s.clients.add(cl)
 	go cl.readPump()
 	return nil

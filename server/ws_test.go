@@ -641,3 +641,20 @@ func TestWSHangUps(t *testing.T) {
 		t.Fatalf("got %+v, want %+v", got, m)
 	}
 }
+
+// A client that has its handshake answer is already subscribed: a message
+// posted right after the dial returns reaches it, even without a cursor.
+func TestWSSubscribedAtHandshake(t *testing.T) {
+	e := newTestEnv(t, Config{}, 10)
+	for i := range 30 {
+		c, _, err := e.dialWS("/ws?wall=hs", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		m := e.publish("hs", "right after the dial")
+		if got := readWSMsg(t, c); got.ID != m.ID {
+			t.Fatalf("dial %d: got %+v, want the message posted after the handshake", i, got)
+		}
+		c.Close()
+	}
+}

@@ -33,35 +33,42 @@ type wsClient struct {
 	notes    [][]byte        // frames that are not messages: errors, gap notices, pongs
 	ping     bool            // a ping is due
 	closing  []byte          // a close frame to send, then close: slow reader or shutdown
-	writing  bool            // a writeLoop runs (or the connection is closing)
+	writing  bool            // a writer runs, the connection is closing, or it is not attached yet
+	reset    bool            // Reset was called (see attach)
 	done     bool            // readPump has ended: start no writer
 
 	writer   sync.WaitGroup // the running writeLoop, if any
 	readDone chan struct{}  // closed when readPump has ended
 }
 
-func newWSClient(s *Server, conn net.Conn, w *wall.Wall) *wsClient {
-	cl := &wsClient{s: s, conn: conn, wall: w, readDone: make(chan struct{})}
+// newWSClient returns a client of w whose writes are held (writing is set)
+// until attach gives it its connection.
+func newWSClient(s *Server, w *wall.Wall) *wsClient {
+	return &wsClient{s: s, wall: w, readDone: make(chan struct{}), writing: true, maxQueue: sendQueueMax}
+}
+
+// attach gives the client its upgraded connection and releases its writes:
+// first a gap notice if the cursor fell out of the cache, then the
+// catch-up computed by Wall.Subscribe, then whatever arrived since.
+func (cl *wsClient) attach(conn net.Conn, backlog wall.Result) {
+	cl.mu.Lock()
+	defer cl.mu.Unlock()
+	cl.conn = conn
 	if sc, ok := conn.(syscall.Conn); ok {
 		cl.raw, _ = sc.SyscallConn()
 	}
-	return cl
-}
-
-// start queues the catch-up computed by Wall.Subscribe: a gap notice if
-// the cursor fell out of the cache, then the messages after the cursor.
-func (cl *wsClient) start(backlog wall.Result) {
-	cl.mu.Lock()
-	defer cl.mu.Unlock()
-	if backlog.Missed > 0 || backlog.Reset {
-		b, _ := json.Marshal(struct {
-			Missed uint64 `json:"missed,omitempty"`
-			Reset  bool   `json:"reset,omitempty"`
-		}{backlog.Missed, backlog.Reset})
-		cl.notes = append(cl.notes, wall.TextFrame(b))
+	if !cl.reset { // a Reset while held replaced the backlog already
+		if backlog.Missed > 0 || backlog.Reset {
+			b, _ := json.Marshal(struct {
+				Missed uint64 `json:"missed,omitempty"`
+				Reset  bool   `json:"reset,omitempty"`
+			}{backlog.Missed, backlog.Reset})
+			cl.notes = append([][]byte{wall.TextFrame(b)}, cl.notes...)
+		}
+		cl.queue = append(backlog.Messages, cl.queue...)
+		cl.maxQueue += len(backlog.Messages)
 	}
-	cl.queue = append(backlog.Messages, cl.queue...)
-	cl.maxQueue = len(backlog.Messages) + sendQueueMax
+	cl.writing = false
 	cl.kickLocked()
 }
 
@@ -81,7 +88,9 @@ func (cl *wsClient) Send(m *wall.Message) {
 		// A writeLoop blocked on the stalled peer would hold the connection
 		// until writeWait: fail its write now. Deadlines may be set from
 		// any goroutine.
-		cl.conn.SetWriteDeadline(time.Now())
+		if cl.conn != nil {
+			cl.conn.SetWriteDeadline(time.Now())
+		}
 	default:
 		cl.queue = append(cl.queue, m)
 	}
@@ -100,6 +109,7 @@ func (cl *wsClient) Reset(msgs []*wall.Message) {
 	cl.notes = append(cl.notes, resetFrame)
 	cl.queue = append(cl.queue[:0], msgs...)
 	cl.maxQueue = len(msgs) + sendQueueMax
+	cl.reset = true
 	cl.kickLocked()
 }
 
@@ -159,7 +169,16 @@ var pingFrame = controlFrame(opPing, nil)
 // held.
 func (cl *wsClient) takeLocked(bufs net.Buffers) (_ net.Buffers, closing []byte, ok bool) {
 	q, notes, ping := cl.queue, cl.notes, cl.ping
-	cl.queue, cl.notes, cl.ping = nil, nil, false
+	cl.notes, cl.ping = nil, false
+	// The queue's array is reused once its frames are in bufs (below), so
+	// a delivery allocates nothing; a queue that grew large is let go.
+	cl.queue = nil
+	defer func() {
+		if cap(q) <= 64 && !cl.done {
+			clear(q)
+			cl.queue = q[:0]
+		}
+	}()
 	if cl.done {
 		// The reader has ended: only a pending close frame still goes.
 		q, notes, ping = nil, nil, false
@@ -190,7 +209,7 @@ func (cl *wsClient) takeLocked(bufs net.Buffers) (_ net.Buffers, closing []byte,
 // calls it, after kickLocked. When the socket cannot take everything, the
 // rest goes to a writeLoop goroutine, so a slow reader never holds a
 // worker.
-func (cl *wsClient) flush(scratch *net.Buffers) {
+func (cl *wsClient) flush(scratch *net.Buffers, w *rawWriter) {
 	for {
 		cl.mu.Lock()
 		bufs, closing, ok := cl.takeLocked((*scratch)[:0])
@@ -200,7 +219,7 @@ func (cl *wsClient) flush(scratch *net.Buffers) {
 			cl.writer.Done()
 			return
 		}
-		n, err := tryWrite(cl.raw, bufs)
+		n, err := w.write(cl.raw, bufs)
 		var rest net.Buffers
 		if err == nil {
 			rest = unwritten(bufs, n) // a copy: bufs is the worker's scratch
