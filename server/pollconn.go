@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -43,12 +42,12 @@ const (
 	respReserve = 128              // room for the response head before the body
 )
 
-// pollBufs holds request and response buffers, taken only while a request
-// is read or an answer written, never while a connection waits.
-var pollBufs = sync.Pool{New: func() any {
+// newPollBuf makes the buffers of Server.pollBufs: a request head and body,
+// or a response.
+func newPollBuf() any {
 	b := make([]byte, 0, maxPollHead+pollArgsLimit)
 	return &b
-}}
+}
 
 // pollConn is a keep-alive connection the engine holds.
 //
@@ -270,22 +269,22 @@ func (pc *pollConn) wait() error {
 }
 
 func (pc *pollConn) answerPoll(res wall.Result) bool {
-	bp := pollBufs.Get().(*[]byte)
+	bp := pc.s.pollBufs.Get().(*[]byte)
 	b := appendPollResponse((*bp)[:respReserve], res)
 	ok := pc.answer(b)
 	if cap(b) <= 256<<10 {
 		*bp = b[:0]
-		pollBufs.Put(bp)
+		pc.s.pollBufs.Put(bp)
 	}
 	return ok
 }
 
 func (pc *pollConn) answerTimeout() bool {
-	bp := pollBufs.Get().(*[]byte)
+	bp := pc.s.pollBufs.Get().(*[]byte)
 	b := append((*bp)[:respReserve], timeoutResponse(pc.cursor)...)
 	ok := pc.answer(b)
 	*bp = b[:0]
-	pollBufs.Put(bp)
+	pc.s.pollBufs.Put(bp)
 	return ok
 }
 
@@ -344,8 +343,8 @@ func (pc *pollConn) next() (park, ok bool) {
 			return false, false // hung up, idle too long, or shutdown
 		}
 	}
-	bp := pollBufs.Get().(*[]byte)
-	defer pollBufs.Put(bp)
+	bp := pc.s.pollBufs.Get().(*[]byte)
+	defer pc.s.pollBufs.Put(bp)
 	buf := append((*bp)[:0], pc.pending...)
 	pc.pending, pc.pipelined = nil, false
 	*bp = buf[:0]

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -69,10 +70,15 @@ type Server struct {
 	keepalive chan struct{} // closed when the keepalive loop has ended
 
 	// The long-poll engine (pollconn.go): enabled by Listener.
-	ln         atomic.Pointer[listener]
-	polls      pollConns // connections the engine holds
-	metrics    metrics
-	pollsWoken chan struct{} // closed once shutdown has woken them all
+	ln      atomic.Pointer[listener]
+	polls   pollConns // connections the engine holds
+	metrics metrics
+
+	// Buffers lent only while bytes are in flight, never to an idle
+	// connection: client frames being read, long-poll requests and answers.
+	frameReaders sync.Pool     // *bufio.Reader
+	pollBufs     sync.Pool     // *[]byte
+	pollsWoken   chan struct{} // closed once shutdown has woken them all
 }
 
 // New builds a server over hub and broker. views holds the HTML templates and
@@ -80,6 +86,8 @@ type Server struct {
 func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views, assets fs.FS) (*Server, error) {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, log: log, hub: hub, broker: broker}
+	s.frameReaders.New = newFrameReader
+	s.pollBufs.New = newPollBuf
 	p, err := newPages(views, assets)
 	if err != nil {
 		return nil, err

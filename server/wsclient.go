@@ -302,11 +302,11 @@ func (cl *wsClient) readPump() {
 		if err := waitReadable(cl.raw); err != nil {
 			return
 		}
-		br := readerPool.Get().(*bufio.Reader)
+		br := cl.s.frameReaders.Get().(*bufio.Reader)
 		br.Reset(cl.conn)
 		err := cl.readBuffered(br, &mr)
 		br.Reset(nil)
-		readerPool.Put(br)
+		cl.s.frameReaders.Put(br)
 		if err != nil {
 			var ce *closeError
 			if errors.As(err, &ce) {

@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"io"
-	"sync"
 	"unicode/utf8"
 
 	"github.com/gorilla/websocket"
@@ -56,9 +55,9 @@ var errPeerClosed = errors.New("peer closed the connection")
 // without holding the buffer.
 var errNoMessage = errors.New("no message buffered")
 
-// readerPool holds the buffered readers of connections that are in the
-// middle of a frame. 1 KiB takes a typical post in one read.
-var readerPool = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, 1024) }}
+// newFrameReader makes the readers of Server.frameReaders. 1 KiB takes a
+// typical post in one read.
+func newFrameReader() any { return bufio.NewReaderSize(nil, 1024) }
 
 // frame is one frame as read: opcode, FIN and the unmasked payload.
 type frame struct {
