@@ -50,6 +50,15 @@ func wallArg(a args) (string, *echo.HTTPError) {
 // WebSocket frame, publish API) goes through it. The error is the
 // client's answer.
 func (s *Server) publish(ctx context.Context, name, body string) (*wall.Message, *echo.HTTPError) {
+	// Every wall with messages stays in memory (up to its cache), so the
+	// number of walls is what bounds memory: a post may not open a wall
+	// past the limit. Walls that peers post to are still applied here.
+	if s.cfg.MaxWalls > 0 && s.hub.Len() >= s.cfg.MaxWalls {
+		if w := s.hub.Lookup(name); w == nil || w.Last() == 0 {
+			s.metrics.postFailures.Add(1)
+			return nil, echo.NewHTTPError(http.StatusServiceUnavailable, "too many walls on this server")
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	m, err := s.broker.Publish(ctx, name, uuid.NewString(), body)

@@ -26,6 +26,7 @@ type Config struct {
 	SyncWait       time.Duration // longest a request waits for this instance to catch up with a cursor
 	PingInterval   time.Duration // WebSocket ping period; a peer silent for 10/9 of it is cut off
 	IdleTimeout    time.Duration // longest a keep-alive connection held by the long-poll engine waits for its next request
+	MaxWalls       int           // walls an instance holds before posts to new walls get 503; 0 takes the default, <0 is no limit
 }
 
 // Defaults.
@@ -35,6 +36,7 @@ const (
 	DefaultSyncWait     = 2 * time.Second
 	DefaultPingInterval = 54 * time.Second
 	DefaultIdleTimeout  = 2 * time.Minute // main's http.Server IdleTimeout
+	DefaultMaxWalls     = 10000
 )
 
 func (c *Config) setDefaults() {
@@ -49,6 +51,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = DefaultPingInterval
+	}
+	if c.MaxWalls == 0 {
+		c.MaxWalls = DefaultMaxWalls
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
