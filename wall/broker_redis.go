@@ -95,6 +95,13 @@ type RedisBroker struct {
 
 	behind map[string]uint64 // wall -> Redis seq seen ahead at the last check; applier only
 
+	// emptyAt remembers, under mu, when a Sync last found a wall empty in
+	// Redis too. Within ResyncInterval of that, a Sync of the same empty
+	// wall is skipped: anything posted since arrives by pub/sub, or by the
+	// periodic check that covers every wall this instance holds. A burst of
+	// subscribers to a new wall then costs one Redis read, not one each.
+	emptyAt map[string]time.Time
+
 	dropPubSub atomic.Bool // tests: the reader loses every message, as if its connection were down
 }
 
@@ -136,16 +143,17 @@ func NewRedisBroker(client redis.UniversalClient, hub *Hub, cfg RedisConfig) *Re
 		cfg.ResyncInterval = time.Second
 	}
 	b := &RedisBroker{
-		client: client,
-		hub:    hub,
-		cfg:    cfg,
-		log:    cfg.Log.With("broker", "redis"),
-		lib:    redisLibraryCode(cfg.History, cfg.BodyLimit),
-		msgs:   make(chan *redisEvent, redisQueueLen),
-		reqs:   make(chan resyncReq),
-		kick:   make(chan struct{}, 1),
-		epochs: make(map[string]string),
-		behind: make(map[string]uint64),
+		client:  client,
+		hub:     hub,
+		cfg:     cfg,
+		log:     cfg.Log.With("broker", "redis"),
+		lib:     redisLibraryCode(cfg.History, cfg.BodyLimit),
+		msgs:    make(chan *redisEvent, redisQueueLen),
+		reqs:    make(chan resyncReq),
+		kick:    make(chan struct{}, 1),
+		epochs:  make(map[string]string),
+		emptyAt: make(map[string]time.Time),
+		behind:  make(map[string]uint64),
 	}
 	b.dirty.walls = make(map[string]struct{})
 	return b
@@ -283,10 +291,14 @@ func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 	if w.Has(c) && w.Last() > 0 {
 		return nil
 	}
+	if !c.Set && w.Last() == 0 && b.knownEmpty(wall) {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	if !c.Set {
 		b.resync(ctx, wall, 0)
+		b.noteEmpty(wall, w)
 		return nil
 	}
 	seq := c.Seq
@@ -296,6 +308,7 @@ func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 		case errors.Is(err, redis.Nil):
 			if w.Last() == 0 {
 				b.resync(ctx, wall, 0)
+				b.noteEmpty(wall, w)
 			}
 			return nil // unknown everywhere
 		case err != nil:
@@ -313,6 +326,38 @@ func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 		b.resync(ctx, wall, seq)
 	}
 	return nil
+}
+
+// knownEmpty reports whether a Sync found wall empty in Redis within the
+// last ResyncInterval.
+func (b *RedisBroker) knownEmpty(wall string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	t, ok := b.emptyAt[wall]
+	return ok && time.Since(t) < b.cfg.ResyncInterval
+}
+
+// noteEmpty records that w is still empty after a resync.
+func (b *RedisBroker) noteEmpty(wall string, w *Wall) {
+	if w.Last() != 0 {
+		return
+	}
+	b.mu.Lock()
+	b.emptyAt[wall] = time.Now()
+	b.mu.Unlock()
+}
+
+// pruneEmpty forgets the empty marks that have expired; the applier calls
+// it with each periodic check, so the map holds at most the walls synced
+// in one interval.
+func (b *RedisBroker) pruneEmpty() {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	for n, t := range b.emptyAt {
+		if time.Since(t) >= b.cfg.ResyncInterval {
+			delete(b.emptyAt, n)
+		}
+	}
 }
 
 // resync asks the applier to bring wall up to date and waits until it has

@@ -195,6 +195,7 @@ func (b *RedisBroker) markDirtyQuiet(wall string) {
 // pub/sub connection was down, or a wall Redis lost. Must only be called
 // from the applier.
 func (b *RedisBroker) check(ctx context.Context) {
+	b.pruneEmpty()
 	names := b.hub.Names()
 	if len(names) == 0 {
 		return

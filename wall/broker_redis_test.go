@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -518,4 +519,47 @@ func BenchmarkRedisPublishParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// A burst of Syncs of an empty wall costs one Redis read per interval, and
+// a message posted meanwhile still arrives (by pub/sub).
+func TestRedisBrokerSyncEmptyWallOnce(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startNode(t, srv, 200)
+	b := startNode(t, srv, 200)
+	admin := srv.Client()
+	ctx := context.Background()
+	if err := admin.ConfigResetStat(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	w := b.hub.Acquire("fresh")
+	defer b.hub.Release(w)
+	for range 50 {
+		if err := b.b.Sync(ctx, "fresh", Cursor{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats, err := admin.Info(ctx, "commandstats").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if calls := fcallCalls(stats); calls > 2 {
+		t.Fatalf("50 Syncs of an empty wall made %d FCALLs", calls)
+	}
+	m, err := post(t, a, "fresh", "hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 2*time.Second, "the post on B", func() bool { return w.Has(Cursor{Set: true, ID: m.ID}) })
+}
+
+// fcallCalls reads the FCALL count from INFO commandstats.
+func fcallCalls(stats string) int {
+	for _, line := range strings.Split(stats, "\n") {
+		if rest, ok := strings.CutPrefix(line, "cmdstat_fcall:calls="); ok {
+			n, _ := strconv.Atoi(strings.SplitN(rest, ",", 2)[0])
+			return n
+		}
+	}
+	return 0
 }
