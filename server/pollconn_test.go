@@ -124,13 +124,18 @@ func (rc *rawConn) closed() {
 // it to the engine), is answered, and the connection stays with the engine.
 func (e *engineEnv) hold(rc *rawConn) {
 	e.t.Helper()
-	n := e.srv.polls.len()
 	last := uint64(0)
 	if w := e.hub.Lookup("h"); w != nil {
 		last = w.Last()
 	}
 	rc.send(getPoll(fmt.Sprintf("wall=h&cursor=%d", last)))
-	waitFor(e.t, "engine holds the connection", 5*time.Second, func() bool { return e.srv.polls.len() > n })
+	// Parked in the engine means subscribed to wall h (a poll waiting in
+	// net/http is not). Counting the engine's connections instead raced
+	// with other connections entering it.
+	waitFor(e.t, "engine holds the connection", 5*time.Second, func() bool {
+		w := e.hub.Lookup("h")
+		return w != nil && w.Subscribers() > 0
+	})
 	e.publish("h", "wake")
 	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(e.t, b).Messages == nil {
 		e.t.Fatalf("hold: %d %s", resp.StatusCode, b)
