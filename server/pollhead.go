@@ -74,11 +74,12 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 			hosts++
 		case strings.EqualFold(name, "Content-Length"):
 			lengths++
-			n, err := strconv.Atoi(value)
-			if err != nil || !allDigits(value) {
+			// ParseUint takes digits only: no sign, no spaces.
+			n, err := strconv.ParseUint(value, 10, 31)
+			if err != nil {
 				return h, false
 			}
-			h.contentLength = n
+			h.contentLength = int(n)
 		case strings.EqualFold(name, "Content-Type"):
 			contentType = value
 		case strings.EqualFold(name, "Connection"):
@@ -144,15 +145,6 @@ func (h *pollHead) pollArgs(body []byte) (name string, cursor wall.Cursor, ok bo
 	raw, _ := a.get("cursor")
 	cursor, err := wall.ParseCursor(raw)
 	return name, cursor, err == nil
-}
-
-func allDigits(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] < '0' || s[i] > '9' {
-			return false
-		}
-	}
-	return s != ""
 }
 
 // validHeaderName reports whether s is a non-empty token (RFC 9110).
