@@ -101,12 +101,6 @@ func (s *Server) Stop() {
 	s.signal(syscall.SIGTERM)
 }
 
-// Kill kills the server (SIGKILL) without letting it flush anything.
-func (s *Server) Kill() {
-	s.t.Helper()
-	s.signal(syscall.SIGKILL)
-}
-
 // Start starts a stopped server again on the same port, empty, and waits
 // until it answers PING. It is a no-op if the server is running.
 func (s *Server) Start() {
@@ -120,13 +114,6 @@ func (s *Server) Start() {
 	if err := s.start(); err != nil {
 		s.t.Fatalf("redistest: restart on port %d: %v", s.port, err)
 	}
-}
-
-// Restart stops the server and starts it again, empty, on the same port.
-func (s *Server) Restart() {
-	s.t.Helper()
-	s.Stop()
-	s.Start()
 }
 
 func (s *Server) start() error {
