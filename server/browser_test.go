@@ -67,7 +67,8 @@ func newBrowserServer(t *testing.T, wrap func(http.Handler) http.Handler) *httpt
 	}
 	ts := httptest.NewServer(h)
 	// Cleanups run last-in first-out: the hub closes first so WebSockets
-	// and polls end, then the listener.
+	// and polls end, then the listener, then the server's goroutines.
+	t.Cleanup(srv.Wait)
 	t.Cleanup(ts.Close)
 	t.Cleanup(hub.Close)
 	return ts

@@ -52,6 +52,7 @@ func TestPostStoreUnavailable(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer srv.Wait()
 	defer hub.Close()
 	req := httptest.NewRequest(http.MethodPost, "/a/message/new", strings.NewReader(url.Values{"body": {"hi"}, "_xsrf": {"abc"}}.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")

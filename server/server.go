@@ -87,7 +87,9 @@ type Server struct {
 }
 
 // New builds a server over hub and broker. views holds the HTML templates and
-// assets the static files (both embedded by main).
+// assets the static files (both embedded by main). The server's own
+// goroutines (keepalive, flusher workers, the engine's shutdown closer)
+// end when hub is closed and Wait has returned.
 func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views, assets fs.FS) (*Server, error) {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, log: log, hub: hub, broker: broker}
