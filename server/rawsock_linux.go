@@ -5,6 +5,7 @@ package server
 import (
 	"net"
 	"syscall"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -48,6 +49,7 @@ type rawWriter struct {
 	n    int
 	err  error
 	fn   func(fd uintptr) bool
+	iov  []unix.Iovec
 }
 
 // write writes bufs with one non-blocking write(v) and returns how many
@@ -77,15 +79,60 @@ func (w *rawWriter) write(raw syscall.RawConn, bufs net.Buffers) (int, error) {
 
 func (w *rawWriter) writeFD(fd uintptr) bool {
 	for {
-		if len(w.bufs) == 1 {
-			w.n, w.err = syscall.Write(int(fd), w.bufs[0])
-		} else {
-			w.n, w.err = unix.Writev(int(fd), w.bufs)
-		}
+		w.n, w.err = rawWritev(fd, w.bufs, &w.iov)
 		if w.err != syscall.EINTR {
 			return true // never wait: a full socket goes to writeLoop
 		}
 	}
+}
+
+// rawWritev is write(2) or writev(2) on a non-blocking socket, made with
+// RawSyscall: such a call returns in microseconds, so the runtime's
+// syscall bookkeeping (and sysmon handing the P to another thread while
+// it runs) costs more than it saves. iov is the caller's scratch.
+func rawWritev(fd uintptr, bufs net.Buffers, iov *[]unix.Iovec) (int, error) {
+	var r uintptr
+	var e syscall.Errno
+	if len(bufs) == 1 {
+		b := bufs[0]
+		if len(b) == 0 {
+			return 0, nil
+		}
+		r, _, e = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	} else {
+		v := (*iov)[:0]
+		for _, b := range bufs {
+			if len(b) > 0 {
+				v = append(v, unix.Iovec{Base: &b[0], Len: uint64(len(b))})
+			}
+		}
+		*iov = v
+		if len(v) == 0 {
+			return 0, nil
+		}
+		r, _, e = syscall.RawSyscall(syscall.SYS_WRITEV, fd, uintptr(unsafe.Pointer(&v[0])), uintptr(len(v)))
+		clear(v) // let go of the buffers
+	}
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// fastWait says the engine's fast wait (pollConn.waitFast) is available.
+const fastWait = true
+
+// rawRead is a non-blocking read(2) made with RawSyscall, for the same
+// reason as rawWritev.
+func rawRead(fd uintptr, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	r, _, e := syscall.RawSyscall(syscall.SYS_READ, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
 }
 
 // tryWrite is rawWriter.write for occasional writers.
