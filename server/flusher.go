@@ -7,18 +7,25 @@ import (
 )
 
 // flusher is a small pool of workers that write pending frames to
-// WebSocket connections without blocking. A broadcast to ten thousand
-// subscribers then costs ten thousand write calls on a few goroutines,
-// instead of ten thousand goroutines woken or started.
+// WebSocket connections, and answers to waiting long-polls, without
+// blocking. A broadcast to ten thousand subscribers then costs ten
+// thousand write calls on a few goroutines, instead of ten thousand
+// goroutines woken or started.
 type flusher struct {
-	q        chan *wsClient
+	q        chan flushable
 	stop     chan struct{}
 	stopOnce sync.Once
 	done     chan struct{}
 }
 
+// flushable is a connection with something to write: a wsClient or a
+// pollConn. flush must not block; scratch and w are the worker's own.
+type flushable interface {
+	flush(scratch *net.Buffers, w *rawWriter)
+}
+
 func newFlusher() *flusher {
-	f := &flusher{q: make(chan *wsClient, 1<<16), stop: make(chan struct{}), done: make(chan struct{})}
+	f := &flusher{q: make(chan flushable, 1<<16), stop: make(chan struct{}), done: make(chan struct{})}
 	n := runtime.GOMAXPROCS(0)
 	exited := make(chan struct{}, n)
 	for range n {
@@ -33,11 +40,11 @@ func newFlusher() *flusher {
 	return f
 }
 
-// submit queues cl for a flush; false if the queue is full (the caller
-// then starts a writer goroutine). It never blocks: it runs under locks.
-func (f *flusher) submit(cl *wsClient) bool {
+// submit queues c for a flush; false if the queue is full (the caller
+// then writes another way). It never blocks: it runs under locks.
+func (f *flusher) submit(c flushable) bool {
 	select {
-	case f.q <- cl:
+	case f.q <- c:
 		return true
 	default:
 		return false
@@ -50,8 +57,8 @@ func (f *flusher) work(exited chan<- struct{}) {
 	var w rawWriter
 	for {
 		select {
-		case cl := <-f.q:
-			cl.flush(&scratch, &w)
+		case c := <-f.q:
+			c.flush(&scratch, &w)
 		case <-f.stop:
 			return
 		}

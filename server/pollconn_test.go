@@ -493,3 +493,34 @@ func FuzzParsePollHead(f *testing.F) {
 		parsePollHead(b)
 	})
 }
+
+// A keep-alive poll waiting on its socket is answered by a flusher
+// worker; when the socket cannot take the whole answer (a client that
+// does not read yet), the poll's goroutine writes the rest, and the
+// connection goes on serving polls.
+func TestEngineWorkerAnswers(t *testing.T) {
+	e := newEngineEnv(t, Config{BodyLimit: 1 << 20})
+	m := e.post("", "x")
+	rc := e.dial()
+	rc.c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	e.hold(rc)
+	if n := e.srv.polls.workerAnswers.Load(); n != 1 {
+		t.Fatalf("worker answers %d, want 1", n)
+	}
+
+	rc.send(getPoll("cursor=" + m.ID))
+	time.Sleep(20 * time.Millisecond) // the poll waits on its socket
+	big := strings.Repeat("&", 1<<20) // 7 MiB of JSON with its html
+	e.publish("", big)
+	waitFor(t, "a worker hands off", 5*time.Second, func() bool { return e.srv.polls.workerHandoffs.Load() == 1 })
+	time.Sleep(50 * time.Millisecond) // the goroutine blocks writing the rest
+	resp, body := rc.read()
+	checkPollResp(t, resp, body, wantPollBody(t, e, m.ID))
+	if p := decodePoll(t, body); len(*p.Messages) != 1 || (*p.Messages)[0].Body != big {
+		t.Fatalf("answer of %d bytes is not the big message", len(body))
+	}
+	rc.send(getPoll("cursor=0"))
+	if resp, b := rc.read(); resp.StatusCode != 200 || len(*decodePoll(t, b).Messages) != 2 {
+		t.Fatalf("re-poll: %d, %d bytes", resp.StatusCode, len(b))
+	}
+}

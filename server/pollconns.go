@@ -3,6 +3,7 @@ package server
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -13,6 +14,9 @@ type pollConns struct {
 	set     map[*pollConn]struct{}
 	closing bool
 	live    sync.WaitGroup // see Server.Wait
+
+	workerAnswers  atomic.Int64 // polls answered by a flusher worker
+	workerHandoffs atomic.Int64 // of which the goroutine wrote the rest
 }
 
 // enter registers pc; false once shutting down.
