@@ -3,6 +3,8 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,10 +12,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/google/uuid"
 
 	"wall/assets"
 	"wall/views"
@@ -29,7 +35,13 @@ type engineEnv struct {
 
 func newEngineEnv(t *testing.T, cfg Config) *engineEnv {
 	t.Helper()
-	hub := wall.NewHub(10)
+	return newEngineEnvCache(t, cfg, 10)
+}
+
+// newEngineEnvCache is newEngineEnv with walls that keep cache messages.
+func newEngineEnvCache(t *testing.T, cfg Config, cache int) *engineEnv {
+	t.Helper()
+	hub := wall.NewHub(cache)
 	broker := wall.NewMemoryBroker(hub)
 	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), hub, broker, views.FS, assets.FS)
 	if err != nil {
@@ -64,6 +76,22 @@ func (e *engineEnv) held(n int) {
 	e.t.Helper()
 	waitFor(e.t, fmt.Sprintf("%d connections in the engine", n), 5*time.Second,
 		func() bool { return e.srv.polls.len() == n })
+}
+
+// waitingFast waits until n polls wait the fast way, on their sockets.
+func (e *engineEnv) waitingFast(n int) {
+	e.t.Helper()
+	waitFor(e.t, fmt.Sprintf("%d polls waiting on their sockets", n), 5*time.Second, func() bool {
+		e.srv.polls.mu.Lock()
+		defer e.srv.polls.mu.Unlock()
+		k := 0
+		for pc := range e.srv.polls.set {
+			if pc.state.Load() == psWaiting {
+				k++
+			}
+		}
+		return k == n
+	})
 }
 
 // rawConn is a client speaking HTTP/1.1 by hand on one connection.
@@ -504,12 +532,8 @@ func TestEngineWorkerAnswers(t *testing.T) {
 	rc := e.dial()
 	rc.c.(*net.TCPConn).SetReadBuffer(64 << 10)
 	e.hold(rc)
-	if n := e.srv.polls.workerAnswers.Load(); n != 1 {
-		t.Fatalf("worker answers %d, want 1", n)
-	}
-
 	rc.send(getPoll("cursor=" + m.ID))
-	time.Sleep(20 * time.Millisecond) // the poll waits on its socket
+	e.waitingFast(1)
 	big := strings.Repeat("&", 1<<20) // 7 MiB of JSON with its html
 	e.publish("", big)
 	waitFor(t, "a worker hands off", 5*time.Second, func() bool { return e.srv.polls.workerHandoffs.Load() == 1 })
@@ -523,4 +547,105 @@ func TestEngineWorkerAnswers(t *testing.T) {
 	if resp, b := rc.read(); resp.StatusCode != 200 || len(*decodePoll(t, b).Messages) != 2 {
 		t.Fatalf("re-poll: %d, %d bytes", resp.StatusCode, len(b))
 	}
+}
+
+// Many keep-alive pollers (GET and POST, some hanging up and coming back
+// with their cursor) race with concurrent posts: each sees every message
+// once, in order, whether its goroutine or a flusher worker answered.
+func TestEngineConcurrentPolls(t *testing.T) {
+	const pollers, posts = 48, 300
+	e := newEngineEnvCache(t, Config{}, posts) // nobody misses any
+	addr := e.ts.Listener.Addr().String()
+	errs := make(chan error, pollers)
+	for i := range pollers {
+		go func() { errs <- enginePoller(addr, i, posts) }()
+	}
+	e.held(pollers)
+	var wg sync.WaitGroup
+	for p := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for j := range posts / 4 {
+				if _, err := e.broker.Publish(context.Background(), wall.DefaultWall, uuid.NewString(), fmt.Sprintf("p%d-%d", p, j)); err != nil {
+					t.Error(err)
+					return
+				}
+				if j%16 == 0 {
+					time.Sleep(time.Millisecond)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for range pollers {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if e.srv.polls.workerAnswers.Load() == 0 {
+		t.Error("no poll was answered by a worker")
+	}
+	e.held(0)
+}
+
+// enginePoller polls the default wall by seq cursor until it has seq 1
+// to last, checking that each answer continues the one before. Poller i
+// uses POST if i is odd, and every fifth one hangs up now and then and
+// resumes on a new connection.
+func enginePoller(addr string, i int, last uint64) error {
+	var (
+		c      net.Conn
+		br     *bufio.Reader
+		cursor uint64
+		polls  int
+	)
+	defer func() {
+		if c != nil {
+			c.Close()
+		}
+	}()
+	for cursor < last {
+		if c == nil {
+			var err error
+			if c, err = net.Dial("tcp", addr); err != nil {
+				return err
+			}
+			br = bufio.NewReader(c)
+		}
+		q := fmt.Sprintf("cursor=%d", cursor)
+		req := getPoll(q)
+		if i%2 == 1 {
+			req = postPoll(url.Values{"cursor": {strconv.FormatUint(cursor, 10)}})
+		}
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, req); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return fmt.Errorf("poller %d at %d: %v", i, cursor, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			return fmt.Errorf("poller %d at %d: %d %s %v", i, cursor, resp.StatusCode, b, err)
+		}
+		var p struct {
+			Messages []struct{ Seq uint64 }
+		}
+		if err := json.Unmarshal(b, &p); err != nil {
+			return err
+		}
+		for _, m := range p.Messages {
+			if m.Seq != cursor+1 {
+				return fmt.Errorf("poller %d: seq %d after %d", i, m.Seq, cursor)
+			}
+			cursor = m.Seq
+		}
+		if polls++; i%5 == 0 && polls%7 == 0 {
+			c.Close() // hang up between polls; the next one reconnects
+			c = nil
+		}
+	}
+	return nil
 }
