@@ -744,3 +744,20 @@ func BenchmarkPollResponse(b *testing.B) {
 	}
 	b.ReportMetric(float64(size), "resp-bytes")
 }
+
+// BenchmarkPollHeadPost is the engine's parse of a legacy POST re-poll:
+// head, form and XSRF check.
+func BenchmarkPollHeadPost(b *testing.B) {
+	req := []byte(postPoll(url.Values{"cursor": {"3f2a8c1e-5b7d-4e9a-8c6f-1d2e3f4a5b6c"}}, "User-Agent: bench\r\n"))
+	n := headEnd(req)
+	b.ReportAllocs()
+	for b.Loop() {
+		h, ok := parsePollHead(req[:n])
+		if !ok {
+			b.Fatal("refused")
+		}
+		if _, _, ok := h.pollArgs(req[n:]); !ok {
+			b.Fatal("args refused")
+		}
+	}
+}

@@ -125,16 +125,8 @@ func (h *pollHead) pollArgs(body []byte) (name string, cursor wall.Cursor, ok bo
 	mergeQuery(a, h.query)
 	if h.post {
 		mergeQuery(a, string(body))
-		// checkXSRF reads the cookie and token headers of a request.
-		r := &http.Request{Header: http.Header{}}
-		r.Header["Cookie"] = h.cookies
-		if h.xsrfHeader != "" {
-			r.Header["X-Xsrftoken"] = []string{h.xsrfHeader}
-		}
-		if h.csrfHeader != "" {
-			r.Header["X-Csrftoken"] = []string{h.csrfHeader}
-		}
-		if checkXSRF(r, a) != "" {
+		cookie, ok := findCookie(h.cookies, xsrfCookie)
+		if matchXSRF(a, h.xsrfHeader, h.csrfHeader, cookie, ok) != "" {
 			return "", cursor, false
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
+	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
@@ -75,25 +76,80 @@ func xorMask(mask, b []byte) []byte {
 // argument or the X-XSRFToken / X-CSRFToken header must unmask to the
 // cookie's token. It returns the 403 message, or "" when the check passes.
 func checkXSRF(r *http.Request, a args) string {
+	cookie, ok := "", false
+	if c, err := r.Cookie(xsrfCookie); err == nil {
+		cookie, ok = c.Value, true
+	}
+	return matchXSRF(a, r.Header.Get("X-Xsrftoken"), r.Header.Get("X-Csrftoken"), cookie, ok)
+}
+
+// matchXSRF is checkXSRF on a request's parts: its arguments, its two
+// token headers and the value of its _xsrf cookie, if it has one.
+func matchXSRF(a args, xsrfHeader, csrfHeader, cookie string, hasCookie bool) string {
 	// As Tornado's `get_argument("_xsrf") or header or header`: an empty
 	// argument falls back to the headers.
 	v, _ := a.get("_xsrf")
 	if v == "" {
-		v = r.Header.Get("X-Xsrftoken")
+		v = xsrfHeader
 		if v == "" {
-			v = r.Header.Get("X-Csrftoken")
+			v = csrfHeader
 		}
 		if v == "" {
 			return "'_xsrf' argument missing from POST"
 		}
 	}
-	c, err := r.Cookie(xsrfCookie)
-	if err != nil {
+	if !hasCookie {
 		return "XSRF cookie does not match POST argument"
 	}
-	got, want := decodeXSRF(v), decodeXSRF(c.Value)
+	got, want := decodeXSRF(v), decodeXSRF(cookie)
 	if got == nil || want == nil || subtle.ConstantTimeCompare(got, want) != 1 {
 		return "XSRF cookie does not match POST argument"
 	}
 	return ""
+}
+
+// maxCookies is net/http's default limit (GODEBUG httpcookiemaxnum):
+// a request with more cookies has none.
+const maxCookies = 3000
+
+// findCookie returns the value of the first valid cookie called name in
+// Cookie header lines, as http.Request.Cookie finds it, without
+// allocating: the long-poll engine checks XSRF on every POST poll.
+func findCookie(lines []string, name string) (string, bool) {
+	n := 0
+	for _, line := range lines {
+		n += strings.Count(line, ";") + 1
+	}
+	if n > maxCookies {
+		return "", false
+	}
+	for _, line := range lines {
+		line = textproto.TrimString(line)
+		var part string
+		for len(line) > 0 {
+			part, line, _ = strings.Cut(line, ";")
+			part = textproto.TrimString(part)
+			k, v, _ := strings.Cut(part, "=")
+			if textproto.TrimString(k) != name { // name is a valid token
+				continue
+			}
+			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
+				v = v[1 : len(v)-1]
+			}
+			if validCookieValue(v) {
+				return v, true
+			}
+		}
+	}
+	return "", false
+}
+
+// validCookieValue is net/http's rule for a cookie value's bytes.
+func validCookieValue(v string) bool {
+	for i := 0; i < len(v); i++ {
+		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
+			return false
+		}
+	}
+	return true
 }
