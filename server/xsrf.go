@@ -45,23 +45,48 @@ func encodeXSRF(tok []byte) string {
 
 // decodeXSRF unmasks a version 2 token, or returns a version 1 (plain) token
 // as is. It returns nil for a malformed value.
-func decodeXSRF(v string) []byte {
+func decodeXSRF(v string) []byte { return appendXSRF(nil, v) }
+
+// appendXSRF is decodeXSRF appending to dst, so that a check can decode
+// into stack arrays.
+func appendXSRF(dst []byte, v string) []byte {
 	if v == "" {
 		return nil
 	}
 	if !strings.HasPrefix(v, "2|") {
-		return []byte(v)
+		return append(dst, v...)
 	}
-	parts := strings.Split(v, "|")
-	if len(parts) != 4 {
+	mask, rest, _ := strings.Cut(v[2:], "|")
+	masked, ts, ok := strings.Cut(rest, "|")
+	if !ok || strings.Contains(ts, "|") || mask == "" || masked == "" ||
+		len(mask)%2 != 0 || len(masked)%2 != 0 {
 		return nil
 	}
-	mask, err1 := hex.DecodeString(parts[1])
-	masked, err2 := hex.DecodeString(parts[2])
-	if err1 != nil || err2 != nil || len(mask) == 0 || len(masked) == 0 {
-		return nil
+	out := dst
+	for i := 0; i < len(masked); i += 2 {
+		m := len(out) - len(dst) // index into the token
+		j := 2 * (m % (len(mask) / 2))
+		b, ok1 := unhexByte(masked[i], masked[i+1])
+		k, ok2 := unhexByte(mask[j], mask[j+1])
+		if !ok1 || !ok2 {
+			return nil
+		}
+		out = append(out, b^k)
 	}
-	return xorMask(mask, masked)
+	// Every mask byte must be hex too, as hex.DecodeString required.
+	for j := 0; j < len(mask); j += 2 {
+		if _, ok := unhexByte(mask[j], mask[j+1]); !ok {
+			return nil
+		}
+	}
+	return out
+}
+
+func unhexByte(hi, lo byte) (byte, bool) {
+	if !isHex(hi) || !isHex(lo) {
+		return 0, false
+	}
+	return unhex(hi)<<4 | unhex(lo), true
 }
 
 func xorMask(mask, b []byte) []byte {
@@ -101,7 +126,8 @@ func matchXSRF(a args, xsrfHeader, csrfHeader, cookie string, hasCookie bool) st
 	if !hasCookie {
 		return "XSRF cookie does not match POST argument"
 	}
-	got, want := decodeXSRF(v), decodeXSRF(cookie)
+	var gb, wb [64]byte
+	got, want := appendXSRF(gb[:0], v), appendXSRF(wb[:0], cookie)
 	if got == nil || want == nil || subtle.ConstantTimeCompare(got, want) != 1 {
 		return "XSRF cookie does not match POST argument"
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"bytes"
+	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -207,6 +208,38 @@ func FuzzFindCookie(f *testing.F) {
 		}
 		if got, gok := findCookie(lines, xsrfCookie); got != want || gok != ok {
 			t.Errorf("findCookie(%q) = %q %v; http.Request.Cookie: %q %v", lines, got, gok, want, ok)
+		}
+	})
+}
+
+// decodeXSRF agrees with the straightforward decoding it replaced
+// (split, hex.DecodeString, xor), on any input.
+func FuzzDecodeXSRF(f *testing.F) {
+	ref := func(v string) []byte {
+		if v == "" {
+			return nil
+		}
+		if !strings.HasPrefix(v, "2|") {
+			return []byte(v)
+		}
+		parts := strings.Split(v, "|")
+		if len(parts) != 4 {
+			return nil
+		}
+		mask, err1 := hex.DecodeString(parts[1])
+		masked, err2 := hex.DecodeString(parts[2])
+		if err1 != nil || err2 != nil || len(mask) == 0 || len(masked) == 0 {
+			return nil
+		}
+		return xorMask(mask, masked)
+	}
+	for _, s := range []string{"", "abc", "2|", "2|a|b|c", "2|0a0b0c0d|00112233445566778899aabbccddeeff|1700000000",
+		"2|0A|ff|1", "2|0a0|ff|1", "2|0a|f|1", "2|0a|ff|1|2", "2||ff|1", "2|0a||1", "2|zz|ff|1", "2|0a|ff|"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, v string) {
+		if got, want := decodeXSRF(v), ref(v); !bytes.Equal(got, want) || (got == nil) != (want == nil) {
+			t.Errorf("decodeXSRF(%q) = %x, want %x", v, got, want)
 		}
 	})
 }
