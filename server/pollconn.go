@@ -31,13 +31,14 @@ import (
 // net/http through the Server's listener (listener.go), with the bytes
 // already read, so net/http and echo serve it exactly as before.
 //
-// A keep-alive poll on a socket waits the fast way (waitFast): its
-// goroutine parks reading the socket, and a message hands the connection
-// to a flusher worker, which answers it with one non-blocking write. The
-// client's next request then wakes the goroutine, so one park, one read
-// and one write serve a whole poll, with no timer reset and no wake-up in
-// between. Other polls (pipelined requests, Connection: close) wait the
-// slow way (wait): the goroutine is woken to answer.
+// A keep-alive poll on a socket waits the fast way (waitAnswer, read,
+// settle): its goroutine parks reading the socket, and a message hands the
+// connection to a flusher worker, which answers it with one non-blocking
+// write (flush). The client's next request then wakes the goroutine, so
+// one park, one read and one write serve a whole poll, with no timer
+// reset and no wake-up in between. Other polls (pipelined requests,
+// Connection: close) wait the slow way (wait): the goroutine is woken to
+// answer.
 //
 // Measured with ../shared/wallbench on a 2-core box: a pending long-poll
 // costs 5.5 KiB RSS at 10k instead of 20.95 KiB (net/http); see the README
@@ -61,7 +62,7 @@ func newPollBuf() any {
 const (
 	psBusy     int32 = iota // the serve goroutine has it; Send ignores it
 	psWaitSlow              // waiting in wait: Send wakes the goroutine
-	psWaiting               // waiting in waitFast: Send queues it for a worker
+	psWaiting               // waiting on its socket: Send queues it for a worker
 	psClaimed               // a flusher worker is answering it
 	psAnswered              // a worker answered it (see rest and failed)
 )

@@ -119,7 +119,7 @@ func rawWritev(fd uintptr, bufs net.Buffers, iov *[]unix.Iovec) (int, error) {
 	return int(r), nil
 }
 
-// fastWait says the engine's fast wait (pollConn.waitFast) is available.
+// fastWait says the engine's fast wait (see pollConn.waitAnswer) is available.
 const fastWait = true
 
 // rawRead is a non-blocking read(2) made with RawSyscall, for the same
