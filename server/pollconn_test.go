@@ -12,6 +12,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
 	"strconv"
 	"strings"
 	"sync"
@@ -648,4 +649,46 @@ func enginePoller(addr string, i int, last uint64) error {
 		}
 	}
 	return nil
+}
+
+// blockingFlush holds a flusher worker until release is closed.
+type blockingFlush struct{ held, release chan struct{} }
+
+func (b blockingFlush) flush(*net.Buffers, *rawWriter) {
+	b.held <- struct{}{}
+	<-b.release
+}
+
+type noFlush struct{}
+
+func (noFlush) flush(*net.Buffers, *rawWriter) {}
+
+// With every flusher worker busy and its queue full, a waiting poll is
+// still answered at once: Send runs its flush on a goroutine of its own.
+func TestEngineFlusherQueueFull(t *testing.T) {
+	e := newEngineEnv(t, Config{})
+	m := e.post("", "x")
+	rc := e.dial()
+	e.hold(rc)
+	rc.send(getPoll("cursor=" + m.ID))
+	e.waitingFast(1)
+
+	b := blockingFlush{held: make(chan struct{}), release: make(chan struct{})}
+	workers := runtime.GOMAXPROCS(0)
+	for range workers {
+		if !e.srv.flusher.submit(b) {
+			t.Fatal("queue full too early")
+		}
+	}
+	for range workers {
+		<-b.held
+	}
+	defer close(b.release)
+	for e.srv.flusher.submit(noFlush{}) {
+	}
+	m2 := e.post("", "y")
+	resp, body := rc.read()
+	if p := decodePoll(t, body); resp.StatusCode != 200 || p.Messages == nil || (*p.Messages)[0] != m2 {
+		t.Fatalf("answer %d %s", resp.StatusCode, body)
+	}
 }
