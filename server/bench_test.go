@@ -263,14 +263,10 @@ func BenchmarkFanoutWS(b *testing.B) {
 }
 
 func benchFanoutWS(b *testing.B, n int, viaHTTP bool) {
-	dir, stem := benchProfDir(b)
-	rate := runtime.MemProfileRate
-	if dir != "" {
-		runtime.MemProfileRate = 1 // exact sites for the setup snapshot
-	}
+	f := benchStartFanout(b)
 	e := benchNewEnv(b)
 	defer e.close()
-	ms0, g0 := benchMemStats(), runtime.NumGoroutine()
+	f.baseline()
 
 	dialer := websocket.Dialer{HandshakeTimeout: benchWait, ReadBufferSize: 256, WriteBufferSize: 256}
 	u := "ws://" + e.addr + "/ws?wall=" + benchWall
@@ -313,18 +309,47 @@ func benchFanoutWS(b *testing.B, n int, viaHTTP bool) {
 		publish = p.post
 	}
 
-	// One message outside the timer warms the write buffers and pools.
+	f.run(b, n, cnt, publish, "deliveries")
+}
+
+// benchFanout is the measuring common to the fan-out benchmarks: the
+// profiles (see WALL_BENCH_PROFDIR), the set-up cost per connection and
+// the cost per delivery of the timed loop.
+type benchFanout struct {
+	dir, stem string
+	rate      int // MemProfileRate to restore after the set-up snapshot
+	ms0       runtime.MemStats
+	g0        int
+}
+
+// benchStartFanout begins a fan-out benchmark, before its server exists.
+func benchStartFanout(b *testing.B) *benchFanout {
+	f := &benchFanout{rate: runtime.MemProfileRate}
+	f.dir, f.stem = benchProfDir(b)
+	if f.dir != "" {
+		runtime.MemProfileRate = 1 // exact sites for the setup snapshot
+	}
+	return f
+}
+
+// baseline records memory and goroutines before any connection.
+func (f *benchFanout) baseline() { f.ms0, f.g0 = benchMemStats(), runtime.NumGoroutine() }
+
+// run measures with n connections up: one message outside the timer
+// warms up every connection, then each b.Loop iteration publishes one and
+// waits until cnt has counted n more (what names them in a timeout). It
+// returns how many messages were published.
+func (f *benchFanout) run(b *testing.B, n int, cnt *benchCounter, publish func(*testing.B), what string) int64 {
 	cnt.expect(int64(n))
 	publish(b)
-	cnt.wait(b, "warm-up deliveries")
-	ms1 := benchMemStats()
-	setup := benchMeasureSetup(ms0, ms1, g0, n)
-	if dir != "" {
-		benchHeapSnapshot(b, dir, stem)
-		runtime.MemProfileRate = rate // sampling every malloc would skew the CPU profile
+	cnt.wait(b, "warm-up "+what)
+	setup := benchMeasureSetup(f.ms0, benchMemStats(), f.g0, n)
+	if f.dir != "" {
+		benchHeapSnapshot(b, f.dir, f.stem)
+		runtime.MemProfileRate = f.rate // sampling every malloc would skew the CPU profile
 	}
 
-	stop := benchStartCPU(b, dir, stem)
+	stop := benchStartCPU(b, f.dir, f.stem)
 	var m0, m1 runtime.MemStats
 	runtime.ReadMemStats(&m0)
 	i := int64(1)
@@ -332,12 +357,13 @@ func benchFanoutWS(b *testing.B, n int, viaHTTP bool) {
 		i++
 		cnt.expect(i * int64(n))
 		publish(b)
-		cnt.wait(b, "deliveries")
+		cnt.wait(b, what)
 	}
 	runtime.ReadMemStats(&m1)
 	stop()
 	benchReportDelivery(b, m0, m1, b.N*n)
 	setup.report(b)
+	return i
 }
 
 // benchReadWS reads server frames (unmasked) from r until the connection
@@ -417,14 +443,10 @@ func BenchmarkFanoutLongPoll(b *testing.B) {
 }
 
 func benchFanoutLongPoll(b *testing.B, n int) {
-	dir, stem := benchProfDir(b)
-	rate := runtime.MemProfileRate
-	if dir != "" {
-		runtime.MemProfileRate = 1 // exact sites for the setup snapshot
-	}
+	f := benchStartFanout(b)
 	e := benchNewEnv(b)
 	defer e.close()
-	ms0, g0 := benchMemStats(), runtime.NumGoroutine()
+	f.baseline()
 
 	conns := benchRamp(b, n, func() (net.Conn, error) {
 		return net.DialTimeout("tcp", e.addr, benchWait)
@@ -458,34 +480,9 @@ func benchFanoutLongPoll(b *testing.B, n int) {
 	sent.expect(int64(n))
 	sent.wait(b, "first polls")
 
-	// One message outside the timer warms up every connection.
-	covered.expect(int64(n))
-	e.publish(b)
-	covered.wait(b, "warm-up deliveries")
-	ms1 := benchMemStats()
-	setup := benchMeasureSetup(ms0, ms1, g0, n)
-	if dir != "" {
-		benchHeapSnapshot(b, dir, stem)
-		runtime.MemProfileRate = rate // sampling every malloc would skew the CPU profile
+	if sent := f.run(b, n, covered, e.publish, "deliveries and re-polls"); covered.n.Load() != sent*int64(n) {
+		b.Fatalf("delivered %d messages, want %d", covered.n.Load(), sent*int64(n))
 	}
-
-	stop := benchStartCPU(b, dir, stem)
-	var m0, m1 runtime.MemStats
-	runtime.ReadMemStats(&m0)
-	i := int64(1)
-	for b.Loop() {
-		i++
-		covered.expect(i * int64(n))
-		e.publish(b)
-		covered.wait(b, "deliveries and re-polls")
-	}
-	runtime.ReadMemStats(&m1)
-	stop()
-	if got := covered.n.Load(); got != i*int64(n) {
-		b.Fatalf("delivered %d messages, want %d", got, i*int64(n))
-	}
-	benchReportDelivery(b, m0, m1, b.N*n)
-	setup.report(b)
 }
 
 var (
