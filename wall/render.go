@@ -115,14 +115,7 @@ func linkify(text string) string {
 			proto = esc[pos+m[4] : pos+m[5]]
 		}
 		b.WriteString(esc[last:pos])
-		switch {
-		case proto == "":
-			b.WriteString(`<a href="http://` + url + `">` + url + `</a>`)
-		case proto == "http" || proto == "https":
-			b.WriteString(`<a href="` + url + `">` + url + `</a>`)
-		default:
-			b.WriteString(url)
-		}
+		writeLink(&b, url, proto)
 		pos += m[1]
 		last = pos
 	}
@@ -152,4 +145,18 @@ func wordBoundary(s string, i int) bool {
 		after = isPyWord(r)
 	}
 	return before != after
+}
+
+// writeLink writes a matched url as Tornado's linkify does (no extra
+// params, no shortening): a link when the protocol is http, https or
+// absent (then http:// is prepended), the bare text otherwise.
+func writeLink(b *strings.Builder, url, proto string) {
+	switch proto {
+	case "":
+		b.WriteString(`<a href="http://` + url + `">` + url + `</a>`)
+	case "http", "https":
+		b.WriteString(`<a href="` + url + `">` + url + `</a>`)
+	default:
+		b.WriteString(url)
+	}
 }

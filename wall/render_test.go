@@ -204,14 +204,7 @@ func linkifySlow(text string) string {
 		if m[4] >= 0 {
 			proto = esc[pos+m[4] : pos+m[5]]
 		}
-		switch {
-		case proto == "":
-			b.WriteString(`<a href="http://` + url + `">` + url + `</a>`)
-		case proto == "http" || proto == "https":
-			b.WriteString(`<a href="` + url + `">` + url + `</a>`)
-		default:
-			b.WriteString(url)
-		}
+		writeLink(&b, url, proto)
 		pos += m[1]
 		last = pos
 	}
