@@ -262,10 +262,21 @@ func TestRedisBrokerPubSubKilled(t *testing.T) {
 			n += int(k)
 		}
 	}()
-	postMany(t, []*redisNode{a, b}, "main", 2, 100)
+	// Posting in rounds, each after a kill of its own, so that posts meet
+	// a dropped stream however fast they go (on a quick box all 400 can
+	// finish before the killer's first tick).
+	roundKills := 0
+	for range 4 {
+		k, err := admin.ClientKillByFilter(context.Background(), "TYPE", "pubsub").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		roundKills += int(k)
+		postMany(t, []*redisNode{a, b}, "main", 2, 25)
+	}
 	close(stop)
-	if k := <-killed; k == 0 {
-		t.Fatal("no pub/sub connection was killed")
+	if k := <-killed + roundKills; roundKills == 0 {
+		t.Fatal("no pub/sub connection was killed between rounds")
 	} else {
 		t.Logf("killed %d pub/sub connections", k)
 	}
