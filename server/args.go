@@ -90,8 +90,12 @@ func mergeQuery(a args, s string) {
 // unquotePlus decodes '+' as a space and every valid %XX escape, leaving
 // anything else as it is, as Python's urllib.parse.unquote_plus does.
 func unquotePlus(s string) string {
-	if !strings.ContainsAny(s, "+%") {
-		return s
+	i := 0
+	for i < len(s) && s[i] != '+' && s[i] != '%' {
+		i++
+	}
+	if i == len(s) {
+		return s // the usual case: nothing to decode, nothing to copy
 	}
 	if v, err := url.QueryUnescape(s); err == nil {
 		return v

@@ -656,7 +656,7 @@ func (pc *pollConn) next() (park, ok bool) {
 func (pc *pollConn) start(name string, cursor wall.Cursor, close bool) (park, ok bool) {
 	s := pc.s
 	if pc.wall == nil || pc.wall.Name() != name {
-		w := s.hub.Acquire(name)
+		w := s.hub.Acquire(strings.Clone(name)) // name views the read buffer
 		if pc.wall != nil {
 			if pc.subscribed {
 				pc.wall.Unsubscribe(pc)

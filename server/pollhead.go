@@ -5,6 +5,9 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"unsafe"
+
+	"golang.org/x/net/http/httpguts"
 
 	"wall/wall"
 )
@@ -24,24 +27,35 @@ func headEnd(b []byte) int {
 	return -1
 }
 
-// pollHead is what the engine needs of a poll request's head.
+// maxCookieLines bounds the Cookie header lines the engine keeps: a head
+// with more goes to net/http.
+const maxCookieLines = 8
+
+// pollHead is what the engine needs of a poll request's head. Its strings
+// view the buffer the head was read into (parsing copies nothing, so a poll
+// costs no allocation): they are valid only until that buffer goes back
+// to its pool, and what outlives it is cloned (see pollArgs and start).
 type pollHead struct {
 	post          bool
 	query         string
 	contentLength int
 	close         bool
-	cookies       []string
+	cookies       [maxCookieLines]string
+	nCookies      int
 	xsrfHeader    string // X-XSRFToken
 	csrfHeader    string // X-CSRFToken
 }
+
+// viewString is b as a string without a copy; b must not change while
+// the string is in use.
+func viewString(b []byte) string { return unsafe.String(unsafe.SliceData(b), len(b)) }
 
 // parsePollHead parses a request head that the engine may serve: GET or
 // POST /a/message/updates over HTTP/1.1, with a Host, no chunked body, no
 // Expect, no Upgrade, and a POST body that is a urlencoded form. It is
 // strict: anything it does not accept goes back to net/http.
 func parsePollHead(b []byte) (h pollHead, ok bool) {
-	head := string(b)
-	line, rest, _ := strings.Cut(head, "\r\n")
+	line, rest, _ := strings.Cut(viewString(b), "\r\n")
 	method, line, _ := strings.Cut(line, " ")
 	target, proto, _ := strings.Cut(line, " ")
 	switch {
@@ -53,7 +67,7 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 		return h, false
 	}
 	path, query, _ := strings.Cut(target, "?")
-	if path != "/a/message/updates" {
+	if path != "/a/message/updates" || hasCTL(query) {
 		return h, false
 	}
 	h.query = query
@@ -65,12 +79,15 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 			break
 		}
 		name, value, found := strings.Cut(line, ":")
-		if !found || !validHeaderName(name) || !validHeaderValue(value) {
+		if !found || !httpguts.ValidHeaderFieldName(name) || !httpguts.ValidHeaderFieldValue(value) {
 			return h, false
 		}
 		value = strings.Trim(value, " \t")
 		switch {
 		case strings.EqualFold(name, "Host"):
+			if !httpguts.ValidHostHeader(value) {
+				return h, false
+			}
 			hosts++
 		case strings.EqualFold(name, "Content-Length"):
 			lengths++
@@ -83,7 +100,9 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 		case strings.EqualFold(name, "Content-Type"):
 			contentType = value
 		case strings.EqualFold(name, "Connection"):
-			for _, tok := range strings.Split(value, ",") {
+			for value != "" {
+				var tok string
+				tok, value, _ = strings.Cut(value, ",")
 				switch tok = strings.TrimSpace(tok); {
 				case strings.EqualFold(tok, "close"):
 					h.close = true
@@ -92,7 +111,11 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 				}
 			}
 		case strings.EqualFold(name, "Cookie"):
-			h.cookies = append(h.cookies, value)
+			if h.nCookies == maxCookieLines {
+				return h, false
+			}
+			h.cookies[h.nCookies] = value
+			h.nCookies++
 		case strings.EqualFold(name, "X-Xsrftoken"):
 			if h.xsrfHeader == "" {
 				h.xsrfHeader = value
@@ -117,48 +140,65 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 	return h, ct == "" || strings.EqualFold(ct, "application/x-www-form-urlencoded")
 }
 
-// pollArgs reads the poll's arguments the Tornado way (mergeQuery, then
-// checkXSRF for a POST), the same rules as handleUpdates. ok is false for
-// anything that needs an error answer: net/http gives it.
+// hasCTL reports whether s has a control character, which net/http
+// refuses in a request's target (url.ParseRequestURI).
+func hasCTL(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] < ' ' || s[i] == 0x7f {
+			return true
+		}
+	}
+	return false
+}
+
+// pollQuery holds the arguments a poll uses, merged the Tornado way as
+// args are (the last value of a name wins), without building the map.
+type pollQuery struct {
+	wall, cursor, xsrf string
+	hasWall            bool
+}
+
+// merge adds the pairs of a urlencoded string, as mergeQuery does.
+func (q *pollQuery) merge(s string) {
+	for s != "" {
+		var kv string
+		kv, s, _ = strings.Cut(s, "&")
+		if kv == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(kv, "=")
+		switch unquotePlus(k) {
+		case "wall":
+			q.wall, q.hasWall = unquotePlus(v), true
+		case "cursor":
+			q.cursor = unquotePlus(v)
+		case "_xsrf":
+			q.xsrf = unquotePlus(v)
+		}
+	}
+}
+
+// pollArgs reads the poll's arguments the Tornado way (query, then form
+// body; then checkXSRF's rule for a POST), the same rules as
+// handleUpdates. ok is false for anything that needs an error answer:
+// net/http gives it. The name views the buffer; the cursor does not.
 func (h *pollHead) pollArgs(body []byte) (name string, cursor wall.Cursor, ok bool) {
-	a := args{}
-	mergeQuery(a, h.query)
+	var q pollQuery
+	q.merge(h.query)
 	if h.post {
-		mergeQuery(a, string(body))
-		cookie, ok := findCookie(h.cookies, xsrfCookie)
-		if matchXSRF(a, h.xsrfHeader, h.csrfHeader, cookie, ok) != "" {
+		q.merge(viewString(body))
+		cookie, ok := findCookie(h.cookies[:h.nCookies], xsrfCookie)
+		if matchXSRF(q.xsrf, h.xsrfHeader, h.csrfHeader, cookie, ok) != "" {
 			return "", cursor, false
 		}
 	}
-	name, herr := wallArg(a)
-	if herr != nil {
+	name = q.wall
+	if !q.hasWall || name == "" {
+		name = wall.DefaultWall
+	} else if !wall.ValidName(name) {
 		return "", cursor, false
 	}
-	raw, _ := a.get("cursor")
-	cursor, err := wall.ParseCursor(raw)
+	cursor, err := wall.ParseCursor(q.cursor)
+	cursor.ID = strings.Clone(cursor.ID) // kept while the poll waits
 	return name, cursor, err == nil
-}
-
-// validHeaderName reports whether s is a non-empty token (RFC 9110).
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		if c <= ' ' || c >= 0x7f || strings.IndexByte(`"(),/:;<=>?@[\]{}`, c) >= 0 {
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue refuses control characters other than tab.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -105,15 +105,17 @@ func checkXSRF(r *http.Request, a args) string {
 	if c, err := r.Cookie(xsrfCookie); err == nil {
 		cookie, ok = c.Value, true
 	}
-	return matchXSRF(a, r.Header.Get("X-Xsrftoken"), r.Header.Get("X-Csrftoken"), cookie, ok)
+	arg, _ := a.get("_xsrf")
+	return matchXSRF(arg, r.Header.Get("X-Xsrftoken"), r.Header.Get("X-Csrftoken"), cookie, ok)
 }
 
-// matchXSRF is checkXSRF on a request's parts: its arguments, its two
-// token headers and the value of its _xsrf cookie, if it has one.
-func matchXSRF(a args, xsrfHeader, csrfHeader, cookie string, hasCookie bool) string {
+// matchXSRF is checkXSRF on a request's parts: its _xsrf argument ("" if
+// none), its two token headers and the value of its _xsrf cookie, if it
+// has one.
+func matchXSRF(arg, xsrfHeader, csrfHeader, cookie string, hasCookie bool) string {
 	// As Tornado's `get_argument("_xsrf") or header or header`: an empty
 	// argument falls back to the headers.
-	v, _ := a.get("_xsrf")
+	v := arg
 	if v == "" {
 		v = xsrfHeader
 		if v == "" {
