@@ -76,6 +76,12 @@ func bodyError(err error) error {
 // which repeated value wins). It never fails: like Python's unquote_plus, a
 // malformed escape such as "50%" is kept as text.
 func mergeQuery(a args, s string) {
+	eachPair(s, func(k, v string) { a[unquotePlus(k)] = unquotePlus(v) })
+}
+
+// eachPair calls fn with the still encoded name and value of each pair of
+// a urlencoded string, in order.
+func eachPair(s string, fn func(k, v string)) {
 	for s != "" {
 		var kv string
 		kv, s, _ = strings.Cut(s, "&")
@@ -83,7 +89,7 @@ func mergeQuery(a args, s string) {
 			continue
 		}
 		k, v, _ := strings.Cut(kv, "=")
-		a[unquotePlus(k)] = unquotePlus(v)
+		fn(k, v)
 	}
 }
 

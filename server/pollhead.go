@@ -160,13 +160,7 @@ type pollQuery struct {
 
 // merge adds the pairs of a urlencoded string, as mergeQuery does.
 func (q *pollQuery) merge(s string) {
-	for s != "" {
-		var kv string
-		kv, s, _ = strings.Cut(s, "&")
-		if kv == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(kv, "=")
+	eachPair(s, func(k, v string) {
 		switch unquotePlus(k) {
 		case "wall":
 			q.wall, q.hasWall = unquotePlus(v), true
@@ -175,7 +169,7 @@ func (q *pollQuery) merge(s string) {
 		case "_xsrf":
 			q.xsrf = unquotePlus(v)
 		}
-	}
+	})
 }
 
 // pollArgs reads the poll's arguments the Tornado way (query, then form
