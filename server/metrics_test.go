@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"wall/assets"
 	"wall/views"
@@ -21,7 +22,14 @@ func TestMetrics(t *testing.T) {
 	e.post("a", "one")
 	e.post("b", "two")
 	e.mustDialWS("/ws?wall=a", "a", 1)
-	code, body := e.get("/metrics")
+	// The wall has its subscriber before the handshake is answered; the
+	// connection is counted just after.
+	var code int
+	var body []byte
+	waitFor(t, "the WebSocket counted", 5*time.Second, func() bool {
+		code, body = e.get("/metrics")
+		return code != http.StatusOK || strings.Contains(string(body), "\nwall_websocket_connections 1\n")
+	})
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d", code)
 	}
