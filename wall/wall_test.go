@@ -254,8 +254,9 @@ func TestWallSubscribeConcurrent(t *testing.T) {
 			go func() {
 				defer inner.Done()
 				for {
-					// Let the joins keep up, so they spread over the run.
-					for joins.Load() < int64(w.Last()/10) {
+					// Let the joins keep up, so they spread over the run
+					// (the joiners stop at total, so the wait does too).
+					for last := w.Last(); joins.Load() < int64(last/10) && last < total; last = w.Last() {
 						runtime.Gosched()
 					}
 					mu.Lock()
