@@ -45,7 +45,9 @@ func (s *Server) handleUpdates(c echo.Context) error {
 
 	w := s.hub.Acquire(name)
 	defer s.hub.Release(w)
-	s.sync(r.Context(), w, cursor)
+	if herr := s.sync(r.Context(), w, cursor); herr != nil {
+		return herr
+	}
 
 	deadline := time.Now().Add(s.cfg.PollTimeout)
 	timer := time.NewTimer(s.cfg.PollTimeout)
@@ -74,16 +76,22 @@ func (s *Server) handleUpdates(c echo.Context) error {
 // sync catches this instance up with a cursor it cannot place yet (one
 // minted by a peer a few milliseconds ahead), or with a wall it holds no
 // message of (it may never have loaded it), bounded by SyncWait. A cursor
-// that is still unknown afterwards gets the whole cache with "reset".
-func (s *Server) sync(ctx context.Context, w *wall.Wall, c wall.Cursor) {
+// that is still unknown afterwards gets the whole cache with "reset". When
+// the broker cannot tell (Redis away, or too slow), the answer is a 503:
+// the client retries, rather than take its cursor for lost and see the
+// cache again as a reset.
+func (s *Server) sync(ctx context.Context, w *wall.Wall, c wall.Cursor) *echo.HTTPError {
 	if w.Has(c) && w.Last() > 0 {
-		return
+		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
 	defer cancel()
-	if err := s.broker.Sync(ctx, w.Name(), c); err != nil && ctx.Err() == nil {
-		s.log.Warn("cursor sync failed", "wall", w.Name(), "cursor", c.String(), "err", err)
+	err := s.broker.Sync(ctx, w.Name(), c)
+	if err == nil || !c.Set || w.Has(c) {
+		return nil
 	}
+	s.log.Warn("cursor sync failed", "wall", w.Name(), "cursor", c.String(), "err", err)
+	return echo.NewHTTPError(http.StatusServiceUnavailable, "message store unavailable, try again")
 }
 
 // appendPollResponse writes {"messages": [...], "cursor": "<seq>"} plus

@@ -643,17 +643,21 @@ func (pc *pollConn) next() (park, ok bool) {
 	}
 	name, cursor, ok := req.pollArgs(buf[headLen:total])
 	if !ok {
-		pc.back = bytes.Clone(buf[:total])
-		if len(pc.pending) > 0 {
-			pc.back = append(pc.back, pc.pending...)
-		}
+		pc.giveBack(buf[:total])
 		return false, false
 	}
-	return pc.start(name, cursor, req.close)
+	return pc.start(name, cursor, req.close, buf[:total])
 }
 
-// start sets up a poll read by next and answers it if it can at once.
-func (pc *pollConn) start(name string, cursor wall.Cursor, close bool) (park, ok bool) {
+// giveBack has net/http serve req (and what followed it), to answer it
+// with an error.
+func (pc *pollConn) giveBack(req []byte) {
+	pc.back = append(bytes.Clone(req), pc.pending...)
+}
+
+// start sets up a poll read by next (req) and answers it if it can at
+// once.
+func (pc *pollConn) start(name string, cursor wall.Cursor, close bool, req []byte) (park, ok bool) {
 	s := pc.s
 	if pc.wall == nil || pc.wall.Name() != name {
 		w := s.hub.Acquire(strings.Clone(name)) // name views the read buffer
@@ -666,7 +670,10 @@ func (pc *pollConn) start(name string, cursor wall.Cursor, close bool) (park, ok
 		}
 		pc.wall = w
 	}
-	s.sync(context.Background(), pc.wall, cursor)
+	if s.sync(context.Background(), pc.wall, cursor) != nil {
+		pc.giveBack(req) // net/http tries again, and answers 503
+		return false, false
+	}
 	pc.cursor, pc.keepAlive = cursor, !close
 	pc.deadline = time.Now().Add(s.cfg.PollTimeout)
 	if res, _ := pc.wall.Poll(cursor); len(res.Messages) > 0 {

@@ -42,9 +42,20 @@ func newEngineEnv(t *testing.T, cfg Config) *engineEnv {
 // newEngineEnvCache is newEngineEnv with walls that keep cache messages.
 func newEngineEnvCache(t *testing.T, cfg Config, cache int) *engineEnv {
 	t.Helper()
+	return newEngineEnvBroker(t, cfg, cache, nil)
+}
+
+// newEngineEnvBroker is newEngineEnvCache with the server's broker made by
+// wrap from the in-process one (nil: that one itself).
+func newEngineEnvBroker(t *testing.T, cfg Config, cache int, wrap func(*wall.MemoryBroker) wall.Broker) *engineEnv {
+	t.Helper()
 	hub := wall.NewHub(cache)
 	broker := wall.NewMemoryBroker(hub)
-	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), hub, broker, views.FS, assets.FS)
+	var b wall.Broker = broker
+	if wrap != nil {
+		b = wrap(broker)
+	}
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), hub, b, views.FS, assets.FS)
 	if err != nil {
 		t.Fatal(err)
 	}

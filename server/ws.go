@@ -82,7 +82,11 @@ func (s *Server) handleWS(c echo.Context) error {
 	// the connection is attached: a client that has its 101 gets every
 	// message posted after it, even without a cursor.
 	w := s.hub.Acquire(name)
-	s.sync(c.Request().Context(), w, cursor)
+	if herr := s.sync(c.Request().Context(), w, cursor); herr != nil {
+		s.hub.Release(w)
+		s.clients.leave(nil)
+		return herr
+	}
 	cl := newWSClient(s, w)
 	backlog := w.Subscribe(cl, cursor)
 	conn, err := s.upgrader.Upgrade(c.Response(), c.Request(), nil)

@@ -114,11 +114,12 @@ type redisEvent struct {
 }
 
 // resyncReq asks the applier to bring a wall up to date with Redis (at
-// least to seq target, if known). done is closed when it has tried.
+// least to seq target, if known). done (1-buffered) gets the outcome once
+// it has tried: nil when the wall now matches Redis.
 type resyncReq struct {
 	wall   string
 	target uint64
-	done   chan struct{}
+	done   chan error
 }
 
 // NewRedisBroker returns a broker that delivers into hub through client.
@@ -284,7 +285,8 @@ func (b *RedisBroker) loadLibrary(ctx context.Context) error {
 // cursor unknown here is looked up in the Redis history first; with no
 // cursor, a wall this instance holds no message of is loaded from the
 // history. Sync returns nil when caught up or when the cursor is unknown to
-// Redis too (the poll then answers the whole cache with reset).
+// Redis too (the poll then answers the whole cache with reset), and
+// ErrUnavailable when Redis could not tell.
 func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 	w := b.hub.Acquire(wall)
 	defer b.hub.Release(w)
@@ -323,7 +325,11 @@ func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 	_, err := w.WaitApplied(wctx, seq)
 	wcancel()
 	if err != nil || seq == 0 {
-		b.resync(ctx, wall, seq)
+		// A cursor this instance cannot place, and Redis could not be
+		// asked: the caller must not take it for unknown (a reset).
+		if err := b.resync(ctx, wall, seq); err != nil {
+			return unavailable(err)
+		}
 	}
 	return nil
 }
@@ -361,17 +367,19 @@ func (b *RedisBroker) pruneEmpty() {
 }
 
 // resync asks the applier to bring wall up to date and waits until it has
-// tried, or ctx ends.
-func (b *RedisBroker) resync(ctx context.Context, wall string, target uint64) {
-	r := resyncReq{wall: wall, target: target, done: make(chan struct{})}
+// tried, or ctx ends. It returns nil when the wall matches Redis.
+func (b *RedisBroker) resync(ctx context.Context, wall string, target uint64) error {
+	r := resyncReq{wall: wall, target: target, done: make(chan error, 1)}
 	select {
 	case b.reqs <- r:
 	case <-ctx.Done():
-		return
+		return ctx.Err()
 	}
 	select {
-	case <-r.done:
+	case err := <-r.done:
+		return err
 	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -124,10 +124,11 @@ func (b *RedisBroker) applyLoop(ctx context.Context) {
 		case e := <-b.msgs:
 			b.applyEvent(ctx, e)
 		case r := <-b.reqs:
+			var err error
 			if w := b.hub.Lookup(r.wall); r.target == 0 || w == nil || w.Last() < r.target || b.epoch(r.wall) == "" {
-				b.resyncWall(ctx, r.wall)
+				err = b.resyncWall(ctx, r.wall)
 			}
-			close(r.done)
+			r.done <- err
 		case <-b.kick:
 			b.resyncDirty(ctx)
 		case <-tick.C:

@@ -21,6 +21,35 @@ import (
 )
 
 // redisNode is one instance in a test: a hub and its Redis broker.
+// With Redis away, a cursor this instance cannot place is ErrUnavailable
+// (the server answers 503 and the client retries), never nil, which would
+// have the poll take it for unknown and answer the cache with reset. A
+// cursor it can place needs no Redis.
+func TestRedisBrokerSyncRedisDown(t *testing.T) {
+	srv := redistest.Start(t)
+	a := startNode(t, srv, 200)
+	ctx := context.Background()
+	var last *Message
+	for range 3 {
+		m, err := post(t, a, "main", "m")
+		if err != nil {
+			t.Fatal(err)
+		}
+		last = m
+	}
+	srv.Stop()
+	for _, c := range []Cursor{{Set: true, Seq: last.Seq + 2}, {Set: true, ID: uuid.NewString()}} {
+		if err := a.b.Sync(ctx, "main", c); !errors.Is(err, ErrUnavailable) {
+			t.Errorf("Sync(%v) with Redis down: %v, want ErrUnavailable", c, err)
+		}
+	}
+	for _, c := range []Cursor{{Set: true, Seq: last.Seq}, {Set: true, ID: last.ID}, {}} {
+		if err := a.b.Sync(ctx, "main", c); err != nil {
+			t.Errorf("Sync(%v) of a cursor this instance holds: %v", c, err)
+		}
+	}
+}
+
 type redisNode struct {
 	hub    *Hub
 	b      *RedisBroker
