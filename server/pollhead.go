@@ -32,9 +32,10 @@ func headEnd(b []byte) int {
 const maxCookieLines = 8
 
 // pollHead is what the engine needs of a poll request's head. Its strings
-// view the buffer the head was read into (parsing copies nothing, so a poll
-// costs no allocation): they are valid only until that buffer goes back
-// to its pool, and what outlives it is cloned (see pollArgs and start).
+// view the buffer the head was read into (parsing copies nothing): they
+// are valid only until that buffer goes back to its pool, and what
+// outlives it is cloned (the cursor's id in pollArgs, a new wall's name in
+// start).
 type pollHead struct {
 	post          bool
 	query         string
