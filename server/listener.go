@@ -19,6 +19,7 @@ import (
 type listener struct {
 	net.Listener
 
+	rx       *reactor          // watches the engine's connections; nil: polls wait the slow way
 	accepted chan acceptResult // from the accept goroutine
 	back     chan net.Conn     // handed back by pollConns
 	done     chan struct{}     // closed by Close
@@ -43,6 +44,11 @@ func (s *Server) Listener(ln net.Listener) net.Listener {
 		back:     make(chan net.Conn),
 		done:     make(chan struct{}),
 	}
+	rx, err := newReactor()
+	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
+		s.log.Warn("no reactor: long-polls wait on goroutines", "err", err)
+	}
+	l.rx = rx
 	go l.acceptLoop()
 	s.ln.Store(l)
 	return l

@@ -81,7 +81,7 @@ func (s *Server) handleUpdates(c echo.Context) error {
 // the client retries, rather than take its cursor for lost and see the
 // cache again as a reset.
 func (s *Server) sync(ctx context.Context, w *wall.Wall, c wall.Cursor) *echo.HTTPError {
-	if w.Has(c) && w.Last() > 0 {
+	if syncless(w, c) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.SyncWait)
@@ -93,6 +93,10 @@ func (s *Server) sync(ctx context.Context, w *wall.Wall, c wall.Cursor) *echo.HT
 	s.log.Warn("cursor sync failed", "wall", w.Name(), "cursor", c.String(), "err", err)
 	return echo.NewHTTPError(http.StatusServiceUnavailable, "message store unavailable, try again")
 }
+
+// syncless reports whether w can serve a poll from c without asking the
+// broker: it holds the cursor's message, or c is unset and w has some.
+func syncless(w *wall.Wall, c wall.Cursor) bool { return w.Has(c) && w.Last() > 0 }
 
 // appendPollResponse writes {"messages": [...], "cursor": "<seq>"} plus
 // "missed" or "reset" when the cursor fell behind the cache. The messages

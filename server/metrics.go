@@ -32,7 +32,7 @@ func (s *Server) handleMetrics(c echo.Context) error {
 	write("wall_websocket_connections", "gauge", "Open WebSocket connections.", int64(wsConns))
 	write("wall_longpoll_engine_connections", "gauge", "Keep-alive connections held by the long-poll engine (parked polls and idle).", int64(s.polls.len()))
 	write("wall_longpoll_worker_answers_total", "counter", "Long-polls answered by a flusher worker's non-blocking write.", s.polls.workerAnswers.Load())
-	write("wall_longpoll_worker_handoffs_total", "counter", "Worker answers the socket did not take whole; the poll's goroutine wrote the rest.", s.polls.workerHandoffs.Load())
+	write("wall_longpoll_worker_handoffs_total", "counter", "Worker answers the socket did not take whole; a goroutine wrote the rest.", s.polls.workerHandoffs.Load())
 	write("wall_posts_total", "counter", "Messages stored through this instance.", s.metrics.posts.Load())
 	write("wall_post_failures_total", "counter", "Posts refused because the message store was unavailable or timed out.", s.metrics.postFailures.Load())
 	write("wall_websocket_slow_disconnects_total", "counter", "WebSocket connections cut off for falling too far behind.", s.clients.slow.Load())

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"io"
 	"net"
 	"net/http"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -22,27 +20,30 @@ import (
 )
 
 // The long-poll engine. A poll that has to wait leaves net/http: its
-// connection is hijacked and becomes a pollConn, served by one goroutine
-// with a shallow stack and no buffers while it waits, instead of net/http's
-// connection goroutine, its background reader, its bufio reader and writer,
-// its response buffer, the request and echo's context. After the answer
-// the same goroutine reads the next request on the connection (keep-alive
-// re-polls) and serves it if it is a poll; anything else goes back to
-// net/http through the Server's listener (listener.go), with the bytes
-// already read, so net/http and echo serve it exactly as before.
+// connection is hijacked and becomes a pollConn, which holds no buffers
+// while it waits, instead of net/http's connection goroutine, its
+// background reader, its bufio reader and writer, its response buffer,
+// the request and echo's context. After the answer the engine reads the
+// next request on the connection (keep-alive re-polls) and serves it if
+// it is a poll; anything else goes back to net/http through the Server's
+// listener (listener.go), with the bytes already read, so net/http and
+// echo serve it exactly as before.
 //
-// A keep-alive poll on a socket waits the fast way (waitAnswer, read,
-// settle): its goroutine parks reading the socket, and a message hands the
+// A keep-alive poll waits the fast way, with no goroutine: its socket is
+// watched by the reactor (reactor_linux.go), a message hands the
 // connection to a flusher worker, which answers it with one non-blocking
-// write (flush). The client's next request then wakes the goroutine, so
-// one park, one read and one write serve a whole poll, with no timer
-// reset and no wake-up in between. Other polls (pipelined requests,
-// Connection: close) wait the slow way (wait): the goroutine is woken to
-// answer.
+// write (flush), and the client's next request is read and served by the
+// reactor's goroutine, a batch of connections per wake-up. One read and
+// one write serve a whole poll, with no goroutine parked or woken. Where
+// a step would block (a request not all here, a cursor to sync from
+// Redis, an answer the socket does not take whole, a request for
+// net/http) the connection goes on from there on a goroutine of its own
+// (serve), which gives it back to the reactor at its next wait. Other
+// polls (pipelined requests, Connection: close, no reactor) wait the slow
+// way, on their goroutine, woken to answer.
 //
-// Measured with ../shared/wallbench on a 2-core box: a pending long-poll
-// costs 5.5 KiB RSS at 10k instead of 20.95 KiB (net/http); see the README
-// for the CPU per delivery.
+// Measured with ../shared/wallbench on a 2-core box: see the README for
+// the memory per pending poll and the CPU per delivery.
 
 // Engine limits.
 const (
@@ -58,29 +59,42 @@ func newPollBuf() any {
 	return &b
 }
 
-// States of a pollConn's poll (pollConn.state).
+// States of a pollConn (pollConn.state). Whoever moves a connection out
+// of a waiting state with a compare-and-swap owns it until it stores a
+// waiting state again.
 const (
-	psBusy     int32 = iota // the serve goroutine has it; Send ignores it
-	psWaitSlow              // waiting in wait: Send wakes the goroutine
-	psWaiting               // waiting on its socket: Send queues it for a worker
+	psBusy     int32 = iota // a goroutine has it (its own, the reactor's, a timer's); Send ignores it
+	psWaitSlow              // its goroutine waits in wait: Send wakes it
+	psWaiting               // waits in the reactor for messages: Send queues it for a flusher worker
 	psClaimed               // a flusher worker is answering it
-	psAnswered              // a worker answered it (see rest and failed)
+	psIdle                  // waits in the reactor for its next request
+	psDone                  // finished
+)
+
+// flow says how serving a connection goes on.
+type flow int
+
+const (
+	flowOn     flow = iota // go on
+	flowDone               // the connection is done: finish it
+	flowParked             // it waits in the reactor, or a worker has it
+	flowBlock              // (reactor) the next step blocks: a goroutine goes on (resumeWait)
 )
 
 // pollConn is a keep-alive connection the engine holds.
 //
-// Its serve goroutine owns it, but for these: woken and wake, which Send
-// and Reset (under the wall's lock) and wakeUp (the shutdown closer) set,
-// along with a read deadline in the past that ends a wait on the socket;
-// and state and queued, through which a flusher worker takes a waiting
-// poll (psWaiting to psClaimed), answers it and gives it back
-// (psAnswered). While a worker has the poll, the fields it uses (wall,
-// cursor, keepAlive, rest, failed) are the worker's.
+// One owner at a time serves it (see the states): its goroutine, the
+// reactor's, a flusher worker or its timer's. The others touch only woken
+// and wake (set by Send and Reset under the wall's lock and by wakeUp,
+// the shutdown closer, along with a read deadline in the past that ends
+// a slow wait), and the atomics: state, queued, ready and due.
 type pollConn struct {
 	s    *Server
 	ln   *listener
+	rx   *reactor        // watches conn while the engine holds it; nil: polls wait the slow way
 	conn net.Conn        // the socket (never a prefixConn)
 	raw  syscall.RawConn // conn's descriptor, to wait without a buffer
+	fd   int             // the same, for the reactor
 	// pending holds bytes read from conn but not handled yet: a pipelined
 	// request.
 	pending []byte
@@ -101,15 +115,23 @@ type pollConn struct {
 	state      atomic.Int32 // psBusy...
 	queued     atomic.Bool  // submitted to the flusher and not yet taken
 	subscribed bool         // pc is among wall's subscribers
-	rest       []byte       // what the worker's write left for the goroutine
-	failed     bool         // the worker's write failed
+	rest       []byte       // an answer's bytes the socket did not take: a goroutine writes them
+	failed     bool         // a worker's write failed
+	resumeWait bool         // after flowBlock: the goroutine waits for the answer (or reads the next request)
 
-	// in is a pooled buffer of bytes read and not yet handled, filled by
-	// readFD (errors in readErr) when the socket has data: a connection
-	// waiting on its socket holds no buffer.
-	in      *[]byte
-	readErr error
-	readFn  func(fd uintptr) bool // readFD, made once
+	// ready is set by the reactor when the socket becomes readable, and
+	// cleared by whoever then looks at it: an owner that parks the
+	// connection while it is set takes it back.
+	ready atomic.Bool
+	// due is when the wait in the reactor ends (Unix ns): the poll's
+	// deadline while it waits for messages, the idle timeout after the
+	// answer. timer fires by then and ends the wait, or looks again.
+	due   atomic.Int64
+	timer *time.Timer
+
+	// in is a pooled buffer of bytes read and not yet handled: a
+	// connection waiting holds no buffer.
+	in *[]byte
 }
 
 var _ wall.Subscriber = (*pollConn)(nil)
@@ -162,10 +184,19 @@ func (s *Server) parkPoll(c echo.Context, w *wall.Wall, cursor wall.Cursor, dead
 	if sc, ok := conn.(syscall.Conn); ok {
 		pc.raw, _ = sc.SyscallConn()
 	}
+	if l.rx != nil && pc.raw != nil {
+		pc.raw.Control(func(fd uintptr) { pc.fd = int(fd) })
+		pc.timer = time.AfterFunc(s.cfg.PollTimeout, pc.onTimer)
+		if l.rx.add(pc) {
+			pc.rx = l.rx
+		} else {
+			pc.timer.Stop()
+		}
+	}
 	s.polls.attach(pc, conn)
 	pc.wall = s.hub.Acquire(w.Name()) // the caller's hold keeps it the same wall
 	pc.cursor, pc.deadline, pc.keepAlive = cursor, deadline, !r.Close
-	go pc.serve()
+	go pc.serve(true)
 	return true
 }
 
@@ -191,6 +222,9 @@ func (pc *pollConn) Reset([]*wall.Message) { pc.Send(nil) }
 func (pc *pollConn) wakeUp() {
 	pc.woken.Store(true)
 	pc.signal()
+	if pc.timer != nil {
+		pc.timer.Reset(0) // one waiting in the reactor: onTimer answers or closes it
+	}
 }
 
 func (pc *pollConn) signal() {
@@ -211,29 +245,93 @@ func (pc *pollConn) shuttingDown() bool {
 	}
 }
 
-// serve is the connection's goroutine: it answers the poll it was created
-// for, then serves the connection's next requests until it closes or is
-// handed back.
-func (pc *pollConn) serve() {
-	defer pc.finish()
-	park := true
+// serve is a goroutine serving the connection, from waiting for its
+// poll's answer (wait) or from reading its next request, until it is done
+// or waits in the reactor.
+func (pc *pollConn) serve(wait bool) {
+	if pc.run(wait, false) == flowDone {
+		pc.finish()
+	}
+}
+
+// readable is the reactor's: the socket has something to read, or hung
+// up. A connection waiting in the reactor is served on the reactor's
+// goroutine (run, not blocking) until it waits again.
+func (pc *pollConn) readable() {
+	pc.ready.Store(true)
+	wait := false
+	switch {
+	case pc.state.CompareAndSwap(psIdle, psBusy):
+	case pc.state.CompareAndSwap(psWaiting, psBusy):
+		wait = true
+	default:
+		return // its owner sees ready when it parks it
+	}
+	switch pc.run(wait, true) {
+	case flowBlock:
+		go pc.serve(pc.resumeWait)
+	case flowDone:
+		if pc.back != nil {
+			go pc.finish() // handBack blocks until net/http takes it
+		} else {
+			pc.finish()
+		}
+	}
+}
+
+// onTimer runs when a wait in the reactor may be due (or at shutdown): it
+// answers a poll whose deadline passed, closes a connection idle too
+// long, and otherwise leaves the connection waiting, the timer re-armed.
+func (pc *pollConn) onTimer() {
 	for {
-		if park && !pc.waitAnswer() {
+		switch st := pc.state.Load(); st {
+		case psWaiting:
+			if pc.state.CompareAndSwap(psWaiting, psBusy) {
+				pc.serve(true) // waitAnswer answers if due, or waits again
+				return
+			}
+		case psIdle:
+			if !pc.state.CompareAndSwap(psIdle, psBusy) {
+				continue
+			}
+			left := time.Until(time.Unix(0, pc.due.Load()))
+			if left <= 0 || pc.shuttingDown() {
+				pc.finish()
+				return
+			}
+			pc.timer.Reset(left)
+			if !pc.parked(psIdle) {
+				pc.serve(false) // its request came
+			}
 			return
-		}
-		if !pc.keepAlive {
+		case psClaimed:
+			pc.timer.Reset(10 * time.Millisecond) // look again once the worker is done
 			return
-		}
-		var ok bool
-		if park, ok = pc.next(); !ok {
+		default:
+			// Its owner re-arms the timer when it parks it; or it is done.
 			return
 		}
 	}
 }
 
+// parked stores st, a wait in the reactor, and reports whether the
+// connection waits: not if it became readable, or shutdown began, in the
+// meantime and the caller took it back.
+func (pc *pollConn) parked(st int32) bool {
+	pc.state.Store(st)
+	return !((pc.ready.Load() || pc.shuttingDown()) && pc.state.CompareAndSwap(st, psBusy))
+}
+
 // finish ends the connection's time in the engine: it lets go of the wall,
 // then hands the connection back to net/http or closes it.
 func (pc *pollConn) finish() {
+	pc.state.Store(psDone)
+	if pc.timer != nil {
+		pc.timer.Stop()
+	}
+	if pc.rx != nil {
+		pc.rx.remove(pc) // before the descriptor may be reused
+	}
 	pc.putIn()
 	if pc.wall != nil {
 		pc.wall.Unsubscribe(pc)
@@ -249,68 +347,123 @@ func (pc *pollConn) finish() {
 	pc.conn.Close()
 }
 
-// waitAnswer waits for messages after the cursor, the poll deadline or
-// shutdown, and answers (or has a flusher worker answer). It returns false
-// when the connection is done: the client hung up or the answer could not
-// be written.
-func (pc *pollConn) waitAnswer() bool {
-	w := pc.wall
+// run serves the connection: it waits for its poll's answer (wait), reads
+// the next request, and so on. It returns flowDone or flowParked; run by
+// the reactor (nb), it never blocks, and returns flowBlock where it would.
+func (pc *pollConn) run(wait, nb bool) flow {
 	for {
-		fast := fastWait && pc.keepAlive && pc.raw != nil && len(pc.pending) == 0 && !pc.pipelined
-		// The deadline first, then the waiting state, then poll: a message
-		// after that state is set reaches Send, so none is missed; shutdown
-		// is checked after the deadline is set for the same reason.
-		pc.conn.SetReadDeadline(pc.deadline)
+		if pc.rest != nil { // the rest of an answer (never with nb)
+			rest := pc.rest
+			pc.rest = nil
+			if !pc.write(rest) {
+				return flowDone
+			}
+			pc.markIdle()
+		}
+		if wait {
+			if f := pc.waitAnswer(nb); f != flowOn {
+				return f
+			}
+		}
+		if !pc.keepAlive {
+			return flowDone
+		}
+		var f flow
+		if wait, f = pc.next(nb); f != flowOn {
+			return f
+		}
+	}
+}
+
+// waitAnswer waits for messages after the cursor, the poll deadline or
+// shutdown, and answers (or has a flusher worker answer). It returns
+// flowDone when the connection is done: the client hung up or the answer
+// could not be written.
+func (pc *pollConn) waitAnswer(nb bool) flow {
+	for {
 		if !pc.subscribed {
-			w.Subscribe(pc, wall.Cursor{})
+			pc.wall.Subscribe(pc, wall.Cursor{})
 			pc.subscribed = true
 		}
-		if fast {
+		if pc.rx != nil && pc.keepAlive && len(pc.pending) == 0 && !pc.pipelined {
+			if pc.ready.Load() {
+				// The client sent something while its poll waits.
+				pc.ready.Store(false)
+				switch err := peekNow(pc.fd); err {
+				case syscall.EAGAIN:
+				case nil:
+					// The next request: read after the answer, and the
+					// wait no longer watches the socket (as net/http).
+					pc.pipelined = true
+					continue
+				default:
+					return flowDone // hung up: write nothing, as Tornado
+				}
+			}
+			// From the store on, the connection may be another's: only
+			// locals after it. A message after the store reaches Send;
+			// shutdown after it reaches onTimer.
+			w, c, deadline := pc.wall, pc.cursor, pc.deadline
+			pc.arm(deadline)
 			pc.state.Store(psWaiting)
-		} else {
-			pc.woken.Store(false)
-			select {
-			case <-pc.wake:
-			default:
+			res, _ := w.Poll(c)
+			if len(res.Messages) > 0 || pc.shuttingDown() || !time.Now().Before(deadline) {
+				if !pc.state.CompareAndSwap(psWaiting, psBusy) {
+					return flowParked // a worker answers it
+				}
+				return pc.answerNow(res, nb)
 			}
-			pc.state.Store(psWaitSlow)
-		}
-		res, _ := w.Poll(pc.cursor)
-		due := len(res.Messages) > 0 || pc.shuttingDown() || !time.Now().Before(pc.deadline)
-		if fast {
-			if due && pc.state.CompareAndSwap(psWaiting, psBusy) {
-				return pc.answerNow(res)
-			}
-			var err error
-			if !due {
-				err = pc.read()
-			}
-			// Woken, or a worker took the poll as it came due.
-			ok, again := pc.settle(err)
-			if again {
+			if pc.ready.Load() && pc.state.CompareAndSwap(psWaiting, psBusy) {
 				continue
 			}
-			return ok
+			return flowParked
 		}
-		if !due {
+		if nb {
+			pc.resumeWait = true
+			return flowBlock
+		}
+		// The slow way. The deadline first, then the waiting state, then
+		// poll: a message after that state is set reaches Send, so none
+		// is missed; shutdown is checked after the deadline is set for
+		// the same reason.
+		pc.conn.SetReadDeadline(pc.deadline)
+		pc.woken.Store(false)
+		select {
+		case <-pc.wake:
+		default:
+		}
+		pc.state.Store(psWaitSlow)
+		res, _ := pc.wall.Poll(pc.cursor)
+		if len(res.Messages) == 0 && !pc.shuttingDown() && time.Now().Before(pc.deadline) {
 			err := pc.wait()
 			pc.leaveSlow()
 			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-				return false // the client hung up: write nothing, as Tornado
+				return flowDone // the client hung up: write nothing, as Tornado
 			}
 			continue
 		}
 		pc.leaveSlow()
-		return pc.answerNow(res)
+		return pc.answerNow(res, false)
 	}
 }
 
+// arm has the timer fire at t, the end of a wait in the reactor.
+func (pc *pollConn) arm(t time.Time) {
+	pc.due.Store(t.UnixNano())
+	pc.timer.Reset(time.Until(t))
+}
+
+// markIdle starts the idle timeout: an answer was written.
+func (pc *pollConn) markIdle() {
+	pc.due.Store(time.Now().Add(pc.s.cfg.IdleTimeout).UnixNano())
+}
+
 // answerNow answers with res, or without messages if it has none.
-func (pc *pollConn) answerNow(res wall.Result) bool {
+func (pc *pollConn) answerNow(res wall.Result, nb bool) flow {
 	if len(res.Messages) > 0 {
-		return pc.answerPoll(res)
+		return pc.answerPoll(res, nb)
 	}
-	return pc.answerTimeout()
+	return pc.answerTimeout(nb)
 }
 
 // leaveSlow ends a slow wait. Unsubscribing under the wall's lock
@@ -321,77 +474,28 @@ func (pc *pollConn) leaveSlow() {
 	pc.state.Store(psBusy)
 }
 
-// settle ends a fast wait, after the goroutine's read returned err (or was
-// not made). again says the poll is still to be answered; otherwise ok is
-// what waitAnswer returns.
-func (pc *pollConn) settle(err error) (ok, again bool) {
-	if !pc.takeBack() {
-		switch {
-		case pc.in != nil:
-			// The client sent more while its poll waited: it is read
-			// after the answer, and the wait no longer watches the socket
-			// (as net/http).
-			pc.pending = append(pc.pending, *pc.in...)
-			pc.putIn()
-			pc.pipelined = true
-			return true, true
-		case err == nil || errors.Is(err, os.ErrDeadlineExceeded):
-			return true, true
-		}
-		return false, false // the client hung up: write nothing, as Tornado
-	}
-	// A worker answered; what it read, if anything, is the next request.
-	switch {
-	case pc.failed:
-		return false, false
-	case pc.rest != nil:
-		rest := pc.rest
-		pc.rest = nil
-		if !pc.write(rest) {
-			return false, false
-		}
-	}
-	if pc.in == nil && err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
-		return false, false // hung up after the answer
-	}
-	return true, false
-}
-
-// takeBack gives the poll back to the goroutine after a fast wait and
-// reports whether a worker answered it. A worker that has claimed it is
-// waited out: it is between a Poll and a non-blocking write.
-func (pc *pollConn) takeBack() (answered bool) {
-	for i := 0; ; i++ {
-		switch {
-		case pc.state.CompareAndSwap(psWaiting, psBusy):
-			return false
-		case pc.state.CompareAndSwap(psAnswered, psBusy):
-			return true
-		}
-		if i < 64 {
-			runtime.Gosched()
-		} else {
-			time.Sleep(50 * time.Microsecond)
-		}
-	}
-}
-
-// flush answers a poll waiting the fast way, on a flusher worker: the
-// client is answered with one non-blocking write, and its goroutine wakes
-// only when the client's next request comes. Should the socket not take
-// the whole answer, or the connection have to close, the goroutine is
-// woken (a read deadline in the past) to finish.
+// flush answers a poll waiting in the reactor, on a flusher worker: the
+// client is answered with one non-blocking write, and the connection then
+// waits in the reactor for the client's next request. Should the socket
+// not take the whole answer, or the connection have to close, a goroutine
+// finishes (afterFlush).
 func (pc *pollConn) flush(scratch *net.Buffers, w *rawWriter) {
 	pc.queued.Store(false)
 	if !pc.state.CompareAndSwap(psWaiting, psClaimed) {
-		return // the goroutine has it, or another worker answered
+		return // someone else has it, or another worker answered
 	}
 	res, _ := pc.wall.Poll(pc.cursor)
 	for len(res.Messages) == 0 {
 		// Nothing after the cursor yet (a cursor ahead of this instance's
 		// wall): wait on. A Send after the store queues the poll again.
 		pc.state.Store(psWaiting)
-		if res, _ = pc.wall.Poll(pc.cursor); len(res.Messages) == 0 || !pc.state.CompareAndSwap(psWaiting, psClaimed) {
+		if res, _ = pc.wall.Poll(pc.cursor); len(res.Messages) == 0 {
+			if pc.ready.Load() && pc.state.CompareAndSwap(psWaiting, psBusy) {
+				go pc.serve(true) // the client sent something meanwhile
+			}
+			return
+		}
+		if !pc.state.CompareAndSwap(psWaiting, psClaimed) {
 			return
 		}
 	}
@@ -416,51 +520,28 @@ func (pc *pollConn) flush(scratch *net.Buffers, w *rawWriter) {
 	pc.s.polls.workerAnswers.Add(1)
 	pc.putBuf(bp, full)
 	if pc.failed || pc.rest != nil || !pc.keepAlive {
-		// Before the store: once the goroutine has the connection back,
-		// a deadline set here would cut its next read.
-		pc.conn.SetReadDeadline(time.Now())
+		pc.state.Store(psBusy)
+		go pc.afterFlush()
+		return
 	}
-	pc.state.Store(psAnswered)
+	pc.markIdle()
+	if pc.s.cfg.IdleTimeout < pc.s.cfg.PollTimeout {
+		// The timer is set for the poll's deadline: too late.
+		pc.timer.Reset(pc.s.cfg.IdleTimeout)
+	}
+	if !pc.parked(psIdle) {
+		go pc.serve(false) // its next request came while the worker had it
+	}
 }
 
-// read waits for the client to send something and reads it into pc.in.
-func (pc *pollConn) read() error {
-	if pc.readFn == nil {
-		pc.readFn = pc.readFD
+// afterFlush finishes what a worker's answer left: the rest of the
+// answer to write, or the connection to close.
+func (pc *pollConn) afterFlush() {
+	if pc.failed {
+		pc.finish()
+		return
 	}
-	err := pc.raw.Read(pc.readFn)
-	if err == nil {
-		err = pc.readErr
-	}
-	pc.readErr = nil
-	return err
-}
-
-// readFD is read's callback for RawConn.Read: one non-blocking read into
-// a pooled buffer, given back if there is nothing to read yet.
-func (pc *pollConn) readFD(fd uintptr) bool {
-	bp := pc.s.pollBufs.Get().(*[]byte)
-	b := (*bp)[:cap(*bp)]
-	for {
-		n, err := rawRead(fd, b)
-		switch {
-		case err == syscall.EINTR:
-			continue
-		case err == syscall.EAGAIN:
-			pc.s.pollBufs.Put(bp)
-			return false // wait for the poller
-		case err != nil:
-			pc.readErr = err
-		case n == 0:
-			pc.readErr = io.EOF
-		default:
-			*bp = b[:n]
-			pc.in = bp
-			return true
-		}
-		pc.s.pollBufs.Put(bp)
-		return true
-	}
+	pc.serve(false)
 }
 
 // putIn gives pc.in back to the pool.
@@ -509,29 +590,45 @@ func (pc *pollConn) wait() error {
 	return nil
 }
 
-func (pc *pollConn) answerPoll(res wall.Result) bool {
+func (pc *pollConn) answerPoll(res wall.Result, nb bool) flow {
 	bp := pc.s.pollBufs.Get().(*[]byte)
 	b := appendPollResponse((*bp)[:respReserve], res)
-	ok := pc.answer(b)
+	f := pc.answer(b, nb)
 	pc.putBuf(bp, b)
-	return ok
+	return f
 }
 
-func (pc *pollConn) answerTimeout() bool {
+func (pc *pollConn) answerTimeout(nb bool) flow {
 	bp := pc.s.pollBufs.Get().(*[]byte)
 	b := append((*bp)[:respReserve], timeoutResponse(pc.cursor)...)
-	ok := pc.answer(b)
+	f := pc.answer(b, nb)
 	pc.putBuf(bp, b)
-	return ok
+	return f
 }
 
 // answer writes a 200 response whose body follows the respReserve bytes
-// reserved at the start of b.
-func (pc *pollConn) answer(b []byte) bool {
+// reserved at the start of b. With nb, what the socket does not take is
+// left in pc.rest for a goroutine to write (flowBlock).
+func (pc *pollConn) answer(b []byte, nb bool) flow {
 	if pc.shuttingDown() {
 		pc.keepAlive = false // as net/http does during Shutdown
 	}
-	return pc.write(pc.response(b))
+	b = pc.response(b)
+	if nb {
+		n, err := writeNow(pc.fd, b)
+		switch {
+		case err != nil:
+			return flowDone
+		case n < len(b):
+			pc.rest = bytes.Clone(b[n:])
+			pc.resumeWait = false
+			return flowBlock
+		}
+	} else if !pc.write(b) {
+		return flowDone
+	}
+	pc.markIdle()
+	return flowOn
 }
 
 // response writes the head of a 200 response right-aligned into the
@@ -571,23 +668,68 @@ func (pc *pollConn) write(b []byte) bool {
 	return true
 }
 
-// next reads the connection's next request and serves it if it is a poll:
-// answered at once (park false) or to wait (park true). Anything else is
-// handed back to net/http (ok false, pc.back set). ok is false too when the
-// connection is done.
-func (pc *pollConn) next() (park, ok bool) {
-	if pc.in == nil && len(pc.pending) == 0 {
-		pc.pipelined = false
-		pc.conn.SetReadDeadline(time.Now().Add(pc.s.cfg.IdleTimeout))
-		if pc.shuttingDown() {
-			return false, false // an idle connection closes at shutdown
-		}
-		if fastWait && pc.raw != nil {
-			if pc.read() != nil {
-				return false, false // hung up, idle too long, or shutdown
+// parkIdle has the connection wait in the reactor for its next request,
+// until pc.due. It returns flowParked, or flowOn with the request's first
+// bytes in pc.in (it came meanwhile), or flowDone (hung up, or shutdown).
+func (pc *pollConn) parkIdle() flow {
+	for {
+		if pc.ready.Load() {
+			pc.ready.Store(false)
+			switch err := pc.readNow(); err {
+			case nil:
+				return flowOn
+			case syscall.EAGAIN:
+			default:
+				return flowDone
 			}
-		} else if err := waitReadable(pc.raw); err != nil {
-			return false, false
+		}
+		if pc.shuttingDown() {
+			return flowDone // an idle connection closes at shutdown
+		}
+		pc.timer.Reset(time.Until(time.Unix(0, pc.due.Load())))
+		if pc.parked(psIdle) {
+			return flowParked
+		}
+	}
+}
+
+// readNow reads what the socket has into pc.in, without waiting.
+func (pc *pollConn) readNow() error {
+	bp := pc.s.pollBufs.Get().(*[]byte)
+	n, err := readNow(pc.fd, (*bp)[:cap(*bp)])
+	if err != nil {
+		pc.s.pollBufs.Put(bp)
+		return err
+	}
+	*bp = (*bp)[:n]
+	pc.in = bp
+	return nil
+}
+
+// next reads the connection's next request and serves it if it is a poll:
+// answered at once (wait false) or to wait (wait true). Anything else is
+// handed back to net/http (flowDone, pc.back set). With nb, a request that
+// is not all in the bytes read yet, or that needs more than the reactor
+// does, is left in pc.in for a goroutine (flowBlock).
+func (pc *pollConn) next(nb bool) (wait bool, f flow) {
+	if pc.in == nil && len(pc.pending) == 0 {
+		switch {
+		case pc.rx != nil && !pc.pipelined:
+			if f := pc.parkIdle(); f != flowOn {
+				return false, f
+			}
+		case nb:
+			pc.resumeWait = false
+			return false, flowBlock
+		default:
+			pc.pipelined = false
+			pc.conn.SetReadDeadline(time.Now().Add(pc.s.cfg.IdleTimeout))
+			if pc.shuttingDown() {
+				return false, flowDone // an idle connection closes at shutdown
+			}
+			if err := waitReadable(pc.raw); err != nil {
+				return false, flowDone
+			}
 		}
 	}
 	bp := pc.in
@@ -595,10 +737,22 @@ func (pc *pollConn) next() (park, ok bool) {
 		bp = pc.s.pollBufs.Get().(*[]byte)
 	}
 	pc.in = nil
-	defer pc.s.pollBufs.Put(bp)
 	buf := append(*bp, pc.pending...)
 	pc.pending, pc.pipelined = nil, false
-	*bp = buf[:0]
+	kept := false
+	defer func() {
+		if !kept {
+			*bp = (*bp)[:0]
+			pc.s.pollBufs.Put(bp)
+		}
+	}()
+	// redo leaves the request's bytes (b) to a goroutine's next.
+	redo := func(b []byte) (bool, flow) {
+		*bp = b
+		pc.in, kept = bp, true
+		pc.resumeWait = false
+		return false, flowBlock
+	}
 
 	// A deadline for the rest of the request, if it is not all here.
 	timed := false
@@ -616,37 +770,55 @@ func (pc *pollConn) next() (park, ok bool) {
 		if headLen = headEnd(buf); headLen >= 0 || len(buf) >= maxPollHead {
 			break
 		}
+		if nb {
+			return redo(buf)
+		}
 		if err := more(); err != nil {
-			return false, false // as net/http: a cut head gets no answer
+			return false, flowDone // as net/http: a cut head gets no answer
 		}
 	}
 	if headLen < 0 || headLen > maxPollHead {
 		pc.back = bytes.Clone(buf) // too big: net/http answers 431
-		return false, false
+		return false, flowDone
 	}
 	req, ok := parsePollHead(buf[:headLen])
 	if !ok || req.contentLength > pollArgsLimit {
 		pc.back = bytes.Clone(buf)
-		return false, false
+		return false, flowDone
 	}
 	total := headLen + req.contentLength
+	if total > len(buf) && nb {
+		return redo(buf)
+	}
 	if total > cap(buf) {
 		buf = slices.Grow(buf, total-len(buf))
 	}
 	for len(buf) < total {
 		if err := more(); err != nil && len(buf) < total {
-			return false, false
+			return false, flowDone
 		}
-	}
-	if len(buf) > total {
-		pc.pending = bytes.Clone(buf[total:])
 	}
 	name, cursor, ok := req.pollArgs(buf[headLen:total])
 	if !ok {
 		pc.giveBack(buf[:total])
-		return false, false
+		return false, flowDone
+	}
+	if nb && pc.needsSync(name, cursor) {
+		return redo(buf)
+	}
+	if len(buf) > total {
+		pc.pending = bytes.Clone(buf[total:])
 	}
 	return pc.start(name, cursor, req.close, buf[:total])
+}
+
+// needsSync reports whether serving a poll of the wall name from cursor
+// may have to wait for the broker (Server.sync).
+func (pc *pollConn) needsSync(name string, cursor wall.Cursor) bool {
+	if pc.wall == nil || pc.wall.Name() != name {
+		return true
+	}
+	return !syncless(pc.wall, cursor)
 }
 
 // giveBack has net/http serve req (and what followed it), to answer it
@@ -655,9 +827,8 @@ func (pc *pollConn) giveBack(req []byte) {
 	pc.back = append(bytes.Clone(req), pc.pending...)
 }
 
-// start sets up a poll read by next (req) and answers it if it can at
-// once.
-func (pc *pollConn) start(name string, cursor wall.Cursor, close bool, req []byte) (park, ok bool) {
+// start sets up a poll read by next (req), which waitAnswer then answers.
+func (pc *pollConn) start(name string, cursor wall.Cursor, close bool, req []byte) (wait bool, f flow) {
 	s := pc.s
 	if pc.wall == nil || pc.wall.Name() != name {
 		w := s.hub.Acquire(strings.Clone(name)) // name views the read buffer
@@ -672,12 +843,9 @@ func (pc *pollConn) start(name string, cursor wall.Cursor, close bool, req []byt
 	}
 	if s.sync(context.Background(), pc.wall, cursor) != nil {
 		pc.giveBack(req) // net/http tries again, and answers 503
-		return false, false
+		return false, flowDone
 	}
 	pc.cursor, pc.keepAlive = cursor, !close
 	pc.deadline = time.Now().Add(s.cfg.PollTimeout)
-	if res, _ := pc.wall.Poll(cursor); len(res.Messages) > 0 {
-		return false, pc.answerPoll(res)
-	}
-	return true, true
+	return true, flowOn
 }

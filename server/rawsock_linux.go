@@ -119,9 +119,6 @@ func rawWritev(fd uintptr, bufs net.Buffers, iov *[]unix.Iovec) (int, error) {
 	return int(r), nil
 }
 
-// fastWait says the engine's fast wait (see pollConn.waitAnswer) is available.
-const fastWait = true
-
 // rawRead is a non-blocking read(2) made with RawSyscall, for the same
 // reason as rawWritev.
 func rawRead(fd uintptr, b []byte) (int, error) {

@@ -18,9 +18,3 @@ func (*rawWriter) write(syscall.RawConn, net.Buffers) (int, error) { return 0, n
 
 // tryWrite writes nothing off Linux: every write goes to the blocking path.
 func tryWrite(syscall.RawConn, net.Buffers) (int, error) { return 0, nil }
-
-// fastWait is off: without non-blocking raw I/O, waiting polls wake their
-// goroutine to answer.
-const fastWait = false
-
-func rawRead(uintptr, []byte) (int, error) { return 0, syscall.EINVAL }

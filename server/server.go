@@ -130,6 +130,9 @@ func (s *Server) Wait() {
 	<-s.pollsWoken
 	s.clients.live.Wait()
 	s.polls.live.Wait()
+	if l := s.ln.Load(); l != nil && l.rx != nil {
+		l.rx.close()
+	}
 	s.flusher.close()
 }
 
