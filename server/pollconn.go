@@ -126,8 +126,9 @@ type pollConn struct {
 	// due is when the wait in the reactor ends (Unix ns): the poll's
 	// deadline while it waits for messages, the idle timeout after the
 	// answer. timer fires by then and ends the wait, or looks again.
-	due   atomic.Int64
-	timer *time.Timer
+	due     atomic.Int64
+	timer   *time.Timer
+	firesAt atomic.Int64 // when timer fires (Unix ns), as last set
 
 	// in is a pooled buffer of bytes read and not yet handled: a
 	// connection waiting holds no buffer.
@@ -187,6 +188,7 @@ func (s *Server) parkPoll(c echo.Context, w *wall.Wall, cursor wall.Cursor, dead
 	if l.rx != nil && pc.raw != nil {
 		pc.raw.Control(func(fd uintptr) { pc.fd = int(fd) })
 		pc.timer = time.AfterFunc(s.cfg.PollTimeout, pc.onTimer)
+		pc.firesAt.Store(time.Now().Add(s.cfg.PollTimeout).UnixNano())
 		if l.rx.add(pc) {
 			pc.rx = l.rx
 		} else {
@@ -206,7 +208,7 @@ func (pc *pollConn) Send(*wall.Message) {
 	switch pc.state.Load() {
 	case psWaiting:
 		if pc.queued.CompareAndSwap(false, true) && !pc.s.flusher.submit(pc) {
-			go pc.flush(nil, new(rawWriter)) // the queue is full
+			go pc.flush(nil, nil) // the queue is full
 		}
 	case psWaitSlow:
 		if pc.woken.CompareAndSwap(false, true) {
@@ -223,7 +225,7 @@ func (pc *pollConn) wakeUp() {
 	pc.woken.Store(true)
 	pc.signal()
 	if pc.timer != nil {
-		pc.timer.Reset(0) // one waiting in the reactor: onTimer answers or closes it
+		pc.setTimer(0) // one waiting in the reactor: onTimer answers or closes it
 	}
 }
 
@@ -299,13 +301,13 @@ func (pc *pollConn) onTimer() {
 				pc.finish()
 				return
 			}
-			pc.timer.Reset(left)
+			pc.setTimer(left)
 			if !pc.parked(psIdle) {
 				pc.serve(false) // its request came
 			}
 			return
 		case psClaimed:
-			pc.timer.Reset(10 * time.Millisecond) // look again once the worker is done
+			pc.setTimer(10 * time.Millisecond) // look again once the worker is done
 			return
 		default:
 			// Its owner re-arms the timer when it parks it; or it is done.
@@ -447,10 +449,24 @@ func (pc *pollConn) waitAnswer(nb bool) flow {
 	}
 }
 
-// arm has the timer fire at t, the end of a wait in the reactor.
+// arm has the timer fire by t, the end of a wait in the reactor. A timer
+// that fires earlier (the last poll's deadline) is left alone: onTimer
+// then finds the poll not due and it waits on, the timer re-armed. So a
+// re-poll costs no timer update, and a connection one early wake-up per
+// PollTimeout.
 func (pc *pollConn) arm(t time.Time) {
-	pc.due.Store(t.UnixNano())
-	pc.timer.Reset(time.Until(t))
+	ns := t.UnixNano()
+	pc.due.Store(ns)
+	if at := pc.firesAt.Load(); at > time.Now().UnixNano() && at <= ns {
+		return
+	}
+	pc.setTimer(time.Until(t))
+}
+
+// setTimer has the timer fire in d.
+func (pc *pollConn) setTimer(d time.Duration) {
+	pc.firesAt.Store(time.Now().Add(d).UnixNano())
+	pc.timer.Reset(d)
 }
 
 // markIdle starts the idle timeout: an answer was written.
@@ -479,7 +495,7 @@ func (pc *pollConn) leaveSlow() {
 // waits in the reactor for the client's next request. Should the socket
 // not take the whole answer, or the connection have to close, a goroutine
 // finishes (afterFlush).
-func (pc *pollConn) flush(scratch *net.Buffers, w *rawWriter) {
+func (pc *pollConn) flush(*net.Buffers, *rawWriter) {
 	pc.queued.Store(false)
 	if !pc.state.CompareAndSwap(psWaiting, psClaimed) {
 		return // someone else has it, or another worker answered
@@ -502,16 +518,11 @@ func (pc *pollConn) flush(scratch *net.Buffers, w *rawWriter) {
 	if pc.shuttingDown() {
 		pc.keepAlive = false
 	}
-	if scratch == nil {
-		scratch = new(net.Buffers)
-	}
 	bp := pc.s.pollBufs.Get().(*[]byte)
 	full := appendPollResponse((*bp)[:respReserve], res)
 	b := pc.response(full)
-	bufs := append((*scratch)[:0], b)
-	n, err := w.write(pc.raw, bufs)
-	clear(bufs)
-	*scratch = bufs
+	// The worker owns the connection: its descriptor stays open.
+	n, err := writeNow(pc.fd, b)
 	pc.rest, pc.failed = nil, err != nil
 	if err == nil && n < len(b) {
 		pc.rest = bytes.Clone(b[n:])
@@ -527,7 +538,7 @@ func (pc *pollConn) flush(scratch *net.Buffers, w *rawWriter) {
 	pc.markIdle()
 	if pc.s.cfg.IdleTimeout < pc.s.cfg.PollTimeout {
 		// The timer is set for the poll's deadline: too late.
-		pc.timer.Reset(pc.s.cfg.IdleTimeout)
+		pc.setTimer(pc.s.cfg.IdleTimeout)
 	}
 	if !pc.parked(psIdle) {
 		go pc.serve(false) // its next request came while the worker had it
@@ -686,7 +697,7 @@ func (pc *pollConn) parkIdle() flow {
 		if pc.shuttingDown() {
 			return flowDone // an idle connection closes at shutdown
 		}
-		pc.timer.Reset(time.Until(time.Unix(0, pc.due.Load())))
+		pc.setTimer(time.Until(time.Unix(0, pc.due.Load())))
 		if pc.parked(psIdle) {
 			return flowParked
 		}
