@@ -603,8 +603,9 @@ func TestEngineConcurrentPolls(t *testing.T) {
 
 // enginePoller polls the default wall by seq cursor until it has seq 1
 // to last, checking that each answer continues the one before. Poller i
-// uses POST if i is odd, and every fifth one hangs up now and then and
-// resumes on a new connection.
+// uses POST if i is odd, every third one sends every other request in two
+// pieces, and every fifth one hangs up now and then and resumes on a new
+// connection.
 func enginePoller(addr string, i int, last uint64) error {
 	var (
 		c      net.Conn
@@ -631,6 +632,15 @@ func enginePoller(addr string, i int, last uint64) error {
 			req = postPoll(url.Values{"cursor": {strconv.FormatUint(cursor, 10)}})
 		}
 		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if i%3 == 2 && polls%2 == 0 {
+			// In two pieces: the engine reads the first alone.
+			k := 1 + polls*37%(len(req)-1)
+			if _, err := io.WriteString(c, req[:k]); err != nil {
+				return err
+			}
+			time.Sleep(200 * time.Microsecond)
+			req = req[k:]
+		}
 		if _, err := io.WriteString(c, req); err != nil {
 			return err
 		}
