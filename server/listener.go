@@ -32,11 +32,12 @@ type acceptResult struct {
 }
 
 // Listener returns a listener over ln for http.Server.Serve that enables
-// the long-poll engine: pending polls leave net/http and wait on a
-// goroutine of their own with no buffers (see pollConn), and connections
-// the engine does not serve go back to net/http through it. A Server that
-// was never given a Listener (mounted as a plain http.Handler) serves
-// polls through net/http only.
+// the long-poll engine: pending polls leave net/http and wait with no
+// buffers and, on Linux, no goroutine (see pollConn and reactor), and
+// connections the engine does not serve go back to net/http through it.
+// It starts the engine's reactor, whose goroutine ends in Wait. A Server
+// that was never given a Listener (mounted as a plain http.Handler)
+// serves polls through net/http only.
 func (s *Server) Listener(ln net.Listener) net.Listener {
 	l := &listener{
 		Listener: ln,
