@@ -83,6 +83,19 @@ func newEngineEnvBroker(t *testing.T, cfg Config, cache int, wrap func(*wall.Mem
 	return e
 }
 
+// newSlowReaderEnv is an engine taking 1 MiB posts, with a message m on
+// the default wall and a connection rc it holds between polls, whose
+// small receive buffer cannot take a big answer at once.
+func newSlowReaderEnv(t *testing.T) (*engineEnv, *rawConn, testMsg) {
+	t.Helper()
+	e := newEngineEnv(t, Config{BodyLimit: 1 << 20})
+	m := e.post("", "x")
+	rc := e.dial()
+	rc.c.(*net.TCPConn).SetReadBuffer(64 << 10)
+	e.hold(rc)
+	return e, rc, m
+}
+
 // held waits until the engine holds n connections.
 func (e *engineEnv) held(n int) {
 	e.t.Helper()
@@ -536,14 +549,10 @@ func FuzzParsePollHead(f *testing.F) {
 
 // A keep-alive poll waiting on its socket is answered by a flusher
 // worker; when the socket cannot take the whole answer (a client that
-// does not read yet), the poll's goroutine writes the rest, and the
-// connection goes on serving polls.
+// does not read yet), a goroutine writes the rest, and the connection
+// goes on serving polls.
 func TestEngineWorkerAnswers(t *testing.T) {
-	e := newEngineEnv(t, Config{BodyLimit: 1 << 20})
-	m := e.post("", "x")
-	rc := e.dial()
-	rc.c.(*net.TCPConn).SetReadBuffer(64 << 10)
-	e.hold(rc)
+	e, rc, m := newSlowReaderEnv(t)
 	rc.send(getPoll("cursor=" + m.ID))
 	e.waitingFast(1)
 	big := strings.Repeat("&", 1<<20) // 7 MiB of JSON with its html

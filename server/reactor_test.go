@@ -1,7 +1,6 @@
 package server
 
 import (
-	"net"
 	"runtime"
 	"strings"
 	"testing"
@@ -95,12 +94,7 @@ func TestEngineIdleTimeout(t *testing.T) {
 // cursor must be synced, an answer the socket does not take whole, a
 // request for net/http.
 func TestEngineReactorHandsOver(t *testing.T) {
-	e := newEngineEnv(t, Config{BodyLimit: 1 << 20})
-	m := e.post("", "x")
-	rc := e.dial()
-	rc.c.(*net.TCPConn).SetReadBuffer(64 << 10)
-	e.hold(rc)
-
+	e, rc, m := newSlowReaderEnv(t)
 	req := getPoll("cursor=" + m.ID)
 	rc.send(req[:20])
 	time.Sleep(30 * time.Millisecond)
