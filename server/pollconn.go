@@ -224,7 +224,7 @@ func (pc *pollConn) Reset([]*wall.Message) { pc.Send(nil) }
 func (pc *pollConn) wakeUp() {
 	pc.woken.Store(true)
 	pc.signal()
-	if pc.timer != nil {
+	if pc.rx != nil {
 		pc.setTimer(0) // one waiting in the reactor: onTimer answers or closes it
 	}
 }
