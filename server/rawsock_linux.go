@@ -3,6 +3,7 @@
 package server
 
 import (
+	"io"
 	"net"
 	"syscall"
 	"unsafe"
@@ -19,19 +20,16 @@ func waitReadable(raw syscall.RawConn) error {
 	if raw == nil {
 		return nil // not a socket: the caller's read blocks instead
 	}
-	var peek [1]byte
 	var perr error
 	err := raw.Read(func(fd uintptr) bool {
-		n, _, err := syscall.Recvfrom(int(fd), peek[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case err == syscall.EAGAIN:
+		switch err := peekNow(int(fd)); err {
+		case syscall.EAGAIN:
 			return false // nothing yet: wait for the poller
-		case err == syscall.EINTR:
-			return false
-		case err != nil:
+		case nil:
+		case io.EOF:
+			perr = net.ErrClosed
+		default:
 			perr = err
-		case n == 0:
-			perr = net.ErrClosed // EOF
 		}
 		return true
 	})
@@ -94,11 +92,7 @@ func rawWritev(fd uintptr, bufs net.Buffers, iov *[]unix.Iovec) (int, error) {
 	var r uintptr
 	var e syscall.Errno
 	if len(bufs) == 1 {
-		b := bufs[0]
-		if len(b) == 0 {
-			return 0, nil
-		}
-		r, _, e = syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+		return rawWrite(fd, bufs[0])
 	} else {
 		v := (*iov)[:0]
 		for _, b := range bufs {
@@ -117,6 +111,39 @@ func rawWritev(fd uintptr, bufs net.Buffers, iov *[]unix.Iovec) (int, error) {
 		return 0, e
 	}
 	return int(r), nil
+}
+
+// rawWrite is write(2) made with RawSyscall, for the same reason as
+// rawWritev.
+func rawWrite(fd uintptr, b []byte) (int, error) {
+	if len(b) == 0 {
+		return 0, nil
+	}
+	r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, fd, uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
+	if e != 0 {
+		return 0, e
+	}
+	return int(r), nil
+}
+
+// peekNow reports whether the socket has bytes to read (nil), none yet
+// (EAGAIN), or hung up (io.EOF, or its error), without reading them or
+// waiting.
+func peekNow(fd int) error {
+	var b [1]byte
+	for {
+		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
+			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
+		switch {
+		case e == syscall.EINTR:
+			continue
+		case e != 0:
+			return e
+		case r == 0:
+			return io.EOF
+		}
+		return nil
+	}
 }
 
 // rawRead is a non-blocking read(2) made with RawSyscall, for the same

@@ -137,25 +137,6 @@ func epollWaitNow(epfd int, events []unix.EpollEvent) (int, error) {
 // RawSyscall (see rawWritev), on the descriptor of a socket that cannot
 // be closed meanwhile (its pollConn is the caller's).
 
-// peekNow reports whether the socket has bytes to read (nil), none yet
-// (EAGAIN), or hung up (io.EOF, or its error), without reading them.
-func peekNow(fd int) error {
-	var b [1]byte
-	for {
-		r, _, e := syscall.RawSyscall6(syscall.SYS_RECVFROM, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), 1,
-			syscall.MSG_PEEK|syscall.MSG_DONTWAIT, 0, 0)
-		switch {
-		case e == syscall.EINTR:
-			continue
-		case e != 0:
-			return e
-		case r == 0:
-			return io.EOF
-		}
-		return nil
-	}
-}
-
 // readNow reads what the socket has into b: n > 0, or EAGAIN when it has
 // nothing, or io.EOF, or its error.
 func readNow(fd int, b []byte) (int, error) {
@@ -176,15 +157,15 @@ func readNow(fd int, b []byte) (int, error) {
 // writeNow writes as much of b as the socket takes.
 func writeNow(fd int, b []byte) (int, error) {
 	for {
-		r, _, e := syscall.RawSyscall(syscall.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(&b[0])), uintptr(len(b)))
-		switch e {
-		case 0:
-			return int(r), nil
+		n, err := rawWrite(uintptr(fd), b)
+		switch err {
+		case nil:
+			return n, nil
 		case syscall.EINTR:
 			continue
 		case syscall.EAGAIN:
 			return 0, nil
 		}
-		return 0, e
+		return 0, err
 	}
 }
