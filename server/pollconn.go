@@ -87,7 +87,9 @@ const (
 // reactor's, a flusher worker or its timer's. The others touch only woken
 // and wake (set by Send and Reset under the wall's lock and by wakeUp,
 // the shutdown closer, along with a read deadline in the past that ends
-// a slow wait), and the atomics: state, queued, ready and due.
+// a slow wait), the atomics (state, queued, ready, due, firesAt), and
+// timer, which anyone may set to fire sooner: onTimer checks before it
+// acts.
 type pollConn struct {
 	s    *Server
 	ln   *listener
