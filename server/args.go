@@ -5,10 +5,10 @@ import (
 	"io"
 	"mime"
 	"net/http"
-	"net/url"
-	"strings"
 
 	"github.com/labstack/echo/v4"
+
+	"wall/server/internal/form"
 )
 
 // args are a request's arguments merged the Tornado way: query first, then
@@ -73,64 +73,7 @@ func bodyError(err error) error {
 
 // mergeQuery adds the pairs of a urlencoded string to a, keeping byte values
 // as they decode (url.ParseQuery would do, but loses the order that decides
-// which repeated value wins). It never fails: like Python's unquote_plus, a
-// malformed escape such as "50%" is kept as text.
+// which repeated value wins). It never fails: see form.Unquote.
 func mergeQuery(a args, s string) {
-	eachPair(s, func(k, v string) { a[unquotePlus(k)] = unquotePlus(v) })
-}
-
-// eachPair calls fn with the still encoded name and value of each pair of
-// a urlencoded string, in order.
-func eachPair(s string, fn func(k, v string)) {
-	for s != "" {
-		var kv string
-		kv, s, _ = strings.Cut(s, "&")
-		if kv == "" {
-			continue
-		}
-		k, v, _ := strings.Cut(kv, "=")
-		fn(k, v)
-	}
-}
-
-// unquotePlus decodes '+' as a space and every valid %XX escape, leaving
-// anything else as it is, as Python's urllib.parse.unquote_plus does.
-func unquotePlus(s string) string {
-	i := 0
-	for i < len(s) && s[i] != '+' && s[i] != '%' {
-		i++
-	}
-	if i == len(s) {
-		return s // the usual case: nothing to decode, nothing to copy
-	}
-	if v, err := url.QueryUnescape(s); err == nil {
-		return v
-	}
-	b := make([]byte, 0, len(s))
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c == '+':
-			b = append(b, ' ')
-		case c == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]):
-			b = append(b, unhex(s[i+1])<<4|unhex(s[i+2]))
-			i += 2
-		default:
-			b = append(b, c)
-		}
-	}
-	return string(b)
-}
-
-func isHex(c byte) bool {
-	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
-}
-
-func unhex(c byte) byte {
-	switch {
-	case c <= '9':
-		return c - '0'
-	case c <= 'F':
-		return c - 'A' + 10
-	}
-	return c - 'a' + 10
+	form.EachPair(s, func(k, v string) { a[form.Unquote(k)] = form.Unquote(v) })
 }

@@ -1,6 +1,9 @@
 package server
 
-import "testing"
+import (
+	"testing"
+	"wall/server/internal/form"
+)
 
 // Arguments decode as Python's unquote_plus: '+' is a space, valid escapes
 // decode, and a malformed escape stays text instead of failing the request.
@@ -17,8 +20,8 @@ func TestUnquotePlus(t *testing.T) {
 		"%ff":         "\xff", // bytes, checked for UTF-8 by the caller
 		"a%2Bb+c%20d": "a+b c d",
 	} {
-		if got := unquotePlus(in); got != want {
-			t.Errorf("unquotePlus(%q) = %q, want %q", in, got, want)
+		if got := form.Unquote(in); got != want {
+			t.Errorf("form.Unquote(%q) = %q, want %q", in, got, want)
 		}
 	}
 	a := args{}

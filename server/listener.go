@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"syscall"
+	"wall/server/internal/netpoll"
 )
 
 // listener wraps the server's real listener so that the long-poll engine
@@ -19,7 +20,7 @@ import (
 type listener struct {
 	net.Listener
 
-	rx       *reactor          // watches the engine's connections; nil: polls wait the slow way
+	rx       *netpoll.Poller   // watches the engine's connections; nil: polls wait the slow way
 	accepted chan acceptResult // from the accept goroutine
 	back     chan net.Conn     // handed back by pollConns
 	done     chan struct{}     // closed by Close
@@ -45,7 +46,7 @@ func (s *Server) Listener(ln net.Listener) net.Listener {
 		back:     make(chan net.Conn),
 		done:     make(chan struct{}),
 	}
-	rx, err := newReactor()
+	rx, err := netpoll.NewPoller()
 	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		s.log.Warn("no reactor: long-polls wait on goroutines", "err", err)
 	}

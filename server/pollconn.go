@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"wall/server/internal/netpoll"
 	"wall/wall"
 )
 
@@ -93,10 +94,9 @@ const (
 type pollConn struct {
 	s    *Server
 	ln   *listener
-	rx   *reactor        // watches conn while the engine holds it; nil: polls wait the slow way
+	rx   *netpoll.Poller // watches conn while the engine holds it; nil: polls wait the slow way
 	conn net.Conn        // the socket (never a prefixConn)
-	raw  syscall.RawConn // conn's descriptor, to wait without a buffer
-	fd   int             // the same, for the reactor
+	sock netpoll.Socket  // conn's descriptor, to wait without a buffer
 	// pending holds bytes read from conn but not handled yet: a pipelined
 	// request.
 	pending []byte
@@ -184,14 +184,11 @@ func (s *Server) parkPoll(c echo.Context, w *wall.Wall, cursor wall.Cursor, dead
 		b, _ := brw.Reader.Peek(n)
 		pc.pending = append(pc.pending, b...)
 	}
-	if sc, ok := conn.(syscall.Conn); ok {
-		pc.raw, _ = sc.SyscallConn()
-	}
-	if l.rx != nil && pc.raw != nil {
-		pc.raw.Control(func(fd uintptr) { pc.fd = int(fd) })
+	pc.sock = netpoll.NewSocket(conn)
+	if l.rx != nil && pc.sock.Valid() {
 		pc.timer = time.AfterFunc(s.cfg.PollTimeout, pc.onTimer)
 		pc.firesAt.Store(time.Now().Add(s.cfg.PollTimeout).UnixNano())
-		if l.rx.add(pc) {
+		if l.rx.Add(pc.sock, pc) {
 			pc.rx = l.rx
 		} else {
 			pc.timer.Stop()
@@ -209,8 +206,8 @@ func (s *Server) parkPoll(c echo.Context, w *wall.Wall, cursor wall.Cursor, dead
 func (pc *pollConn) Send(*wall.Message) {
 	switch pc.state.Load() {
 	case psWaiting:
-		if pc.queued.CompareAndSwap(false, true) && !pc.s.flusher.submit(pc) {
-			go pc.flush(nil, nil) // the queue is full
+		if pc.queued.CompareAndSwap(false, true) && !pc.s.flusher.Submit(pc) {
+			go pc.Flush(nil, nil) // the queue is full
 		}
 	case psWaitSlow:
 		if pc.woken.CompareAndSwap(false, true) {
@@ -258,10 +255,10 @@ func (pc *pollConn) serve(wait bool) {
 	}
 }
 
-// readable is the reactor's: the socket has something to read, or hung
+// Readable is the reactor's: the socket has something to read, or hung
 // up. A connection waiting in the reactor is served on the reactor's
 // goroutine (run, not blocking) until it waits again.
-func (pc *pollConn) readable() {
+func (pc *pollConn) Readable() {
 	pc.ready.Store(true)
 	wait := false
 	switch {
@@ -334,7 +331,7 @@ func (pc *pollConn) finish() {
 		pc.timer.Stop()
 	}
 	if pc.rx != nil {
-		pc.rx.remove(pc) // before the descriptor may be reused
+		pc.rx.Remove(pc.sock, pc) // before the descriptor may be reused
 	}
 	pc.putIn()
 	if pc.wall != nil {
@@ -393,7 +390,7 @@ func (pc *pollConn) waitAnswer(nb bool) flow {
 			if pc.ready.Load() {
 				// The client sent something while its poll waits.
 				pc.ready.Store(false)
-				switch err := peekNow(pc.fd); err {
+				switch err := pc.sock.Peek(); err {
 				case syscall.EAGAIN:
 				case nil:
 					// The next request: read after the answer, and the
@@ -497,7 +494,7 @@ func (pc *pollConn) leaveSlow() {
 // waits in the reactor for the client's next request. Should the socket
 // not take the whole answer, or the connection have to close, a goroutine
 // finishes (afterFlush).
-func (pc *pollConn) flush(*net.Buffers, *rawWriter) {
+func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 	pc.queued.Store(false)
 	if !pc.state.CompareAndSwap(psWaiting, psClaimed) {
 		return // someone else has it, or another worker answered
@@ -524,7 +521,7 @@ func (pc *pollConn) flush(*net.Buffers, *rawWriter) {
 	full := appendPollResponse((*bp)[:respReserve], res)
 	b := pc.response(full)
 	// The worker owns the connection: its descriptor stays open.
-	n, err := writeNow(pc.fd, b)
+	n, err := pc.sock.WriteNow(b)
 	pc.rest, pc.failed = nil, err != nil
 	if err == nil && n < len(b) {
 		pc.rest = bytes.Clone(b[n:])
@@ -582,8 +579,8 @@ func (pc *pollConn) putBuf(bp *[]byte, b []byte) {
 // the answer).
 func (pc *pollConn) wait() error {
 	if len(pc.pending) == 0 && !pc.pipelined {
-		err := waitReadable(pc.raw)
-		if err != nil || pc.raw == nil {
+		err := pc.sock.WaitReadable()
+		if err != nil || !pc.sock.Valid() {
 			if err == nil {
 				pc.pipelined = true // no socket to watch
 			} else {
@@ -628,7 +625,7 @@ func (pc *pollConn) answer(b []byte, nb bool) flow {
 	}
 	b = pc.response(b)
 	if nb {
-		n, err := writeNow(pc.fd, b)
+		n, err := pc.sock.WriteNow(b)
 		switch {
 		case err != nil:
 			return flowDone
@@ -664,7 +661,7 @@ func (pc *pollConn) response(b []byte) []byte {
 // deadline for what the socket could not take. A client that does not read
 // is cut off after writeWait.
 func (pc *pollConn) write(b []byte) bool {
-	n, err := tryWrite(pc.raw, net.Buffers{b})
+	n, err := netpoll.TryWrite(pc.sock, net.Buffers{b})
 	if err != nil {
 		return false
 	}
@@ -709,7 +706,7 @@ func (pc *pollConn) parkIdle() flow {
 // readNow reads what the socket has into pc.in, without waiting.
 func (pc *pollConn) readNow() error {
 	bp := pc.s.pollBufs.Get().(*[]byte)
-	n, err := readNow(pc.fd, (*bp)[:cap(*bp)])
+	n, err := pc.sock.ReadNow((*bp)[:cap(*bp)])
 	if err != nil {
 		pc.s.pollBufs.Put(bp)
 		return err
@@ -740,7 +737,7 @@ func (pc *pollConn) next(nb bool) (wait bool, f flow) {
 			if pc.shuttingDown() {
 				return false, flowDone // an idle connection closes at shutdown
 			}
-			if err := waitReadable(pc.raw); err != nil {
+			if err := pc.sock.WaitReadable(); err != nil {
 				return false, flowDone
 			}
 		}

@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 
 	"wall/assets"
+	"wall/server/internal/netpoll"
 	"wall/views"
 	"wall/wall"
 )
@@ -684,14 +685,14 @@ func enginePoller(addr string, i int, last uint64) error {
 // blockingFlush holds a flusher worker until release is closed.
 type blockingFlush struct{ held, release chan struct{} }
 
-func (b blockingFlush) flush(*net.Buffers, *rawWriter) {
+func (b blockingFlush) Flush(*net.Buffers, *netpoll.Writer) {
 	b.held <- struct{}{}
 	<-b.release
 }
 
 type noFlush struct{}
 
-func (noFlush) flush(*net.Buffers, *rawWriter) {}
+func (noFlush) Flush(*net.Buffers, *netpoll.Writer) {}
 
 // With every flusher worker busy and its queue full, a waiting poll is
 // still answered at once: Send runs its flush on a goroutine of its own.
@@ -706,7 +707,7 @@ func TestEngineFlusherQueueFull(t *testing.T) {
 	b := blockingFlush{held: make(chan struct{}), release: make(chan struct{})}
 	workers := runtime.GOMAXPROCS(0)
 	for range workers {
-		if !e.srv.flusher.submit(b) {
+		if !e.srv.flusher.Submit(b) {
 			t.Fatal("queue full too early")
 		}
 	}
@@ -714,7 +715,7 @@ func TestEngineFlusherQueueFull(t *testing.T) {
 		<-b.held
 	}
 	defer close(b.release)
-	for e.srv.flusher.submit(noFlush{}) {
+	for e.srv.flusher.Submit(noFlush{}) {
 	}
 	m2 := e.post("", "y")
 	resp, body := rc.read()

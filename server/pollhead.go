@@ -9,6 +9,7 @@ import (
 
 	"golang.org/x/net/http/httpguts"
 
+	"wall/server/internal/form"
 	"wall/wall"
 )
 
@@ -161,14 +162,14 @@ type pollQuery struct {
 
 // merge adds the pairs of a urlencoded string, as mergeQuery does.
 func (q *pollQuery) merge(s string) {
-	eachPair(s, func(k, v string) {
-		switch unquotePlus(k) {
+	form.EachPair(s, func(k, v string) {
+		switch form.Unquote(k) {
 		case "wall":
-			q.wall, q.hasWall = unquotePlus(v), true
+			q.wall, q.hasWall = form.Unquote(v), true
 		case "cursor":
-			q.cursor = unquotePlus(v)
+			q.cursor = form.Unquote(v)
 		case "_xsrf":
-			q.xsrf = unquotePlus(v)
+			q.xsrf = form.Unquote(v)
 		}
 	})
 }
@@ -182,7 +183,7 @@ func (h *pollHead) pollArgs(body []byte) (name string, cursor wall.Cursor, ok bo
 	q.merge(h.query)
 	if h.post {
 		q.merge(viewString(body))
-		cookie, ok := findCookie(h.cookies[:h.nCookies], xsrfCookie)
+		cookie, ok := form.FindCookie(h.cookies[:h.nCookies], xsrfCookie)
 		if matchXSRF(q.xsrf, h.xsrfHeader, h.csrfHeader, cookie, ok) != "" {
 			return "", cursor, false
 		}

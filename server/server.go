@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
 
+	"wall/server/internal/netpoll"
 	"wall/wall"
 )
 
@@ -70,9 +71,9 @@ type Server struct {
 	pages  *pages
 
 	upgrader  websocket.Upgrader
-	clients   wsClients     // live WebSocket connections
-	flusher   *flusher      // writes to them
-	keepalive chan struct{} // closed when the keepalive loop has ended
+	clients   wsClients        // live WebSocket connections
+	flusher   *netpoll.Flusher // writes to them
+	keepalive chan struct{}    // closed when the keepalive loop has ended
 
 	// The long-poll engine (pollconn.go): enabled by Listener.
 	ln      atomic.Pointer[listener]
@@ -102,7 +103,7 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	s.pages = p
 	s.upgrader = s.newUpgrader()
 	s.echo = s.routes(assets)
-	s.flusher = newFlusher()
+	s.flusher = netpoll.NewFlusher()
 	s.keepalive = make(chan struct{})
 	go func() { // owned by the Server, ended by hub.Close
 		defer close(s.keepalive)
@@ -131,9 +132,9 @@ func (s *Server) Wait() {
 	s.clients.live.Wait()
 	s.polls.live.Wait()
 	if l := s.ln.Load(); l != nil && l.rx != nil {
-		l.rx.close()
+		l.rx.Close()
 	}
-	s.flusher.close()
+	s.flusher.Close()
 }
 
 // pongWait is how long a WebSocket peer may stay silent: pings go out every

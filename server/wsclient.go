@@ -6,11 +6,11 @@ import (
 	"errors"
 	"net"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/gorilla/websocket"
 
+	"wall/server/internal/netpoll"
 	"wall/wall"
 )
 
@@ -24,7 +24,7 @@ import (
 type wsClient struct {
 	s    *Server
 	conn net.Conn
-	raw  syscall.RawConn // conn's descriptor, to wait for data without a buffer
+	sock netpoll.Socket // conn's descriptor, to wait for data without a buffer
 	wall *wall.Wall
 
 	mu       sync.Mutex
@@ -54,9 +54,7 @@ func (cl *wsClient) attach(conn net.Conn, backlog wall.Result) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	cl.conn = conn
-	if sc, ok := conn.(syscall.Conn); ok {
-		cl.raw, _ = sc.SyscallConn()
-	}
+	cl.sock = netpoll.NewSocket(conn)
 	if !cl.reset { // a Reset while held replaced the backlog already
 		if backlog.Missed > 0 || backlog.Reset {
 			b, _ := json.Marshal(struct {
@@ -156,7 +154,7 @@ func (cl *wsClient) kickLocked() {
 	}
 	cl.writing = true
 	cl.writer.Add(1)
-	if !cl.s.flusher.submit(cl) {
+	if !cl.s.flusher.Submit(cl) {
 		go cl.writeLoop(nil, nil)
 	}
 }
@@ -209,7 +207,7 @@ func (cl *wsClient) takeLocked(bufs net.Buffers) (_ net.Buffers, closing []byte,
 // calls it, after kickLocked. When the socket cannot take everything, the
 // rest goes to a writeLoop goroutine, so a slow reader never holds a
 // worker.
-func (cl *wsClient) flush(scratch *net.Buffers, w *rawWriter) {
+func (cl *wsClient) Flush(scratch *net.Buffers, w *netpoll.Writer) {
 	for {
 		cl.mu.Lock()
 		bufs, closing, ok := cl.takeLocked((*scratch)[:0])
@@ -219,7 +217,7 @@ func (cl *wsClient) flush(scratch *net.Buffers, w *rawWriter) {
 			cl.writer.Done()
 			return
 		}
-		n, err := w.write(cl.raw, bufs)
+		n, err := w.Write(cl.sock, bufs)
 		var rest net.Buffers
 		if err == nil {
 			rest = unwritten(bufs, n) // a copy: bufs is the worker's scratch
@@ -299,7 +297,7 @@ func (cl *wsClient) readPump() {
 	mr := messageReader{limit: int64(cl.s.cfg.BodyLimit)*6 + frameOverhead}
 	cl.conn.SetReadDeadline(time.Now().Add(cl.s.pongWait()))
 	for {
-		if err := waitReadable(cl.raw); err != nil {
+		if err := cl.sock.WaitReadable(); err != nil {
 			return
 		}
 		br := cl.s.frameReaders.Get().(*bufio.Reader)

@@ -5,10 +5,10 @@ import (
 	"crypto/subtle"
 	"encoding/hex"
 	"net/http"
-	"net/textproto"
 	"strconv"
 	"strings"
 	"time"
+	"wall/server/internal/form"
 )
 
 // XSRF protection is Tornado's double-submit check: every POST carries the
@@ -66,8 +66,8 @@ func appendXSRF(dst []byte, v string) []byte {
 	for i := 0; i < len(masked); i += 2 {
 		m := len(out) - len(dst) // index into the token
 		j := 2 * (m % (len(mask) / 2))
-		b, ok1 := unhexByte(masked[i], masked[i+1])
-		k, ok2 := unhexByte(mask[j], mask[j+1])
+		b, ok1 := form.Unhex(masked[i], masked[i+1])
+		k, ok2 := form.Unhex(mask[j], mask[j+1])
 		if !ok1 || !ok2 {
 			return nil
 		}
@@ -75,18 +75,11 @@ func appendXSRF(dst []byte, v string) []byte {
 	}
 	// Every mask byte must be hex too, as hex.DecodeString required.
 	for j := 0; j < len(mask); j += 2 {
-		if _, ok := unhexByte(mask[j], mask[j+1]); !ok {
+		if _, ok := form.Unhex(mask[j], mask[j+1]); !ok {
 			return nil
 		}
 	}
 	return out
-}
-
-func unhexByte(hi, lo byte) (byte, bool) {
-	if !isHex(hi) || !isHex(lo) {
-		return 0, false
-	}
-	return unhex(hi)<<4 | unhex(lo), true
 }
 
 func xorMask(mask, b []byte) []byte {
@@ -134,50 +127,4 @@ func matchXSRF(arg, xsrfHeader, csrfHeader, cookie string, hasCookie bool) strin
 		return "XSRF cookie does not match POST argument"
 	}
 	return ""
-}
-
-// maxCookies is net/http's default limit (GODEBUG httpcookiemaxnum):
-// a request with more cookies has none.
-const maxCookies = 3000
-
-// findCookie returns the value of the first valid cookie called name in
-// Cookie header lines, as http.Request.Cookie finds it, without
-// allocating: the long-poll engine checks XSRF on every POST poll.
-func findCookie(lines []string, name string) (string, bool) {
-	n := 0
-	for _, line := range lines {
-		n += strings.Count(line, ";") + 1
-	}
-	if n > maxCookies {
-		return "", false
-	}
-	for _, line := range lines {
-		line = textproto.TrimString(line)
-		var part string
-		for len(line) > 0 {
-			part, line, _ = strings.Cut(line, ";")
-			part = textproto.TrimString(part)
-			k, v, _ := strings.Cut(part, "=")
-			if textproto.TrimString(k) != name { // name is a valid token
-				continue
-			}
-			if len(v) > 1 && v[0] == '"' && v[len(v)-1] == '"' {
-				v = v[1 : len(v)-1]
-			}
-			if validCookieValue(v) {
-				return v, true
-			}
-		}
-	}
-	return "", false
-}
-
-// validCookieValue is net/http's rule for a cookie value's bytes.
-func validCookieValue(v string) bool {
-	for i := 0; i < len(v); i++ {
-		if b := v[i]; b < 0x20 || b >= 0x7f || b == '"' || b == ';' || b == '\\' {
-			return false
-		}
-	}
-	return true
 }

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"wall/server/internal/form"
 )
 
 var (
@@ -206,8 +207,8 @@ func FuzzFindCookie(f *testing.F) {
 		if c, err := r.Cookie(xsrfCookie); err == nil {
 			want, ok = c.Value, true
 		}
-		if got, gok := findCookie(lines, xsrfCookie); got != want || gok != ok {
-			t.Errorf("findCookie(%q) = %q %v; http.Request.Cookie: %q %v", lines, got, gok, want, ok)
+		if got, gok := form.FindCookie(lines, xsrfCookie); got != want || gok != ok {
+			t.Errorf("form.FindCookie(%q) = %q %v; http.Request.Cookie: %q %v", lines, got, gok, want, ok)
 		}
 	})
 }
