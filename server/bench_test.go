@@ -26,6 +26,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"wall/assets"
+	"wall/server/internal/admit"
 	"wall/views"
 	"wall/wall"
 )
@@ -755,13 +756,14 @@ func BenchmarkPollHead(b *testing.B) {
 		b.Run(tc.name, func(b *testing.B) {
 			req := []byte(tc.req)
 			n := headEnd(req)
+			ad := admit.New(admit.Config{})
 			b.ReportAllocs()
 			for b.Loop() {
 				h, ok := parsePollHead(req[:n])
 				if !ok {
 					b.Fatal("refused")
 				}
-				if _, _, ok := h.pollArgs(req[n:]); !ok {
+				if _, err := ad.Admit(&pollRequest{h, viewString(req[n:])}, admit.Poll); err != nil {
 					b.Fatal("args refused")
 				}
 			}

@@ -33,18 +33,6 @@ func (s *Server) cleanBody(raw string) (string, *echo.HTTPError) {
 	return body, nil
 }
 
-// wallArg returns the wall named by a request's arguments, or the default.
-func wallArg(a args) (string, *echo.HTTPError) {
-	name, ok := a.get("wall")
-	if !ok || name == "" {
-		return wall.DefaultWall, nil
-	}
-	if !wall.ValidName(name) {
-		return "", echo.NewHTTPError(http.StatusBadRequest, wall.ErrBadName.Error())
-	}
-	return name, nil
-}
-
 // publish stores a cleaned body on a wall through the broker, bounded by
 // publishTimeout, and counts the outcome. Every entry path (form post,
 // WebSocket frame, publish API) goes through it. The error is the

@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"wall/server/internal/admit"
 	"wall/wall"
 )
 
@@ -23,27 +24,13 @@ const pollArgsLimit = 8 << 10
 // watching is simply dropped. When the server has a Listener, a poll that
 // has to wait is handed to the long-poll engine instead (pollconn.go).
 func (s *Server) handleUpdates(c echo.Context) error {
-	a, err := readArgs(c, pollArgsLimit)
+	_, t, err := s.admitHTTP(c, admit.Poll, pollArgsLimit)
 	if err != nil {
 		return err
 	}
 	r := c.Request()
-	if r.Method == http.MethodPost {
-		if msg := checkXSRF(r, a); msg != "" {
-			return echo.NewHTTPError(http.StatusForbidden, msg)
-		}
-	}
-	name, herr := wallArg(a)
-	if herr != nil {
-		return herr
-	}
-	raw, _ := a.get("cursor")
-	cursor, err := wall.ParseCursor(raw)
-	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
-	}
-
-	w := s.hub.Acquire(name)
+	cursor := t.Cursor
+	w := s.hub.Acquire(t.Wall)
 	defer s.hub.Release(w)
 	if herr := s.sync(r.Context(), w, cursor); herr != nil {
 		return herr

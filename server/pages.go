@@ -10,6 +10,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"wall/server/internal/admit"
 	"wall/wall"
 )
 
@@ -59,13 +60,17 @@ func (p *pages) static(name string) string {
 
 // handlePage serves GET / (the default wall) and GET /w/:wall.
 func (s *Server) handlePage(c echo.Context) error {
-	name := c.Param("wall")
-	def := name == ""
-	if def {
-		name = wall.DefaultWall
-	} else if !wall.ValidName(name) {
-		return echo.NewHTTPError(http.StatusBadRequest, wall.ErrBadName.Error())
+	// The wall comes from the path, not the arguments.
+	a := args{}
+	if p := c.Param("wall"); p != "" {
+		a["wall"] = p
 	}
+	t, aerr := s.admit.Admit(httpSource{c.Request(), a}, admit.Page)
+	if aerr != nil {
+		return aerr
+	}
+	name := t.Wall
+	def := c.Param("wall") == ""
 	w := s.hub.Acquire(name)
 	s.sync(c.Request().Context(), w, wall.Cursor{})
 	msgs := w.Messages()
@@ -75,7 +80,7 @@ func (s *Server) handlePage(c echo.Context) error {
 		Wall:     name,
 		Default:  def,
 		Messages: make([]template.HTML, len(msgs)),
-		XSRF:     encodeXSRF(xsrfToken(c.Response(), c.Request())),
+		XSRF:     admit.EncodeXSRF(admit.XSRFToken(c.Response(), c.Request())),
 		Next:     c.Request().URL.Path,
 		Static:   s.pages.static,
 	}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"wall/server/internal/admit"
 	"wall/server/internal/netpoll"
 	"wall/wall"
 )
@@ -131,6 +132,8 @@ type pollConn struct {
 	due     atomic.Int64
 	timer   *time.Timer
 	firesAt atomic.Int64 // when timer fires (Unix ns), as last set
+
+	req pollRequest // the request being admitted (next)
 
 	// in is a pooled buffer of bytes read and not yet handled: a
 	// connection waiting holds no buffer.
@@ -808,11 +811,14 @@ func (pc *pollConn) next(nb bool) (wait bool, f flow) {
 			return false, flowDone
 		}
 	}
-	name, cursor, ok := req.pollArgs(buf[headLen:total])
-	if !ok {
+	pc.req = pollRequest{req, viewString(buf[headLen:total])}
+	t, aerr := pc.s.admit.Admit(&pc.req, admit.Poll)
+	pc.req = pollRequest{} // it views buf
+	if aerr != nil {
 		pc.giveBack(buf[:total])
 		return false, flowDone
 	}
+	name, cursor := t.Wall, t.Cursor
 	if nb && pc.needsSync(name, cursor) {
 		return redo(buf)
 	}

@@ -10,7 +10,6 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"wall/server/internal/form"
-	"wall/wall"
 )
 
 // headEnd returns the length of the request head at the start of b
@@ -44,8 +43,7 @@ type pollHead struct {
 	close         bool
 	cookies       [maxCookieLines]string
 	nCookies      int
-	xsrfHeader    string // X-XSRFToken
-	csrfHeader    string // X-CSRFToken
+	fields        string // the header lines, for pollRequest.Header
 }
 
 // viewString is b as a string without a copy; b must not change while
@@ -73,6 +71,7 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 		return h, false
 	}
 	h.query = query
+	h.fields = rest
 	hosts, lengths := 0, 0
 	contentType := ""
 	for {
@@ -118,14 +117,6 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 			}
 			h.cookies[h.nCookies] = value
 			h.nCookies++
-		case strings.EqualFold(name, "X-Xsrftoken"):
-			if h.xsrfHeader == "" {
-				h.xsrfHeader = value
-			}
-		case strings.EqualFold(name, "X-Csrftoken"):
-			if h.csrfHeader == "" {
-				h.csrfHeader = value
-			}
 		case strings.EqualFold(name, "Transfer-Encoding"), strings.EqualFold(name, "Expect"),
 			strings.EqualFold(name, "Upgrade"):
 			return h, false
@@ -153,48 +144,51 @@ func hasCTL(s string) bool {
 	return false
 }
 
-// pollQuery holds the arguments a poll uses, merged the Tornado way as
-// args are (the last value of a name wins), without building the map.
-type pollQuery struct {
-	wall, cursor, xsrf string
-	hasWall            bool
+// pollRequest is a poll read by the engine, as admission reads it
+// (admit.Source): its strings view the read buffer, valid until the
+// buffer goes back to its pool. The engine keeps one per connection
+// (pollConn.req), so admitting a re-poll allocates nothing for it.
+type pollRequest struct {
+	h    pollHead
+	body string
 }
 
-// merge adds the pairs of a urlencoded string, as mergeQuery does.
-func (q *pollQuery) merge(s string) {
-	form.EachPair(s, func(k, v string) {
-		switch form.Unquote(k) {
-		case "wall":
-			q.wall, q.hasWall = form.Unquote(v), true
-		case "cursor":
-			q.cursor = form.Unquote(v)
-		case "_xsrf":
-			q.xsrf = form.Unquote(v)
-		}
-	})
+func (r *pollRequest) Method() string {
+	if r.h.post {
+		return http.MethodPost
+	}
+	return http.MethodGet
 }
 
-// pollArgs reads the poll's arguments the Tornado way (query, then form
-// body; then checkXSRF's rule for a POST), the same rules as
-// handleUpdates. ok is false for anything that needs an error answer:
-// net/http gives it. The name views the buffer; the cursor does not.
-func (h *pollHead) pollArgs(body []byte) (name string, cursor wall.Cursor, ok bool) {
-	var q pollQuery
-	q.merge(h.query)
-	if h.post {
-		q.merge(viewString(body))
-		cookie, ok := form.FindCookie(h.cookies[:h.nCookies], xsrfCookie)
-		if matchXSRF(q.xsrf, h.xsrfHeader, h.csrfHeader, cookie, ok) != "" {
-			return "", cursor, false
+// Arg merges the query and the form body the Tornado way: the last value
+// of a name wins, and a POST's body comes after its query.
+func (r *pollRequest) Arg(name string) (string, bool) {
+	v, ok := form.Lookup(r.h.query, name)
+	if r.h.post {
+		if bv, bok := form.Lookup(r.body, name); bok {
+			return bv, true
 		}
 	}
-	name = q.wall
-	if !q.hasWall || name == "" {
-		name = wall.DefaultWall
-	} else if !wall.ValidName(name) {
-		return "", cursor, false
+	return v, ok
+}
+
+// Header returns the first value of the named header, as
+// http.Header.Get does.
+func (r *pollRequest) Header(name string) string {
+	rest := r.h.fields
+	for rest != "" {
+		var line string
+		line, rest, _ = strings.Cut(rest, "\r\n")
+		k, v, _ := strings.Cut(line, ":")
+		if strings.EqualFold(k, name) {
+			return strings.Trim(v, " \t")
+		}
 	}
-	cursor, err := wall.ParseCursor(q.cursor)
-	cursor.ID = strings.Clone(cursor.ID) // kept while the poll waits
-	return name, cursor, err == nil
+	return ""
+}
+
+// Cookie returns the first valid cookie called name, as
+// http.Request.Cookie does.
+func (r *pollRequest) Cookie(name string) (string, bool) {
+	return form.FindCookie(r.h.cookies[:r.h.nCookies], name)
 }

@@ -9,13 +9,14 @@ import (
 	"strings"
 	"testing"
 
+	"wall/server/internal/admit"
 	"wall/wall"
 )
 
 // netHTTPPollArgs is what handleUpdates makes of a poll request: net/http
-// parses it, then the handler's own rules (readArgs, checkXSRF, wallArg,
-// ParseCursor). ok is false for anything that gets an error answer.
-func netHTTPPollArgs(req []byte) (name string, cursor wall.Cursor, ok bool) {
+// parses it, readArgs merges its arguments, and the one admission function
+// admits it. ok is false for anything that gets an error answer.
+func netHTTPPollArgs(ad *admit.Admitter, req []byte) (name string, cursor wall.Cursor, ok bool) {
 	r, err := http.ReadRequest(bufio.NewReader(bytes.NewReader(req)))
 	if err != nil {
 		return "", cursor, false
@@ -28,17 +29,9 @@ func netHTTPPollArgs(req []byte) (name string, cursor wall.Cursor, ok bool) {
 			return "", cursor, false
 		}
 		mergeQuery(a, string(body))
-		if checkXSRF(r, a) != "" {
-			return "", cursor, false
-		}
 	}
-	name, herr := wallArg(a)
-	if herr != nil {
-		return "", cursor, false
-	}
-	raw, _ := a.get("cursor")
-	cursor, err = wall.ParseCursor(raw)
-	return name, cursor, err == nil
+	t, aerr := ad.Admit(httpSource{r, a}, admit.Poll)
+	return t.Wall, t.Cursor, aerr == nil
 }
 
 // The engine reads a poll's arguments, XSRF check included, as the
@@ -86,10 +79,11 @@ func FuzzPollArgs(f *testing.F) {
 		if !accepted || n+h.contentLength != len(req) {
 			return // net/http serves it
 		}
-		name, cursor, ok := h.pollArgs(req[n:])
-		name = strings.Clone(name) // the name views the buffer (start clones it)...
-		clear(req)                 // ...the cursor must not
-		wantName, wantCursor, wantOK := netHTTPPollArgs([]byte(b.String()))
+		ad := admit.New(admit.Config{})
+		tk, aerr := ad.Admit(&pollRequest{h, viewString(req[n:])}, admit.Poll)
+		name, cursor, ok := strings.Clone(tk.Wall), tk.Cursor, aerr == nil // the name views the buffer (start clones it)...
+		clear(req)                                                         // ...the cursor must not
+		wantName, wantCursor, wantOK := netHTTPPollArgs(ad, []byte(b.String()))
 		if ok != wantOK || (ok && (name != wantName || cursor != wantCursor)) {
 			t.Errorf("%q:\nengine   %q %+v %v\nnet/http %q %+v %v", b.String(), name, cursor, ok, wantName, wantCursor, wantOK)
 		}

@@ -3,6 +3,7 @@ package server
 import (
 	"net/http"
 	"strings"
+	"wall/server/internal/admit"
 
 	"github.com/labstack/echo/v4"
 )
@@ -12,15 +13,12 @@ import (
 func (s *Server) requestLimit() int64 { return int64(s.cfg.BodyLimit)*3 + 4096 }
 
 // handlePost serves POST /a/message/new: body, _xsrf, next and wall. The
-// errors come in Tornado's order: xsrf (403), body (400/413), next (400);
-// nothing is stored on any of them.
+// errors come in Tornado's order: xsrf (403) and the rest of admission,
+// then body (400/413), next (400); nothing is stored on any of them.
 func (s *Server) handlePost(c echo.Context) error {
-	a, err := readArgs(c, s.requestLimit())
+	a, t, err := s.admitHTTP(c, admit.Post, s.requestLimit())
 	if err != nil {
 		return err
-	}
-	if msg := checkXSRF(c.Request(), a); msg != "" {
-		return echo.NewHTTPError(http.StatusForbidden, msg)
 	}
 	raw, ok := a.get("body")
 	if !ok {
@@ -34,12 +32,7 @@ func (s *Server) handlePost(c echo.Context) error {
 	if next != "" && !safeNext(next) {
 		return echo.NewHTTPError(http.StatusBadRequest, "next must be a local path")
 	}
-	name, herr := wallArg(a)
-	if herr != nil {
-		return herr
-	}
-
-	m, herr := s.publish(c.Request().Context(), name, body)
+	m, herr := s.publish(c.Request().Context(), t.Wall, body)
 	if herr != nil {
 		if c.Request().Context().Err() != nil {
 			return nil // the client is gone; the message, if sequenced, stands

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"wall/server/internal/admit"
 	"wall/wall"
 )
 
@@ -19,7 +20,7 @@ const testBodyLimit = 1024
 func rawFormRequest(path, body string) *http.Request {
 	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(body))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.AddCookie(&http.Cookie{Name: xsrfCookie, Value: testXSRF})
+	req.AddCookie(&http.Cookie{Name: admit.XSRFCookie, Value: testXSRF})
 	return req
 }
 
@@ -117,7 +118,7 @@ func TestPostStatuses(t *testing.T) {
 			mw.Close()
 			req := httptest.NewRequest(http.MethodPost, "/a/message/new", &buf)
 			req.Header.Set("Content-Type", mw.FormDataContentType())
-			req.AddCookie(&http.Cookie{Name: xsrfCookie, Value: testXSRF})
+			req.AddCookie(&http.Cookie{Name: admit.XSRFCookie, Value: testXSRF})
 			return req
 		}
 	}
@@ -193,7 +194,7 @@ func TestPostStatuses(t *testing.T) {
 			req := httptest.NewRequest(http.MethodPost, "/a/message/new", strings.NewReader(`{"body": "hi"}`))
 			req.Header.Set("Content-Type", "application/json")
 			req.Header.Set("X-XSRFToken", testXSRF)
-			req.AddCookie(&http.Cookie{Name: xsrfCookie, Value: testXSRF})
+			req.AddCookie(&http.Cookie{Name: admit.XSRFCookie, Value: testXSRF})
 			return req
 		}, code: 400},
 		{name: "bad wall name", req: func() *http.Request {

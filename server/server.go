@@ -14,6 +14,7 @@ import (
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
 
+	"wall/server/internal/admit"
 	"wall/server/internal/netpoll"
 	"wall/wall"
 )
@@ -69,6 +70,7 @@ type Server struct {
 	broker wall.Broker
 	echo   *echo.Echo
 	pages  *pages
+	admit  *admit.Admitter // every entry path's admission (admission.go)
 
 	upgrader  websocket.Upgrader
 	clients   wsClients        // live WebSocket connections
@@ -101,6 +103,7 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 		return nil, err
 	}
 	s.pages = p
+	s.admit = admit.New(admit.Config{PublishToken: cfg.PublishToken})
 	s.upgrader = s.newUpgrader()
 	s.echo = s.routes(assets)
 	s.flusher = netpoll.NewFlusher()

@@ -17,6 +17,7 @@ import (
 	"github.com/google/uuid"
 
 	"wall/assets"
+	"wall/server/internal/admit"
 	"wall/views"
 	"wall/wall"
 )
@@ -37,7 +38,7 @@ type testEnv struct {
 
 // testXSRF is a valid version-2 token used as both cookie and field by
 // tests that are not about XSRF.
-var testXSRF = encodeXSRF([]byte("0123456789abcdef"))
+var testXSRF = admit.EncodeXSRF([]byte("0123456789abcdef"))
 
 // newTestEnv starts a server with cfg and a cache of cacheSize messages per
 // wall. Cleanup closes the hub first (polls answer, WebSockets close), then
@@ -87,7 +88,7 @@ func formRequest(path string, form url.Values) *http.Request {
 	}
 	req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(f.Encode()))
 	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-	req.AddCookie(&http.Cookie{Name: xsrfCookie, Value: testXSRF})
+	req.AddCookie(&http.Cookie{Name: admit.XSRFCookie, Value: testXSRF})
 	return req
 }
 

@@ -8,11 +8,10 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
+	"wall/server/internal/admit"
 
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
-
-	"wall/wall"
 )
 
 // WebSocket deadlines and limits.
@@ -62,17 +61,11 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 // connection goroutine that ran the middleware) and a writer goroutine
 // that exists only while there is something to write.
 func (s *Server) handleWS(c echo.Context) error {
-	q := c.Request().URL.Query()
-	name := q.Get("wall")
-	if name == "" {
-		name = wall.DefaultWall
-	} else if !wall.ValidName(name) {
-		return echo.NewHTTPError(http.StatusBadRequest, wall.ErrBadName.Error())
-	}
-	cursor, err := wall.ParseCursor(q.Get("cursor"))
+	_, t, err := s.admitHTTP(c, admit.Socket, 0)
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadRequest, err.Error())
+		return err
 	}
+	name, cursor := t.Wall, t.Cursor
 	// Registered before the upgrade, while http.Server still tracks the
 	// request, so Wait cannot miss a connection that Shutdown let through.
 	if !s.clients.enter() {

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"encoding/hex"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -11,7 +10,7 @@ import (
 	"strings"
 	"testing"
 	"time"
-	"wall/server/internal/form"
+	"wall/server/internal/admit"
 )
 
 var (
@@ -27,7 +26,7 @@ func getPage(t *testing.T, e *testEnv, path, cookie string) (*httptest.ResponseR
 	t.Helper()
 	req := httptest.NewRequest(http.MethodGet, path, nil)
 	if cookie != "" {
-		req.AddCookie(&http.Cookie{Name: xsrfCookie, Value: cookie})
+		req.AddCookie(&http.Cookie{Name: admit.XSRFCookie, Value: cookie})
 	}
 	rec := e.serve(req)
 	if rec.Code != http.StatusOK {
@@ -64,7 +63,7 @@ func TestXSRFCookieSetByPage(t *testing.T) {
 	if !xsrfV2RE.MatchString(field) {
 		t.Errorf("hidden field %q is not 2|mask|token|time", field)
 	}
-	if !bytes.Equal(decodeXSRF(field), decodeXSRF(c.Value)) {
+	if !bytes.Equal(admit.DecodeXSRF(field), admit.DecodeXSRF(c.Value)) {
 		t.Errorf("field %q does not unmask to the cookie's token %q", field, c.Value)
 	}
 
@@ -81,7 +80,7 @@ func TestXSRFCookieSetByPage(t *testing.T) {
 	for _, f := range []string{field, field2, field3, c.Value} {
 		req := httptest.NewRequest(http.MethodPost, "/a/message/new", strings.NewReader(url.Values{"body": {"hi"}, "_xsrf": {f}}.Encode()))
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-		req.AddCookie(&http.Cookie{Name: xsrfCookie, Value: c.Value})
+		req.AddCookie(&http.Cookie{Name: admit.XSRFCookie, Value: c.Value})
 		if rec := e.serve(req); rec.Code != http.StatusOK {
 			t.Errorf("field %q with cookie %q: %d %s", f, c.Value, rec.Code, rec.Body)
 		}
@@ -99,7 +98,7 @@ func TestXSRFCheck(t *testing.T) {
 		missing  = "'_xsrf' argument missing from POST"
 		mismatch = "XSRF cookie does not match POST argument"
 	)
-	other := encodeXSRF([]byte("fedcba9876543210"))
+	other := admit.EncodeXSRF([]byte("fedcba9876543210"))
 	for _, path := range []string{"/a/message/new", "/a/message/updates"} {
 		for _, tc := range []struct {
 			name    string
@@ -115,9 +114,9 @@ func TestXSRFCheck(t *testing.T) {
 			{name: "wrong field", cookie: testXSRF, field: ptr(other), code: 403, msg: mismatch},
 			{name: "garbage field", cookie: testXSRF, field: ptr("2|zz|yy|1"), code: 403, msg: mismatch},
 			{name: "v1 plain tokens", cookie: "abc", field: ptr("abc"), code: 200},
-			{name: "v1 cookie, masked field", cookie: "abc", field: ptr(encodeXSRF([]byte("abc"))), code: 200},
+			{name: "v1 cookie, masked field", cookie: "abc", field: ptr(admit.EncodeXSRF([]byte("abc"))), code: 200},
 			{name: "v1 mismatch", cookie: "abc", field: ptr("abd"), code: 403, msg: mismatch},
-			{name: "masked differently", cookie: testXSRF, field: ptr(encodeXSRF(decodeXSRF(testXSRF))), code: 200},
+			{name: "masked differently", cookie: testXSRF, field: ptr(admit.EncodeXSRF(admit.DecodeXSRF(testXSRF))), code: 200},
 			{name: "X-XSRFToken header", cookie: testXSRF, headers: map[string]string{"X-XSRFToken": testXSRF}, code: 200},
 			{name: "X-CSRFToken header", cookie: testXSRF, headers: map[string]string{"X-CSRFToken": testXSRF}, code: 200},
 			{name: "wrong header", cookie: testXSRF, headers: map[string]string{"X-XSRFToken": other}, code: 403, msg: mismatch},
@@ -136,7 +135,7 @@ func TestXSRFCheck(t *testing.T) {
 				req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
 				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 				if tc.cookie != "" {
-					req.AddCookie(&http.Cookie{Name: xsrfCookie, Value: tc.cookie})
+					req.AddCookie(&http.Cookie{Name: admit.XSRFCookie, Value: tc.cookie})
 				}
 				for k, v := range tc.headers {
 					req.Header.Set(k, v)
@@ -164,7 +163,7 @@ func TestXSRFCheck(t *testing.T) {
 func TestXSRFInQuery(t *testing.T) {
 	e := newTestEnv(t, Config{}, 200)
 	req := httptest.NewRequest(http.MethodPost, "/a/message/new?_xsrf="+url.QueryEscape(testXSRF)+"&body=q", nil)
-	req.AddCookie(&http.Cookie{Name: xsrfCookie, Value: testXSRF})
+	req.AddCookie(&http.Cookie{Name: admit.XSRFCookie, Value: testXSRF})
 	if rec := e.serve(req); rec.Code != http.StatusOK {
 		t.Fatalf("status %d %s", rec.Code, rec.Body)
 	}
@@ -184,63 +183,3 @@ func TestXSRFNotNeededForGetPoll(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// findCookie finds what http.Request.Cookie finds.
-func FuzzFindCookie(f *testing.F) {
-	for _, s := range []string{
-		"_xsrf=abc", " _xsrf = abc ; x=1", "x=1; _xsrf=\"q\"", "_xsrf=\"", "_xsrf=a\\b; _xsrf=ok",
-		"_xsrf=2|ab|cd|12", "_xsrf", "=_xsrf", "_xsrf=a b", "_xsrf=;_xsrf=b", "a=1;;;_xsrf=\"\"",
-		"_xsrf=\x7f; _xsrf=z", strings.Repeat("a;", 3000) + "_xsrf=a",
-	} {
-		f.Add(s, "")
-		f.Add("y=2", s)
-	}
-	f.Fuzz(func(t *testing.T, a, b string) {
-		var lines []string
-		for _, l := range []string{a, b} {
-			if l != "" {
-				lines = append(lines, l)
-			}
-		}
-		r := &http.Request{Header: http.Header{"Cookie": lines}}
-		want, ok := "", false
-		if c, err := r.Cookie(xsrfCookie); err == nil {
-			want, ok = c.Value, true
-		}
-		if got, gok := form.FindCookie(lines, xsrfCookie); got != want || gok != ok {
-			t.Errorf("form.FindCookie(%q) = %q %v; http.Request.Cookie: %q %v", lines, got, gok, want, ok)
-		}
-	})
-}
-
-// decodeXSRF agrees with the straightforward decoding it replaced
-// (split, hex.DecodeString, xor), on any input.
-func FuzzDecodeXSRF(f *testing.F) {
-	ref := func(v string) []byte {
-		if v == "" {
-			return nil
-		}
-		if !strings.HasPrefix(v, "2|") {
-			return []byte(v)
-		}
-		parts := strings.Split(v, "|")
-		if len(parts) != 4 {
-			return nil
-		}
-		mask, err1 := hex.DecodeString(parts[1])
-		masked, err2 := hex.DecodeString(parts[2])
-		if err1 != nil || err2 != nil || len(mask) == 0 || len(masked) == 0 {
-			return nil
-		}
-		return xorMask(mask, masked)
-	}
-	for _, s := range []string{"", "abc", "2|", "2|a|b|c", "2|0a0b0c0d|00112233445566778899aabbccddeeff|1700000000",
-		"2|0A|ff|1", "2|0a0|ff|1", "2|0a|f|1", "2|0a|ff|1|2", "2||ff|1", "2|0a||1", "2|zz|ff|1", "2|0a|ff|"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, v string) {
-		if got, want := decodeXSRF(v), ref(v); !bytes.Equal(got, want) || (got == nil) != (want == nil) {
-			t.Errorf("decodeXSRF(%q) = %x, want %x", v, got, want)
-		}
-	})
-}

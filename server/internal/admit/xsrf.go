@@ -1,4 +1,4 @@
-package server
+package admit
 
 import (
 	"crypto/rand"
@@ -15,13 +15,15 @@ import (
 // token of its _xsrf cookie in a field or header. No server secret is
 // involved, so a token minted by one instance is accepted by every other.
 
-const xsrfCookie = "_xsrf"
+// XSRFCookie is the name of the cookie (and of the form field) that
+// carries the token.
+const XSRFCookie = "_xsrf"
 
-// xsrfToken returns the raw token of the request's _xsrf cookie, minting a
+// XSRFToken returns the raw token of the request's _xsrf cookie, minting a
 // new one (and setting the cookie) when there is none or it is malformed.
-func xsrfToken(w http.ResponseWriter, r *http.Request) []byte {
-	if c, err := r.Cookie(xsrfCookie); err == nil {
-		if tok := decodeXSRF(c.Value); tok != nil {
+func XSRFToken(w http.ResponseWriter, r *http.Request) []byte {
+	if c, err := r.Cookie(XSRFCookie); err == nil {
+		if tok := DecodeXSRF(c.Value); tok != nil {
 			return tok
 		}
 	}
@@ -30,22 +32,22 @@ func xsrfToken(w http.ResponseWriter, r *http.Request) []byte {
 	// Tornado sets it with Path=/ only: readable by scripts (legacy chat.js
 	// reads document.cookie), and the v2 value ends in a digit, which its
 	// \b-terminated regex needs.
-	http.SetCookie(w, &http.Cookie{Name: xsrfCookie, Value: encodeXSRF(tok), Path: "/"})
+	http.SetCookie(w, &http.Cookie{Name: XSRFCookie, Value: EncodeXSRF(tok), Path: "/"})
 	return tok
 }
 
-// encodeXSRF masks tok afresh (version 2 format):
+// EncodeXSRF masks tok afresh (version 2 format):
 // 2|<mask hex>|<masked token hex>|<unix time>.
-func encodeXSRF(tok []byte) string {
+func EncodeXSRF(tok []byte) string {
 	mask := make([]byte, 4)
 	rand.Read(mask)
 	return "2|" + hex.EncodeToString(mask) + "|" + hex.EncodeToString(xorMask(mask, tok)) +
 		"|" + strconv.FormatInt(time.Now().Unix(), 10)
 }
 
-// decodeXSRF unmasks a version 2 token, or returns a version 1 (plain) token
+// DecodeXSRF unmasks a version 2 token, or returns a version 1 (plain) token
 // as is. It returns nil for a malformed value.
-func decodeXSRF(v string) []byte { return appendXSRF(nil, v) }
+func DecodeXSRF(v string) []byte { return appendXSRF(nil, v) }
 
 // appendXSRF is decodeXSRF appending to dst, so that a check can decode
 // into stack arrays.
@@ -90,21 +92,10 @@ func xorMask(mask, b []byte) []byte {
 	return out
 }
 
-// checkXSRF applies Tornado's check to a POST: the token from the _xsrf
-// argument or the X-XSRFToken / X-CSRFToken header must unmask to the
-// cookie's token. It returns the 403 message, or "" when the check passes.
-func checkXSRF(r *http.Request, a args) string {
-	cookie, ok := "", false
-	if c, err := r.Cookie(xsrfCookie); err == nil {
-		cookie, ok = c.Value, true
-	}
-	arg, _ := a.get("_xsrf")
-	return matchXSRF(arg, r.Header.Get("X-Xsrftoken"), r.Header.Get("X-Csrftoken"), cookie, ok)
-}
-
-// matchXSRF is checkXSRF on a request's parts: its _xsrf argument ("" if
-// none), its two token headers and the value of its _xsrf cookie, if it
-// has one.
+// matchXSRF applies Tornado's check to a POST's parts: the token from its
+// _xsrf argument ("" if none) or, failing that, the X-XSRFToken or
+// X-CSRFToken header must unmask to the token of its _xsrf cookie, if it
+// has one. It returns the 403 message, or "" when the check passes.
 func matchXSRF(arg, xsrfHeader, csrfHeader, cookie string, hasCookie bool) string {
 	// As Tornado's `get_argument("_xsrf") or header or header`: an empty
 	// argument falls back to the headers.
@@ -127,4 +118,9 @@ func matchXSRF(arg, xsrfHeader, csrfHeader, cookie string, hasCookie bool) strin
 		return "XSRF cookie does not match POST argument"
 	}
 	return ""
+}
+
+// equalSecret compares secrets in constant time.
+func equalSecret(got, want string) bool {
+	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }

@@ -1,0 +1,150 @@
+// Package admit is the one admission function of every entry path: the
+// page, the form post, a poll read by net/http or by the long-poll engine,
+// the WebSocket handshake, the publish API and event streams all call
+// Admitter.Admit, which runs the same steps in the same order:
+//
+//	arguments (merged the Tornado way by the Source) → XSRF (form POSTs)
+//	→ identity → wall → cursor
+//
+// and returns one error type, Error, which each path writes its own way
+// (a JSON error body, a refused handshake, the engine's raw answer). A
+// check added here holds on every path, keep-alive re-polls included.
+package admit
+
+import (
+	"net/http"
+	"strings"
+
+	"wall/wall"
+)
+
+// Error is a refused request: an HTTP status and a short message for the
+// client.
+type Error struct {
+	Status  int
+	Message string
+}
+
+func (e *Error) Error() string { return e.Message }
+
+// refuse returns the Error for status and msg.
+func refuse(status int, msg string) *Error { return &Error{Status: status, Message: msg} }
+
+// Source is one request as admission reads it, whichever path read it.
+// Its strings may view a buffer that the caller reuses once Admit returns.
+type Source interface {
+	// Method is the request's method ("GET", "POST", ...).
+	Method() string
+	// Arg returns an argument merged the Tornado way (query, then form
+	// body; for a repeated name the last value wins), raw bytes decoded.
+	Arg(name string) (string, bool)
+	// Header returns the first value of a header, like http.Header.Get.
+	Header(name string) string
+	// Cookie returns the value of the first valid cookie called name,
+	// like http.Request.Cookie.
+	Cookie(name string) (string, bool)
+}
+
+// Kind is the entry path a request came by: it decides which steps apply.
+type Kind int
+
+// The entry paths.
+const (
+	Page    Kind = iota // GET / and /w/<wall>: the wall comes from the path (Arg "wall")
+	Post                // POST /a/message/new
+	Poll                // GET or POST /a/message/updates, through net/http or the engine
+	Socket              // the WebSocket handshake
+	Publish             // POST /api/publish (bearer token; wall from its JSON body)
+	Stream              // an event stream's handshake
+)
+
+var kindNames = [...]string{"page", "post", "poll", "socket", "publish", "stream"}
+
+func (k Kind) String() string {
+	if int(k) < len(kindNames) {
+		return kindNames[k]
+	}
+	return "kind?"
+}
+
+// cursored reports whether requests of kind k carry a cursor.
+func (k Kind) cursored() bool { return k == Poll || k == Socket || k == Stream }
+
+// Ticket is what admission grants: the wall and, for the kinds that take
+// one, the cursor.
+type Ticket struct {
+	// Wall is a valid wall name. It may view the Source's buffer: clone
+	// it to keep it past the caller's use of that buffer.
+	Wall string
+	// Cursor is the request's cursor; its strings are the Ticket's own.
+	Cursor wall.Cursor
+}
+
+// Config holds what admission checks against.
+type Config struct {
+	// PublishToken is the bearer token of the publish API; empty disables
+	// the API (404).
+	PublishToken string
+}
+
+// Admitter runs the admission steps. It is safe for concurrent use and
+// never blocks: the long-poll engine calls it on its reactor goroutine.
+type Admitter struct {
+	cfg Config
+}
+
+// New returns an Admitter over cfg.
+func New(cfg Config) *Admitter { return &Admitter{cfg: cfg} }
+
+// Admit runs the steps for a request of kind k and returns its Ticket, or
+// the Error to answer with. Nothing else on any path checks these again.
+func (a *Admitter) Admit(src Source, k Kind) (Ticket, *Error) {
+	var t Ticket
+	// XSRF: every form POST (Tornado checks all POSTs; the publish API is
+	// authenticated by its token instead and has no cookie to match).
+	if k != Publish && src.Method() == http.MethodPost {
+		arg, _ := src.Arg(XSRFCookie)
+		cookie, ok := src.Cookie(XSRFCookie)
+		if msg := matchXSRF(arg, src.Header("X-Xsrftoken"), src.Header("X-Csrftoken"), cookie, ok); msg != "" {
+			return t, refuse(http.StatusForbidden, msg)
+		}
+	}
+	if err := a.identify(src, k); err != nil {
+		return t, err
+	}
+	name, ok := src.Arg("wall")
+	switch {
+	case !ok || name == "":
+		name = wall.DefaultWall
+	case !wall.ValidName(name):
+		return t, refuse(http.StatusBadRequest, wall.ErrBadName.Error())
+	}
+	t.Wall = name
+	if k.cursored() {
+		raw, _ := src.Arg("cursor")
+		c, err := wall.ParseCursor(raw)
+		if err != nil {
+			return t, refuse(http.StatusBadRequest, err.Error())
+		}
+		c.ID = strings.Clone(c.ID) // kept while the poll waits
+		t.Cursor = c
+	}
+	return t, nil
+}
+
+// identify checks who is asking. Until tokens exist every client is
+// anonymous and may use every wall; the publish API alone needs its
+// bearer token.
+func (a *Admitter) identify(src Source, k Kind) *Error {
+	if k != Publish {
+		return nil
+	}
+	if a.cfg.PublishToken == "" {
+		return refuse(http.StatusNotFound, "publish API disabled: no token configured")
+	}
+	auth, ok := strings.CutPrefix(src.Header("Authorization"), "Bearer ")
+	if !ok || !equalSecret(auth, a.cfg.PublishToken) {
+		return &Error{Status: http.StatusUnauthorized, Message: "missing or wrong bearer token"}
+	}
+	return nil
+}
