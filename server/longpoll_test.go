@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"net/url"
 	"strconv"
@@ -14,7 +13,11 @@ import (
 	"time"
 )
 
-// pollResult is the outcome of an asynchronous poll.
+// Every test here runs over every path a poll can take (pollPaths: net/http,
+// the engine's first poll, the engine's keep-alive re-poll), with GET and
+// POST polls, and reads the answers off the wire (wire_test.go).
+
+// pollResult is the outcome of an asynchronous poll through the client.
 type pollResult struct {
 	code int
 	body []byte
@@ -22,258 +25,13 @@ type pollResult struct {
 }
 
 // pollAsync starts a POST /a/message/updates (with the test XSRF token)
-// carrying form, and delivers its outcome on the returned channel.
+// carrying form through e.client, and delivers its outcome on the
+// returned channel.
 func (e *testEnv) pollAsync(form url.Values) <-chan pollResult {
-	return e.pollAsyncPath("/a/message/updates", form)
-}
-
-// awaitPoll waits for a poll's answer and decodes it; it must be a 200.
-func awaitPoll(t *testing.T, ch <-chan pollResult, d time.Duration) pollResult {
-	t.Helper()
-	select {
-	case r := <-ch:
-		if r.err != nil {
-			t.Fatalf("poll: %v", r.err)
-		}
-		return r
-	case <-time.After(d):
-		t.Fatalf("poll not answered within %v", d)
-	}
-	panic("unreachable")
-}
-
-// pollNow polls and requires an immediate 200 with messages.
-func (e *testEnv) pollNow(form url.Values) pollResp {
-	e.t.Helper()
-	r := awaitPoll(e.t, e.pollAsync(form), 5*time.Second)
-	if r.code != http.StatusOK {
-		e.t.Fatalf("poll %v: %d %s", form, r.code, r.body)
-	}
-	if bytes.Contains(r.body, []byte(`"messages": []`)) {
-		e.t.Fatalf("empty messages list: %s", r.body)
-	}
-	p := decodePoll(e.t, r.body)
-	if p.Messages == nil {
-		e.t.Fatalf("poll %v: no messages in %s", form, r.body)
-	}
-	if len(*p.Messages) == 0 {
-		e.t.Fatalf("poll %v: empty messages list", form)
-	}
-	last := (*p.Messages)[len(*p.Messages)-1]
-	if p.Cursor == nil || *p.Cursor != strconv.FormatUint(last.Seq, 10) {
-		e.t.Errorf("cursor %v, want the last seq %d", p.Cursor, last.Seq)
-	}
-	return p
-}
-
-// parked waits until n requests are inside the handler.
-func (e *testEnv) parked(n int64) {
-	e.t.Helper()
-	waitFor(e.t, fmt.Sprintf("%d requests in the handler", n), 5*time.Second, func() bool { return e.inflight.Load() >= n })
-}
-
-// notAnswered checks that a parked poll stays parked for a short while.
-func notAnswered(t *testing.T, ch <-chan pollResult) {
-	t.Helper()
-	select {
-	case r := <-ch:
-		t.Fatalf("poll answered although nothing qualifies: %d %s %v", r.code, r.body, r.err)
-	case <-time.After(100 * time.Millisecond):
-	}
-}
-
-func TestLongPollCursors(t *testing.T) {
-	const cache = 10
-	e := newTestEnv(t, Config{}, cache)
-	var ids []string // ids[i] has seq i+1
-	for i := 1; i <= 5; i++ {
-		ids = append(ids, e.post("", "m"+strconv.Itoa(i)).ID)
-	}
-	for _, tc := range []struct {
-		name   string
-		cursor string
-		want   []uint64
-		reset  bool
-		missed uint64
-	}{
-		{name: "no cursor: whole cache", cursor: "", want: seqRange(1, 5)},
-		{name: "oldest id", cursor: ids[0], want: seqRange(2, 5)},
-		{name: "older id", cursor: ids[2], want: seqRange(4, 5)},
-		{name: "unknown id", cursor: "0f0f0f0f-0000-4000-8000-000000000000", want: seqRange(1, 5), reset: true},
-		{name: "seq 0", cursor: "0", want: seqRange(1, 5)},
-		{name: "seq inside", cursor: "3", want: seqRange(4, 5)},
-		{name: "future seq", cursor: "99", want: seqRange(1, 5), reset: true},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := e.pollNow(url.Values{"cursor": {tc.cursor}})
-			if got := seqs(*p.Messages); !equalSeqs(got, tc.want) {
-				t.Errorf("seqs %v, want %v", got, tc.want)
-			}
-			if p.Reset != tc.reset || p.Missed != tc.missed {
-				t.Errorf("reset %v missed %d, want %v %d", p.Reset, p.Missed, tc.reset, tc.missed)
-			}
-			for i, m := range *p.Messages {
-				if m.Body != "m"+strconv.FormatUint(m.Seq, 10) || m.ID != ids[m.Seq-1] {
-					t.Errorf("message %d: %+v", i, m)
-				}
-			}
-		})
-	}
-
-	// Evict: cache+6 posts in all; the first id and seqs 1..6 are gone.
-	for i := 6; i <= cache+6; i++ {
-		ids = append(ids, e.post("", "m"+strconv.Itoa(i)).ID)
-	}
-	for _, tc := range []struct {
-		name   string
-		cursor string
-		want   []uint64
-		reset  bool
-		missed uint64
-	}{
-		{name: "evicted id", cursor: ids[0], want: seqRange(7, 16), reset: true},
-		{name: "evicted seq", cursor: "2", want: seqRange(7, 16), missed: 4},
-		{name: "seq just before the cache", cursor: "6", want: seqRange(7, 16)},
-		{name: "seq 0 after eviction", cursor: "0", want: seqRange(7, 16), missed: 6},
-		{name: "cached id", cursor: ids[13], want: seqRange(15, 16)},
-		{name: "no cursor", cursor: "", want: seqRange(7, 16)},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			p := e.pollNow(url.Values{"cursor": {tc.cursor}})
-			if got := seqs(*p.Messages); !equalSeqs(got, tc.want) {
-				t.Errorf("seqs %v, want %v", got, tc.want)
-			}
-			if p.Reset != tc.reset || p.Missed != tc.missed {
-				t.Errorf("reset %v missed %d, want %v %d", p.Reset, p.Missed, tc.reset, tc.missed)
-			}
-		})
-	}
-}
-
-// The missed count is part of the wire format: check the bytes.
-func TestLongPollMissedOnTheWire(t *testing.T) {
-	e := newTestEnv(t, Config{}, 2)
-	for i := 0; i < 5; i++ {
-		e.publish("", "x")
-	}
-	r := awaitPoll(t, e.pollAsync(url.Values{"cursor": {"1"}}), 5*time.Second)
-	if !bytes.HasSuffix(r.body, []byte(`], "cursor": "5", "missed": 2}`)) {
-		t.Errorf("answer %s", r.body)
-	}
-	r = awaitPoll(t, e.pollAsync(url.Values{"cursor": {"nope"}}), 5*time.Second)
-	if !bytes.HasSuffix(r.body, []byte(`], "cursor": "5", "reset": true}`)) {
-		t.Errorf("answer %s", r.body)
-	}
-	if !bytes.HasPrefix(r.body, []byte(`{"messages": [{"id": "`)) {
-		t.Errorf("answer %s", r.body)
-	}
-	resp, err := e.client.Get(e.ts.URL + "/a/message/updates")
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if ct := resp.Header.Get("Content-Type"); ct != "application/json; charset=UTF-8" {
-		t.Errorf("Content-Type %q", ct)
-	}
-}
-
-func TestLongPollBlocksOnEmptyCache(t *testing.T) {
-	e := newTestEnv(t, Config{}, 10)
-	ch := e.pollAsync(nil)
-	e.parked(1)
-	notAnswered(t, ch)
-	m := e.post("", "first")
-	r := awaitPoll(t, ch, 5*time.Second)
-	p := decodePoll(t, r.body)
-	if p.Messages == nil || len(*p.Messages) != 1 || (*p.Messages)[0].ID != m.ID {
-		t.Fatalf("answer %s", r.body)
-	}
-}
-
-// Read your writes: once a post is answered, a poll with its id as the
-// cursor waits for the next message and returns exactly it.
-func TestLongPollNewestCursorBlocks(t *testing.T) {
-	for _, kind := range []string{"id", "seq"} {
-		t.Run(kind, func(t *testing.T) {
-			e := newTestEnv(t, Config{}, 10)
-			e.post("", "one")
-			m := e.post("", "two")
-			cursor := m.ID
-			if kind == "seq" {
-				cursor = strconv.FormatUint(m.Seq, 10)
-			}
-			ch := e.pollAsync(url.Values{"cursor": {cursor}})
-			e.parked(1)
-			notAnswered(t, ch)
-			m3 := e.post("", "three")
-			r := awaitPoll(t, ch, 5*time.Second)
-			p := decodePoll(t, r.body)
-			if p.Messages == nil || len(*p.Messages) != 1 || (*p.Messages)[0] != m3 {
-				t.Fatalf("answer %s, want only %+v", r.body, m3)
-			}
-		})
-	}
-}
-
-// A post to another wall does not answer a poll.
-func TestLongPollWallsAreSeparate(t *testing.T) {
-	e := newTestEnv(t, Config{}, 10)
-	ch := e.pollAsync(url.Values{"wall": {"bar"}})
-	e.parked(1)
-	e.post("foo", "elsewhere")
-	e.post("", "main")
-	notAnswered(t, ch)
-	m := e.post("bar", "here")
-	p := decodePoll(t, awaitPoll(t, ch, 5*time.Second).body)
-	if p.Messages == nil || len(*p.Messages) != 1 || (*p.Messages)[0] != m {
-		t.Fatalf("answer %+v", p)
-	}
-	code, body := e.postForm("/a/message/updates", url.Values{"wall": {"bad wall"}})
-	if code != http.StatusBadRequest {
-		t.Errorf("bad wall: %d %s", code, body)
-	}
-}
-
-func TestLongPollBadCursor(t *testing.T) {
-	e := newTestEnv(t, Config{}, 10)
-	e.publish("", "x")
-	for _, c := range []string{"has space", strings.Repeat("a", 65), "\xff", "caf\u00e9", "tab\there"} {
-		code, body := e.postForm("/a/message/updates", url.Values{"cursor": {c}})
-		if code != http.StatusBadRequest {
-			t.Errorf("cursor %q: %d %s", c, code, body)
-		}
-		code, body = e.get("/a/message/updates?cursor=" + url.QueryEscape(c))
-		if code != http.StatusBadRequest {
-			t.Errorf("GET cursor %q: %d %s", c, code, body)
-		}
-	}
-}
-
-func TestLongPollGet(t *testing.T) {
-	e := newTestEnv(t, Config{}, 10)
-	m1 := e.post("foo", "one")
-	e.post("foo", "two")
-	code, body := e.get("/a/message/updates?wall=foo&cursor=" + m1.ID)
-	if code != http.StatusOK {
-		t.Fatalf("%d %s", code, body)
-	}
-	p := decodePoll(t, body)
-	if p.Messages == nil || !equalSeqs(seqs(*p.Messages), []uint64{2}) {
-		t.Fatalf("answer %s", body)
-	}
-	// The cursor may also be in the query string of a POST.
-	r := awaitPoll(t, e.pollAsyncPath("/a/message/updates?wall=foo&cursor=1", nil), 5*time.Second)
-	if p := decodePoll(t, r.body); p.Messages == nil || !equalSeqs(seqs(*p.Messages), []uint64{2}) {
-		t.Fatalf("answer %s", r.body)
-	}
-}
-
-// pollAsyncPath is pollAsync with a path that may carry a query.
-func (e *testEnv) pollAsyncPath(path string, form url.Values) <-chan pollResult {
 	ch := make(chan pollResult, 1)
-	req := formRequest(path, form)
+	req := formRequest("/a/message/updates", form)
 	req.RequestURI = ""
-	u, _ := url.Parse(e.ts.URL + path)
+	u, _ := url.Parse(e.base() + "/a/message/updates")
 	req.URL, req.Host = u, u.Host
 	go func() {
 		resp, err := e.client.Do(req)
@@ -288,111 +46,422 @@ func (e *testEnv) pollAsyncPath(path string, form url.Values) <-chan pollResult 
 	return ch
 }
 
-// A poll held for PollTimeout answers 200 without a "messages" key, so
-// legacy chat.js polls again at once instead of backing off.
-func TestLongPollTimeout(t *testing.T) {
-	e := newTestEnv(t, Config{PollTimeout: 100 * time.Millisecond}, 10)
-	m := e.post("", "only")
-	for _, cursor := range []string{m.ID, "1", ""} {
-		form := url.Values{"cursor": {cursor}}
-		if cursor == "" {
-			form = url.Values{"wall": {"empty"}}
+// awaitPoll waits for a poll's answer.
+func awaitPoll(t *testing.T, ch <-chan pollResult, d time.Duration) pollResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		if r.err != nil {
+			t.Fatalf("poll: %v", r.err)
 		}
-		start := time.Now()
-		r := awaitPoll(t, e.pollAsync(form), 5*time.Second)
-		if r.code != http.StatusOK {
-			t.Fatalf("cursor %q: %d %s", cursor, r.code, r.body)
-		}
-		if time.Since(start) < 100*time.Millisecond {
-			t.Errorf("cursor %q: answered after %v, before the timeout", cursor, time.Since(start))
-		}
-		var obj map[string]any
-		if err := json.Unmarshal(r.body, &obj); err != nil {
-			t.Fatalf("cursor %q: %s: %v", cursor, r.body, err)
-		}
-		if _, ok := obj["messages"]; ok {
-			t.Errorf("cursor %q: timeout answer has messages: %s", cursor, r.body)
-		}
-		if obj["cursor"] != cursor {
-			t.Errorf("cursor %q: answer %s", cursor, r.body)
-		}
+		return r
+	case <-time.After(d):
+		t.Fatalf("poll not answered within %v", d)
 	}
-	if e.hub.Lookup("empty") != nil {
-		t.Errorf("wall of a timed-out poll kept")
+	panic("unreachable")
+}
+
+// parked waits until n requests are inside the handler.
+func (e *testEnv) parked(n int64) {
+	e.t.Helper()
+	waitFor(e.t, fmt.Sprintf("%d requests in the handler", n), 5*time.Second, func() bool { return e.inflight.Load() >= n })
+}
+
+// sameSeqs checks a poll answer's messages against want.
+func sameSeqs(t *testing.T, p pollResp, want []uint64) {
+	t.Helper()
+	if got := seqs(*p.Messages); !equalSeqs(got, want) {
+		t.Errorf("seqs %v, want %v", got, want)
 	}
 }
 
-// hangUpPoll opens a raw connection, sends a poll that will wait, and
-// returns the connection.
-func hangUpPoll(t *testing.T, e *testEnv, wallName string) net.Conn {
-	t.Helper()
-	c, err := net.Dial("tcp", e.ts.Listener.Addr().String())
-	if err != nil {
-		t.Fatal(err)
-	}
-	body := url.Values{"_xsrf": {testXSRF}, "wall": {wallName}}.Encode()
-	fmt.Fprintf(c, "POST /a/message/updates HTTP/1.1\r\nHost: x\r\nCookie: _xsrf=%s\r\n"+
-		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s",
-		testXSRF, len(body), body)
-	return c
+func TestLongPollCursors(t *testing.T) {
+	forEachPathMethod(t, func(t *testing.T, p pollPath, method string) {
+		const cache = 10
+		e := p.env(t, Config{}, cache)
+		var ids []string // ids[i] has seq i+1
+		for i := 1; i <= 5; i++ {
+			ids = append(ids, e.post("", "m"+strconv.Itoa(i)).ID)
+		}
+		type cursorCase struct {
+			name   string
+			cursor string
+			want   []uint64
+			reset  bool
+			missed uint64
+		}
+		run := func(cases []cursorCase) {
+			for _, tc := range cases {
+				r := e.pollOver(p, pollReq(method, url.Values{"cursor": {tc.cursor}}))
+				got := wantMessages(t, r)
+				if s := seqs(*got.Messages); !equalSeqs(s, tc.want) {
+					t.Errorf("%s: seqs %v, want %v", tc.name, s, tc.want)
+				}
+				if got.Reset != tc.reset || got.Missed != tc.missed {
+					t.Errorf("%s: reset %v missed %d, want %v %d", tc.name, got.Reset, got.Missed, tc.reset, tc.missed)
+				}
+				for _, m := range *got.Messages {
+					if m.Body != "m"+strconv.FormatUint(m.Seq, 10) || m.ID != ids[m.Seq-1] {
+						t.Errorf("%s: message %+v", tc.name, m)
+					}
+				}
+			}
+		}
+		run([]cursorCase{
+			{name: "no cursor: whole cache", cursor: "", want: seqRange(1, 5)},
+			{name: "oldest id", cursor: ids[0], want: seqRange(2, 5)},
+			{name: "older id", cursor: ids[2], want: seqRange(4, 5)},
+			{name: "seq 0", cursor: "0", want: seqRange(1, 5)},
+			{name: "seq inside", cursor: "3", want: seqRange(4, 5)},
+			// Cursor rule: unknown cursors get the whole cache and reset.
+			{name: "unknown id", cursor: "0f0f0f0f-0000-4000-8000-000000000000", want: seqRange(1, 5), reset: true},
+			{name: "future seq", cursor: "99", want: seqRange(1, 5), reset: true},
+			{name: "any printable string", cursor: "nope.x_~!", want: seqRange(1, 5), reset: true},
+		})
+
+		// Evict: cache+6 posts in all; the first id and seqs 1..6 are gone.
+		for i := 6; i <= cache+6; i++ {
+			ids = append(ids, e.post("", "m"+strconv.Itoa(i)).ID)
+		}
+		run([]cursorCase{
+			{name: "evicted id", cursor: ids[0], want: seqRange(7, 16), reset: true},
+			{name: "evicted seq", cursor: "2", want: seqRange(7, 16), missed: 4},
+			{name: "seq just before the cache", cursor: "6", want: seqRange(7, 16)},
+			{name: "seq 0 after eviction", cursor: "0", want: seqRange(7, 16), missed: 6},
+			{name: "cached id", cursor: ids[13], want: seqRange(15, 16)},
+			{name: "no cursor after eviction", cursor: "", want: seqRange(7, 16)},
+		})
+	})
+}
+
+// The answer's bytes are the wire format: Python's separators, the stored
+// message JSON, "missed" and "reset" after the cursor, and no compression.
+func TestLongPollOnTheWire(t *testing.T) {
+	forEachPathMethod(t, func(t *testing.T, p pollPath, method string) {
+		e := p.env(t, Config{}, 2)
+		for i := 0; i < 5; i++ {
+			e.publish("", "x")
+		}
+		cached := e.hub.Lookup("main").Messages() // seqs 4 and 5
+		m4, m5 := string(cached[0].JSON), string(cached[1].JSON)
+		for _, tc := range []struct{ cursor, want string }{
+			{"4", `{"messages": [` + m5 + `], "cursor": "5"}`},
+			{"1", `{"messages": [` + m4 + `, ` + m5 + `], "cursor": "5", "missed": 2}`},
+			// Cursor rule: an unknown cursor.
+			{"nope", `{"messages": [` + m4 + `, ` + m5 + `], "cursor": "5", "reset": true}`},
+		} {
+			r := e.pollOver(p, pollReq(method, url.Values{"cursor": {tc.cursor}}, "Accept-Encoding: gzip"))
+			if r.Status != http.StatusOK || string(r.Body) != tc.want {
+				t.Errorf("cursor %s: %v\nwant %s", tc.cursor, r, tc.want)
+			}
+			if ct, ce := r.Header.Get("Content-Type"), r.Header.Get("Content-Encoding"); ct != "application/json; charset=UTF-8" || ce != "" {
+				t.Errorf("Content-Type %q, Content-Encoding %q", ct, ce)
+			}
+			if r.Header.Get("Content-Length") != strconv.Itoa(len(r.Body)) || r.Closes() {
+				t.Errorf("framing: %s", r.Head)
+			}
+		}
+	})
+}
+
+// A poll with nothing after its cursor waits, and the next message of its
+// own wall, and only that, answers it.
+func TestLongPollWaits(t *testing.T) {
+	forEachPathMethod(t, func(t *testing.T, p pollPath, method string) {
+		e := p.env(t, Config{}, 10)
+		for _, tc := range []struct {
+			name   string
+			wall   string
+			before int    // messages on the wall first
+			cursor string // "id" or "seq" of the newest, or as is
+			noise  []string
+		}{
+			{name: "empty cache, no cursor", wall: "empty"},
+			{name: "empty cache, seq 0", wall: "empty0", cursor: "0"},
+			{name: "newest id", wall: "byid", before: 2, cursor: "id"},
+			{name: "newest seq", wall: "byseq", before: 2, cursor: "seq"},
+			{name: "posts to other walls do not answer", wall: "bar", noise: []string{"foo", "main", "barn"}},
+		} {
+			var newest testMsg
+			for i := 0; i < tc.before; i++ {
+				newest = e.post(tc.wall, "before "+strconv.Itoa(i))
+			}
+			args := url.Values{"wall": {tc.wall}}
+			switch tc.cursor {
+			case "id":
+				args.Set("cursor", newest.ID)
+			case "seq":
+				args.Set("cursor", strconv.FormatUint(newest.Seq, 10))
+			case "":
+			default:
+				args.Set("cursor", tc.cursor)
+			}
+			c := e.startPoll(p, pollReq(method, args))
+			c.waiting()
+			for _, w := range tc.noise {
+				e.post(w, "elsewhere")
+			}
+			if len(tc.noise) > 0 {
+				c.waiting()
+			}
+			m := e.post(tc.wall, "wake")
+			got := wantMessages(t, c.answer())
+			if len(*got.Messages) != 1 || (*got.Messages)[0] != m {
+				t.Errorf("%s: answer %+v, want only %+v", tc.name, *got.Messages, m)
+			}
+		}
+	})
+}
+
+// Refused polls get a status and {"error": ...}, and the keep-alive
+// connection serves the next poll, at once or after a wait.
+func TestLongPollErrors(t *testing.T) {
+	forEachPathMethod(t, func(t *testing.T, p pollPath, method string) {
+		e := p.env(t, Config{}, 10)
+		m := e.post("", "x")
+		for _, tc := range []struct {
+			name string
+			args url.Values
+			code int
+		}{
+			{"bad wall name", url.Values{"wall": {"bad wall"}}, 400},
+			{"too long wall name", url.Values{"wall": {strings.Repeat("w", 65)}}, 400},
+			// Cursor rule: today a cursor that is not 1-64 printable
+			// ASCII characters without space is a 400; with cursor
+			// epochs, any cursor Tornado would not know gets the whole
+			// cache and reset, as "any printable string" in
+			// TestLongPollCursors.
+			{"cursor with a space", url.Values{"cursor": {"has space"}}, 400},
+			{"cursor of 65 characters", url.Values{"cursor": {strings.Repeat("a", 65)}}, 400},
+			{"cursor of invalid UTF-8", url.Values{"cursor": {"\xff"}}, 400},
+			{"non-ASCII cursor", url.Values{"cursor": {"caf\u00e9"}}, 400},
+			{"cursor with a tab", url.Values{"cursor": {"tab\there"}}, 400},
+		} {
+			wc := e.pollConn(p)
+			r := e.startPollOn(p, wc, pollReq(method, tc.args)).answer()
+			wantError(t, r, tc.code, "")
+			if r.Closes() {
+				t.Errorf("%s: the connection closes after a refusal", tc.name)
+				continue
+			}
+			// The connection serves the next polls.
+			wc.send(pollReq(method, url.Values{"cursor": {"0"}}))
+			if got := wantMessages(t, wc.response(5*time.Second)); len(*got.Messages) != 1 || (*got.Messages)[0] != m {
+				t.Errorf("%s: next poll %+v", tc.name, *got.Messages)
+			}
+			after := "0"
+			if w := e.hub.Lookup("after"); w != nil {
+				after = strconv.FormatUint(w.Last(), 10)
+			}
+			wc.send(pollReq(method, url.Values{"wall": {"after"}, "cursor": {after}}))
+			ch := wc.readAsync(10 * time.Second)
+			m2 := e.post("after", "after "+tc.name)
+			select {
+			case res := <-ch:
+				if res.err != nil {
+					t.Fatalf("%s: waiting poll after the error: %v", tc.name, res.err)
+				}
+				if got := wantMessages(t, res.resp); (*got.Messages)[len(*got.Messages)-1] != m2 {
+					t.Errorf("%s: waiting poll after the error got %+v", tc.name, *got.Messages)
+				}
+			case <-time.After(10 * time.Second):
+				t.Fatalf("%s: waiting poll after the error not answered", tc.name)
+			}
+		}
+		// Wrong methods are not polls.
+		for _, m := range []string{http.MethodPut, http.MethodDelete} {
+			r := e.pollOverAny(p, rawRequest(m, "/a/message/updates", ""))
+			if r.Status != http.StatusMethodNotAllowed {
+				t.Errorf("%s: %v", m, r)
+			}
+		}
+	})
+}
+
+// pollOverAny sends req, which need not be a poll, over path p and returns
+// its answer (no check of the path it took past the connection's).
+func (e *testEnv) pollOverAny(p pollPath, req string) *wireResponse {
+	e.t.Helper()
+	wc := e.pollConn(p)
+	wc.send(req)
+	return wc.response(5 * time.Second)
+}
+
+// A poll asking "Connection: close" is answered, at once or after a wait,
+// with "Connection: close", and the connection is closed.
+func TestLongPollConnectionClose(t *testing.T) {
+	forEachPathMethod(t, func(t *testing.T, p pollPath, method string) {
+		e := p.env(t, Config{}, 10)
+		m := e.post("", "x")
+		c := e.startPoll(p, pollReq(method, nil, "Connection: close"))
+		r := c.answer()
+		if got := wantMessages(t, r); !r.Closes() || (*got.Messages)[0] != m {
+			t.Errorf("at once: %s%s", r.Head, r.Body)
+		}
+		c.wc.closed(5 * time.Second)
+
+		c = e.startPoll(p, pollReq(method, url.Values{"cursor": {m.ID}}, "Connection: close"))
+		c.waiting()
+		m2 := e.post("", "y")
+		r = c.answer()
+		if got := wantMessages(t, r); !r.Closes() || (*got.Messages)[0] != m2 {
+			t.Errorf("after a wait: %s%s", r.Head, r.Body)
+		}
+		c.wc.closed(5 * time.Second)
+	})
+}
+
+// A poll held for PollTimeout answers 200 without a "messages" key, so
+// legacy chat.js polls again at once instead of backing off; the
+// connection then serves the next poll, and a wall held only by the poll
+// is dropped.
+func TestLongPollTimeout(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	forEachPathMethod(t, func(t *testing.T, p pollPath, method string) {
+		e := p.env(t, Config{PollTimeout: timeout}, 10)
+		m := e.post("", "only")
+		for _, tc := range []struct{ wall, cursor string }{
+			{"", m.ID}, {"", "1"}, {"empty", ""}, {"empty", "7"},
+		} {
+			args := url.Values{"cursor": {tc.cursor}}
+			if tc.wall != "" {
+				args.Set("wall", tc.wall)
+			}
+			wc := e.pollConn(p)
+			start := time.Now()
+			r := e.startPollOn(p, wc, pollReq(method, args)).answer()
+			if d := time.Since(start); d < timeout {
+				t.Errorf("cursor %q: answered after %v, before the timeout", tc.cursor, d)
+			}
+			if r.Status != http.StatusOK || r.Header.Get("Content-Type") != "application/json; charset=UTF-8" || r.Closes() {
+				t.Fatalf("cursor %q: %s%s", tc.cursor, r.Head, r.Body)
+			}
+			// Cursor rule: the timeout answer gives the cursor back as sent.
+			want, _ := json.Marshal(tc.cursor)
+			if string(r.Body) != `{"cursor": `+string(want)+`}` {
+				t.Errorf("cursor %q: answer %s", tc.cursor, r.Body)
+			}
+			wc.send(pollReq(method, nil))
+			if got := wantMessages(t, wc.response(5*time.Second)); (*got.Messages)[0] != m {
+				t.Errorf("cursor %q: next poll %+v", tc.cursor, *got.Messages)
+			}
+			wc.c.Close()
+		}
+		waitFor(t, "the timed-out polls' wall to go", 5*time.Second, func() bool { return e.hub.Lookup("empty") == nil })
+	})
+}
+
+// The cursor and the wall may be in the query string of a POST too, and
+// the form wins over the query (Tornado's merge).
+func TestLongPollQueryArgs(t *testing.T) {
+	forEachPath(t, func(t *testing.T, p pollPath) {
+		e := p.env(t, Config{}, 10)
+		m1 := e.post("foo", "one")
+		e.post("foo", "two")
+		e.post("", "main")
+		body := url.Values{"_xsrf": {testXSRF}}
+		for _, tc := range []struct {
+			name, target string
+			form         url.Values
+			want         []uint64
+		}{
+			{"query", "/a/message/updates?wall=foo&cursor=1", body, []uint64{2}},
+			{"query id", "/a/message/updates?wall=foo&cursor=" + m1.ID, body, []uint64{2}},
+			{"form wins", "/a/message/updates?wall=main&cursor=2", url.Values{"_xsrf": {testXSRF}, "wall": {"foo"}, "cursor": {"0"}}, []uint64{1, 2}},
+			{"last value wins", "/a/message/updates?cursor=0", url.Values{"_xsrf": {testXSRF}, "wall": {"main", "foo"}, "cursor": {"0", "1"}}, []uint64{2}},
+		} {
+			r := e.pollOver(p, rawRequest(http.MethodPost, tc.target, tc.form.Encode(), "Cookie: _xsrf="+testXSRF))
+			if got := wantMessages(t, r); !equalSeqs(seqs(*got.Messages), tc.want) || (*got.Messages)[0].Body == "main" {
+				t.Errorf("%s: %s", tc.name, r.Body)
+			}
+		}
+	})
 }
 
 // Clients that hang up mid-poll leave no goroutine and no wall behind, and
-// the server keeps serving.
+// the server keeps serving. Not parallel: it counts goroutines.
 func TestLongPollHangUps(t *testing.T) {
-	e := newTestEnv(t, Config{}, 10)
-	// Warm up the listener and the client's connection, then measure.
-	e.post("", "warm")
-	e.client.CloseIdleConnections()
-	waitFor(t, "idle server", 5*time.Second, func() bool { return e.inflight.Load() == 0 })
-	base := goroutineBaseline()
+	for _, p := range pollPaths {
+		t.Run(p.name, func(t *testing.T) {
+			e := p.env(t, Config{}, 10)
+			e.post("", "warm")
+			e.client.CloseIdleConnections()
+			conns := make([]*wireConn, 50)
+			for i := range conns {
+				conns[i] = e.dial()
+			}
+			if p.repoll {
+				e.hold(conns...)
+			}
+			waitFor(t, "idle server", 5*time.Second, func() bool { return e.inflight.Load() == 0 })
+			base := goroutineBaseline()
 
-	conns := make([]net.Conn, 50)
-	for i := range conns {
-		conns[i] = hangUpPoll(t, e, "hang")
-	}
-	e.parked(50)
-	if e.hub.Lookup("hang") == nil {
-		t.Fatal("pollers' wall not in the hub")
-	}
-	for _, c := range conns {
-		c.Close()
-	}
-	waitFor(t, "hung-up polls to return", 5*time.Second, func() bool { return e.inflight.Load() == 0 })
-	waitGoroutines(t, base)
-	if e.hub.Lookup("hang") != nil {
-		t.Errorf("empty wall kept after its pollers left: %v", e.hub.Names())
-	}
+			calls := make([]*pollCall, len(conns))
+			for i, wc := range conns {
+				calls[i] = e.startPollOn(p, wc, pollReq(http.MethodPost, url.Values{"wall": {"hang"}}))
+			}
+			for _, c := range calls {
+				c.parked()
+			}
+			if p.repoll {
+				// The engine's re-polls are parked once subscribed.
+				waitFor(t, "50 re-polls to wait", 5*time.Second, func() bool {
+					w := e.hub.Lookup("hang")
+					return w != nil && w.Subscribers() == len(conns)
+				})
+			}
+			notAnswered(t, 50*time.Millisecond, calls...)
+			if e.hub.Lookup("hang") == nil {
+				t.Fatal("pollers' wall not in the hub")
+			}
+			for _, wc := range conns {
+				wc.c.Close()
+			}
+			for _, c := range calls {
+				<-c.ch // the reader ends with the connection
+			}
+			waitFor(t, "hung-up polls to return", 5*time.Second, func() bool { return e.inflight.Load() == 0 })
+			waitGoroutines(t, base)
+			// The engine lets go of a connection when it sees the hang-up.
+			waitFor(t, "the pollers' empty wall to go", 5*time.Second, func() bool { return e.hub.Lookup("hang") == nil })
 
-	// Normal service afterwards.
-	ch := e.pollAsync(url.Values{"wall": {"hang"}})
-	e.parked(1)
-	m := e.post("hang", "after")
-	if p := decodePoll(t, awaitPoll(t, ch, 5*time.Second).body); p.Messages == nil || (*p.Messages)[0] != m {
-		t.Fatalf("answer %+v", p)
+			// Normal service afterwards.
+			c := e.startPoll(p, pollReq(http.MethodPost, url.Values{"wall": {"hang"}}))
+			c.waiting()
+			m := e.post("hang", "after")
+			if got := wantMessages(t, c.answer()); (*got.Messages)[0] != m {
+				t.Fatalf("answer %+v", *got.Messages)
+			}
+		})
 	}
 }
 
-// hub.Close answers every pending poll at once, without messages.
+// hub.Close answers every pending poll at once, without messages, and
+// polls that come during shutdown too.
 func TestLongPollShutdown(t *testing.T) {
-	e := newTestEnv(t, Config{}, 10)
-	m := e.post("", "x")
-	var chs []<-chan pollResult
-	for i := 0; i < 5; i++ {
-		chs = append(chs, e.pollAsync(url.Values{"cursor": {m.ID}}))
-	}
-	chs = append(chs, e.pollAsync(url.Values{"wall": {"empty"}}))
-	e.parked(int64(len(chs)))
-	e.hub.Close()
-	for _, ch := range chs {
-		r := awaitPoll(t, ch, 2*time.Second)
-		if r.code != http.StatusOK || bytes.Contains(r.body, []byte("messages")) {
-			t.Errorf("after shutdown: %d %s", r.code, r.body)
+	forEachPathMethod(t, func(t *testing.T, p pollPath, method string) {
+		e := p.env(t, Config{}, 10)
+		m := e.post("", "x")
+		var calls []*pollCall
+		for i := 0; i < 5; i++ {
+			calls = append(calls, e.startPoll(p, pollReq(method, url.Values{"cursor": {m.ID}})))
 		}
-	}
-	// New polls during shutdown answer at once too.
-	r := awaitPoll(t, e.pollAsync(url.Values{"cursor": {m.ID}}), 2*time.Second)
-	if r.code != http.StatusOK || bytes.Contains(r.body, []byte("messages")) {
-		t.Errorf("poll after shutdown: %d %s", r.code, r.body)
-	}
+		calls = append(calls, e.startPoll(p, pollReq(method, url.Values{"wall": {"empty"}})))
+		for _, c := range calls {
+			c.parked()
+		}
+		notAnswered(t, 100*time.Millisecond, calls...)
+		e.hub.Close()
+		for _, c := range calls {
+			if r := c.answer(); r.Status != http.StatusOK || bytes.Contains(r.Body, []byte("messages")) {
+				t.Errorf("after shutdown: %v", r)
+			}
+		}
+		// A new poll during shutdown answers at once too (on a new
+		// connection: the engine closes the connections it holds).
+		r := e.pollOverAny(pollPath{}, pollReq(method, url.Values{"cursor": {m.ID}}))
+		if r.Status != http.StatusOK || bytes.Contains(r.Body, []byte("messages")) {
+			t.Errorf("poll after shutdown: %v", r)
+		}
+	})
 }
