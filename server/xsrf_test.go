@@ -2,7 +2,6 @@ package server
 
 import (
 	"bytes"
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -41,6 +40,7 @@ func getPage(t *testing.T, e *testEnv, path, cookie string) (*httptest.ResponseR
 }
 
 func TestXSRFCookieSetByPage(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, Config{}, 200)
 	rec, field := getPage(t, e, "/", "")
 	sc := rec.Header().Values("Set-Cookie")
@@ -93,93 +93,120 @@ func TestXSRFCookieSetByPage(t *testing.T) {
 	}
 }
 
+// The double-submit check, for posts and POST polls over every path: a
+// fresh connection to a plain handler, one to main's server, and one the
+// engine holds (where the engine reads the poll itself, and hands a post
+// back to net/http). After any answer the connection serves the next poll.
 func TestXSRFCheck(t *testing.T) {
 	const (
 		missing  = "'_xsrf' argument missing from POST"
 		mismatch = "XSRF cookie does not match POST argument"
 	)
 	other := admit.EncodeXSRF([]byte("fedcba9876543210"))
-	for _, path := range []string{"/a/message/new", "/a/message/updates"} {
-		for _, tc := range []struct {
-			name    string
-			cookie  string
-			field   *string
-			headers map[string]string
-			code    int
-			msg     string
-		}{
-			{name: "no cookie no field", code: 403, msg: missing},
-			{name: "cookie but no field", cookie: testXSRF, code: 403, msg: missing},
-			{name: "field but no cookie", field: ptr(testXSRF), code: 403, msg: mismatch},
-			{name: "wrong field", cookie: testXSRF, field: ptr(other), code: 403, msg: mismatch},
-			{name: "garbage field", cookie: testXSRF, field: ptr("2|zz|yy|1"), code: 403, msg: mismatch},
-			{name: "v1 plain tokens", cookie: "abc", field: ptr("abc"), code: 200},
-			{name: "v1 cookie, masked field", cookie: "abc", field: ptr(admit.EncodeXSRF([]byte("abc"))), code: 200},
-			{name: "v1 mismatch", cookie: "abc", field: ptr("abd"), code: 403, msg: mismatch},
-			{name: "masked differently", cookie: testXSRF, field: ptr(admit.EncodeXSRF(admit.DecodeXSRF(testXSRF))), code: 200},
-			{name: "X-XSRFToken header", cookie: testXSRF, headers: map[string]string{"X-XSRFToken": testXSRF}, code: 200},
-			{name: "X-CSRFToken header", cookie: testXSRF, headers: map[string]string{"X-CSRFToken": testXSRF}, code: 200},
-			{name: "wrong header", cookie: testXSRF, headers: map[string]string{"X-XSRFToken": other}, code: 403, msg: mismatch},
-			// Tornado: get_argument("_xsrf") or the headers, so an empty
-			// field falls back to the header.
-			{name: "empty field, header", cookie: testXSRF, field: ptr(""), headers: map[string]string{"X-XSRFToken": testXSRF}, code: 200},
-			{name: "empty field, no header", cookie: testXSRF, field: ptr(""), code: 403, msg: missing},
-		} {
-			t.Run(path+"/"+tc.name, func(t *testing.T) {
-				e := newTestEnv(t, Config{PollTimeout: 50 * time.Millisecond}, 200)
-				e.publish("", "already here") // so polls answer at once
-				form := url.Values{"body": {"hi"}}
-				if tc.field != nil {
-					form.Set("_xsrf", *tc.field)
-				}
-				req := httptest.NewRequest(http.MethodPost, path, strings.NewReader(form.Encode()))
-				req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
-				if tc.cookie != "" {
-					req.AddCookie(&http.Cookie{Name: admit.XSRFCookie, Value: tc.cookie})
-				}
-				for k, v := range tc.headers {
-					req.Header.Set(k, v)
-				}
-				rec := e.serve(req)
-				if rec.Code != tc.code {
-					t.Fatalf("status %d, want %d (%s)", rec.Code, tc.code, rec.Body)
-				}
-				if tc.code == 403 {
-					var got struct{ Error string }
-					json.Unmarshal(rec.Body.Bytes(), &got)
-					if got.Error != tc.msg {
-						t.Errorf("message %q, want %q", got.Error, tc.msg)
-					}
-					if n := len(e.hub.Lookup("main").Messages()); n != 1 {
-						t.Errorf("refused request changed the cache: %d messages", n)
-					}
-				}
-			})
-		}
+	cases := []struct {
+		name    string
+		cookie  string
+		field   *string
+		headers []string
+		code    int
+		msg     string
+	}{
+		{name: "no cookie no field", code: 403, msg: missing},
+		{name: "cookie but no field", cookie: testXSRF, code: 403, msg: missing},
+		{name: "field but no cookie", field: ptr(testXSRF), code: 403, msg: mismatch},
+		{name: "wrong field", cookie: testXSRF, field: ptr(other), code: 403, msg: mismatch},
+		{name: "garbage field", cookie: testXSRF, field: ptr("2|zz|yy|1"), code: 403, msg: mismatch},
+		{name: "v1 plain tokens", cookie: "abc", field: ptr("abc"), code: 200},
+		{name: "v1 cookie, masked field", cookie: "abc", field: ptr(admit.EncodeXSRF([]byte("abc"))), code: 200},
+		{name: "v1 mismatch", cookie: "abc", field: ptr("abd"), code: 403, msg: mismatch},
+		{name: "masked differently", cookie: testXSRF, field: ptr(admit.EncodeXSRF(admit.DecodeXSRF(testXSRF))), code: 200},
+		{name: "X-XSRFToken header", cookie: testXSRF, headers: []string{"X-XSRFToken: " + testXSRF}, code: 200},
+		{name: "X-CSRFToken header", cookie: testXSRF, headers: []string{"X-CSRFToken: " + testXSRF}, code: 200},
+		{name: "wrong header", cookie: testXSRF, headers: []string{"X-XSRFToken: " + other}, code: 403, msg: mismatch},
+		// Tornado: get_argument("_xsrf") or the headers, so an empty
+		// field falls back to the header.
+		{name: "empty field, header", cookie: testXSRF, field: ptr(""), headers: []string{"X-XSRFToken: " + testXSRF}, code: 200},
+		{name: "empty field, no header", cookie: testXSRF, field: ptr(""), code: 403, msg: missing},
+		{name: "the cookie among others", cookie: testXSRF + "; other=1", field: ptr(testXSRF), code: 200},
 	}
+	forEachPath(t, func(t *testing.T, p pollPath) {
+		for _, path := range []string{"/a/message/updates", "/a/message/new"} {
+			for _, tc := range cases {
+				t.Run(path+"/"+tc.name, func(t *testing.T) {
+					t.Parallel()
+					e := p.env(t, Config{}, 200)
+					e.publish("", "already here") // so polls answer at once
+					form := url.Values{"body": {"hi"}}
+					if tc.field != nil {
+						form.Set("_xsrf", *tc.field)
+					}
+					headers := tc.headers
+					if tc.cookie != "" {
+						headers = append([]string{"Cookie: _xsrf=" + tc.cookie}, headers...)
+					}
+					req := rawRequest(http.MethodPost, path, form.Encode(), headers...)
+					wc := e.pollConn(p)
+					var r *wireResponse
+					if path == "/a/message/updates" {
+						r = e.startPollOn(p, wc, req).answer()
+					} else {
+						wc.send(req)
+						r = wc.response(5 * time.Second)
+					}
+					if r.Status != tc.code {
+						t.Fatalf("%v, want %d", r, tc.code)
+					}
+					if tc.code == 403 {
+						wantError(t, r, 403, tc.msg)
+					}
+					n := 1
+					if tc.code == 200 && path == "/a/message/new" {
+						n = 2
+					}
+					if got := len(e.hub.Lookup("main").Messages()); got != n {
+						t.Errorf("%d messages cached, want %d", got, n)
+					}
+					// The connection serves the next poll.
+					wc.send(pollReq(http.MethodPost, url.Values{"cursor": {"0"}}))
+					if got := wantMessages(t, wc.response(5*time.Second)); len(*got.Messages) != n {
+						t.Errorf("next poll: %d messages, want %d", len(*got.Messages), n)
+					}
+				})
+			}
+		}
+	})
 }
 
 // The query string counts as an argument too, as in Tornado.
 func TestXSRFInQuery(t *testing.T) {
-	e := newTestEnv(t, Config{}, 200)
-	req := httptest.NewRequest(http.MethodPost, "/a/message/new?_xsrf="+url.QueryEscape(testXSRF)+"&body=q", nil)
-	req.AddCookie(&http.Cookie{Name: admit.XSRFCookie, Value: testXSRF})
-	if rec := e.serve(req); rec.Code != http.StatusOK {
-		t.Fatalf("status %d %s", rec.Code, rec.Body)
-	}
+	forEachPath(t, func(t *testing.T, p pollPath) {
+		e := p.env(t, Config{}, 200)
+		q := "?_xsrf=" + url.QueryEscape(testXSRF)
+		cookie := "Cookie: _xsrf=" + testXSRF
+		wc := e.pollConn(p)
+		wc.send(rawRequest(http.MethodPost, "/a/message/new"+q+"&body=q", "", cookie))
+		if r := wc.response(5 * time.Second); r.Status != http.StatusOK || decodeMsg(t, r.Body).Body != "q" {
+			t.Fatalf("post: %v", r)
+		}
+		r := e.pollOver(p, rawRequest(http.MethodPost, "/a/message/updates"+q, "", cookie))
+		if got := wantMessages(t, r); (*got.Messages)[0].Body != "q" {
+			t.Errorf("poll: %s", r.Body)
+		}
+	})
 }
 
-// GET /a/message/updates is a read: no token needed.
+// GET /a/message/updates is a read: no token needed, none checked.
 func TestXSRFNotNeededForGetPoll(t *testing.T) {
-	e := newTestEnv(t, Config{}, 200)
-	e.publish("", "hello")
-	rec := e.serve(httptest.NewRequest(http.MethodGet, "/a/message/updates", nil))
-	if rec.Code != http.StatusOK {
-		t.Fatalf("status %d %s", rec.Code, rec.Body)
-	}
-	if p := decodePoll(t, rec.Body.Bytes()); p.Messages == nil || len(*p.Messages) != 1 {
-		t.Fatalf("answer %s", rec.Body)
-	}
+	forEachPath(t, func(t *testing.T, p pollPath) {
+		e := p.env(t, Config{}, 200)
+		e.publish("", "hello")
+		for _, headers := range [][]string{nil, {"Cookie: _xsrf=" + testXSRF}, {"X-XSRFToken: wrong"}} {
+			r := e.pollOver(p, rawRequest(http.MethodGet, "/a/message/updates?_xsrf=wrong", "", headers...))
+			if got := wantMessages(t, r); len(*got.Messages) != 1 {
+				t.Errorf("%q: %s", headers, r.Body)
+			}
+		}
+	})
 }
 
 func ptr[T any](v T) *T { return &v }
