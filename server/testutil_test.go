@@ -449,9 +449,24 @@ func (e *testEnv) dial() *wireConn {
 
 // statsOf returns the count of wc's polls that net/http handed to the
 // server.
-func (e *testEnv) statsOf(wc *wireConn) *pollStats {
-	v, _ := e.httpPolls.LoadOrStore(wc.c.LocalAddr().String(), new(pollStats))
+func (e *testEnv) statsOf(wc *wireConn) *pollStats { return e.statsAt(wc.c.LocalAddr().String()) }
+
+// statsAt returns the count of polls that net/http handed to the server
+// from the client address addr.
+func (e *testEnv) statsAt(addr string) *pollStats {
+	v, _ := e.httpPolls.LoadOrStore(addr, new(pollStats))
 	return v.(*pollStats)
+}
+
+// pollTotals sums the polls net/http handed to the server, and those that
+// returned, over every connection.
+func (e *testEnv) pollTotals() (started, done int64) {
+	e.httpPolls.Range(func(_, v any) bool {
+		started += v.(*pollStats).started.Load()
+		done += v.(*pollStats).done.Load()
+		return true
+	})
+	return started, done
 }
 
 // pollConn returns a connection to poll on over path p: a new one, which
