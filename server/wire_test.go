@@ -400,3 +400,29 @@ func TestWireReaders(t *testing.T) {
 		t.Errorf("close code %d %q", code, reason)
 	}
 }
+
+// The readers against the server: a WebSocket handshake sent byte for
+// byte, its 101 read with readWireResponse and a message frame with
+// readWireFrame, on a plain handler, on main's server, and on a connection
+// the long-poll engine holds (which it hands back to net/http).
+func TestWireReadersOnServer(t *testing.T) {
+	forEachPath(t, func(t *testing.T, p pollPath) {
+		e := p.env(t, Config{}, 10)
+		wc := e.pollConn(p)
+		wc.send(rawRequest(http.MethodGet, "/ws?wall=wire", "",
+			"Upgrade: websocket", "Connection: Upgrade", "Sec-WebSocket-Version: 13",
+			"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="))
+		r := wc.response(5 * time.Second)
+		if r.Status != http.StatusSwitchingProtocols || r.Header.Get("Sec-WebSocket-Accept") != "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=" || len(r.Body) != 0 {
+			t.Fatalf("handshake: %s", r.Head)
+		}
+		waitFor(t, "the socket to subscribe", 5*time.Second, func() bool {
+			w := e.hub.Lookup("wire")
+			return w != nil && w.Subscribers() == 1
+		})
+		m := e.publish("wire", "over the wire")
+		if f := wc.frame(5 * time.Second); !f.Fin || f.Opcode != wireOpText || !bytes.Equal(f.Payload, m.JSON) {
+			t.Fatalf("%v, want %s", f, m.JSON)
+		}
+	})
+}
