@@ -13,6 +13,7 @@ import (
 )
 
 func TestPageDefaultWall(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, Config{}, 5)
 	for i := 1; i <= 7; i++ {
 		e.publish("", "m"+strconv.Itoa(i))
@@ -68,6 +69,7 @@ func TestPageDefaultWall(t *testing.T) {
 }
 
 func TestPageNamedWall(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, Config{}, 10)
 	m := e.publish("foo", "on foo")
 	e.publish("", "on main")
@@ -101,6 +103,7 @@ func TestPageNamedWall(t *testing.T) {
 
 // The form posts back to the page of its wall without JavaScript.
 func TestPageFormPost(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, Config{}, 10)
 	rec, field := getPage(t, e, "/w/foo", "")
 	cookie := rec.Result().Cookies()[0]
@@ -117,6 +120,7 @@ func TestPageFormPost(t *testing.T) {
 }
 
 func TestStaticAssets(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, Config{}, 10)
 	_, pageBody := e.get("/")
 	for _, tc := range []struct{ name, ctype string }{
@@ -127,7 +131,7 @@ func TestStaticAssets(t *testing.T) {
 		if m == nil {
 			t.Fatalf("page does not link %s with ?v=", tc.name)
 		}
-		resp, err := e.client.Get(e.ts.URL + m[1])
+		resp, err := e.client.Get(e.base() + m[1])
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -143,7 +147,7 @@ func TestStaticAssets(t *testing.T) {
 			t.Errorf("%s: Cache-Control %q", tc.name, cc)
 		}
 		// Without ?v= it is served but not marked immutable.
-		resp, err = e.client.Get(e.ts.URL + "/static/" + tc.name)
+		resp, err = e.client.Get(e.base() + "/static/" + tc.name)
 		if err != nil {
 			t.Fatal(err)
 		}

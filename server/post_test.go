@@ -25,6 +25,7 @@ func rawFormRequest(path, body string) *http.Request {
 }
 
 func TestPostMessageExactJSON(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, Config{}, 200)
 	rec := e.serve(formRequest("/a/message/new", url.Values{"body": {"see http://example.com/?a=1&b=2 '"}}))
 	if rec.Code != http.StatusOK {
@@ -61,6 +62,7 @@ func TestPostMessageExactJSON(t *testing.T) {
 }
 
 func TestPostJSONEscapesLikePython(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, Config{}, 200)
 	rec := e.serve(formRequest("/a/message/new", url.Values{"body": {"h\u00e9llo \u4e16 \U0001F600 </b> \"q\" \\ \x7f\tend"}}))
 	if rec.Code != http.StatusOK {
@@ -85,6 +87,7 @@ func TestPostJSONEscapesLikePython(t *testing.T) {
 }
 
 func TestPostBodyProcessing(t *testing.T) {
+	t.Parallel()
 	for _, tc := range []struct{ name, raw, want string }{
 		{"control chars become spaces, tab LF CR DEL kept", "a\x00b\x08c\x0ed\x1fe\tf\ng\rh\x7fi", "a b c d e\tf\ng\rh\x7fi"},
 		{"ASCII whitespace stripped", " \t\r\n hi there \n", "hi there"},
@@ -93,6 +96,7 @@ func TestPostBodyProcessing(t *testing.T) {
 		{"leading control char stripped after replacement", "\x01x", "x"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newTestEnv(t, Config{}, 200)
 			rec := e.serve(formRequest("/a/message/new", url.Values{"body": {tc.raw}}))
 			if rec.Code != http.StatusOK {
@@ -106,6 +110,7 @@ func TestPostBodyProcessing(t *testing.T) {
 }
 
 func TestPostStatuses(t *testing.T) {
+	t.Parallel()
 	big := strings.Repeat("a", testBodyLimit+1)
 	exact := strings.Repeat("b", testBodyLimit)
 	multipartReq := func(fields ...string) func() *http.Request {
@@ -215,6 +220,7 @@ func TestPostStatuses(t *testing.T) {
 		{name: "unknown POST path", req: func() *http.Request { return formRequest("/a/message/old", url.Values{"body": {"hi"}}) }, code: 404},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			e := newTestEnv(t, Config{BodyLimit: testBodyLimit}, 200)
 			rec := e.serve(tc.req())
 			if rec.Code != tc.code {
@@ -249,6 +255,7 @@ func TestPostStatuses(t *testing.T) {
 
 // A post to a named wall lands on that wall only, with its own seq.
 func TestPostNamedWall(t *testing.T) {
+	t.Parallel()
 	e := newTestEnv(t, Config{}, 200)
 	e.post("", "main one")
 	m := e.post("foo", "foo one")
