@@ -42,6 +42,7 @@ func (s *Server) handleUpdates(c echo.Context) error {
 	for first := true; ; first = false {
 		res, changed := w.Poll(cursor)
 		if len(res.Messages) > 0 {
+			s.answerBy(c)
 			return c.Blob(http.StatusOK, jsonType, appendPollResponse(nil, res))
 		}
 		// With the engine enabled, the wait leaves net/http (pollconn.go).
@@ -53,8 +54,10 @@ func (s *Server) handleUpdates(c echo.Context) error {
 		case <-r.Context().Done():
 			return nil // the client hung up: write nothing
 		case <-timer.C:
+			s.answerBy(c)
 			return c.Blob(http.StatusOK, jsonType, timeoutResponse(cursor))
 		case <-s.hub.Done():
+			s.answerBy(c)
 			return c.Blob(http.StatusOK, jsonType, timeoutResponse(cursor))
 		}
 	}

@@ -177,6 +177,9 @@ func (s *Server) parkPoll(c echo.Context, w *wall.Wall, cursor wall.Cursor, dead
 		s.polls.leave(pc)
 		return false
 	}
+	// The answer's write deadline (Server.deadlines) is the engine's to
+	// set from here on: its writes set their own.
+	conn.SetWriteDeadline(time.Time{})
 	// Bytes net/http read ahead (a pipelined request) are served after
 	// the answer.
 	if p, ok := conn.(*prefixConn); ok {

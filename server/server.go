@@ -29,6 +29,8 @@ type Config struct {
 	PingInterval   time.Duration // WebSocket ping period; a peer silent for 10/9 of it is cut off
 	IdleTimeout    time.Duration // longest a keep-alive connection held by the long-poll engine waits for its next request
 	MaxWalls       int           // walls an instance holds before posts to new walls get 503; 0 takes the default, <0 is no limit
+	BodyTimeout    time.Duration // longest a request body may take to arrive (net/http paths)
+	WriteTimeout   time.Duration // longest an answer may take to be written, from when it is ready (net/http paths)
 }
 
 // Defaults.
@@ -39,6 +41,8 @@ const (
 	DefaultPingInterval = 54 * time.Second
 	DefaultIdleTimeout  = 2 * time.Minute // main's http.Server IdleTimeout
 	DefaultMaxWalls     = 10000
+	DefaultBodyTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -59,6 +63,12 @@ func (c *Config) setDefaults() {
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
+	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = DefaultBodyTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
 	}
 }
 
