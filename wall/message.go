@@ -42,7 +42,12 @@ func RenderHTML(id, body string) string {
 // sequencer can render outside its lock and only encode under it.
 func newMessageHTML(id string, seq uint64, body, html string) *Message {
 	m := &Message{ID: id, Seq: seq, Body: body, HTML: html}
-	b := make([]byte, maxFrameHeader, maxFrameHeader+64+len(id)+2*len(body)+2*len(m.HTML))
+	// One allocation of exactly the encoded size: non-ASCII text escapes to
+	// six bytes a rune, so any guess from len(body) either reallocates or,
+	// for a long body, pins several times what the message holds.
+	n := len(`{"id": , "seq": , "body": , "html": }`) + pyStringLen(id) +
+		uintLen(seq) + pyStringLen(body) + pyStringLen(html)
+	b := make([]byte, maxFrameHeader, maxFrameHeader+n)
 	b = append(b, `{"id": `...)
 	b = appendPyString(b, id)
 	b = append(b, `, "seq": `...)
@@ -129,6 +134,45 @@ func appendPyString(b []byte, s string) []byte {
 		i += size
 	}
 	return append(b, '"')
+}
+
+// pyStringLen returns len(appendPyString(nil, s)) without encoding.
+func pyStringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"', c == '\\', c == '\n', c == '\r', c == '\t', c == '\b', c == '\f':
+				n += 2
+			case c < 0x20 || c == 0x7f:
+				n += 6
+			case c == '/' && i > 0 && s[i-1] == '<':
+				n += 2
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r > 0xffff {
+			n += 12 // a surrogate pair
+		} else {
+			n += 6
+		}
+		i += size
+	}
+	return n
+}
+
+// uintLen returns the number of decimal digits of v.
+func uintLen(v uint64) int {
+	n := 1
+	for ; v >= 10; v /= 10 {
+		n++
+	}
+	return n
 }
 
 func appendU(b []byte, r rune) []byte {

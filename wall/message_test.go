@@ -3,9 +3,12 @@ package wall
 import (
 	"bytes"
 	"encoding/json"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // TestAppendPyString pins the string encoding against Python's
@@ -123,6 +126,9 @@ func FuzzMessageJSON(f *testing.F) {
 			return // bodies are checked by CleanBody; ids are UUIDs
 		}
 		m := NewMessage(id, seq, body)
+		if cap(m.JSON) != len(m.JSON) {
+			t.Fatalf("JSON len %d cap %d: buffer not sized to its content", len(m.JSON), cap(m.JSON))
+		}
 		for i, c := range m.JSON {
 			if c < 0x20 || c >= 0x7f {
 				t.Fatalf("byte %#x at %d: output is not printable ASCII: %q", c, i, m.JSON)
@@ -184,4 +190,67 @@ func TestMessageFrame(t *testing.T) {
 	if f := TextFrame([]byte(`{"error": "x"}`)); f[0] != 0x81 || int(f[1]) != len(f)-2 {
 		t.Fatalf("TextFrame: %v", f)
 	}
+}
+
+// TestPyStringLen checks the size computed before encoding against the
+// encoding itself, on every case of TestAppendPyString's kind.
+func TestPyStringLen(t *testing.T) {
+	for _, s := range []string{"", "hi", `"\`, "\n\r\t\b\f", "\x00\x1f\x7f", "</a></div>", "<</", "/a",
+		"é", "日本", "😀\U0010ffff", "\u2028", "\xff\xfe", "a\xc3"} {
+		if got, want := pyStringLen(s), len(appendPyString(nil, s)); got != want {
+			t.Errorf("pyStringLen(%q) = %d, want %d", s, got, want)
+		}
+	}
+	for _, v := range []uint64{0, 9, 10, 99, 100, 1 << 53, ^uint64(0)} {
+		if got, want := uintLen(v), len(strconv.FormatUint(v, 10)); got != want {
+			t.Errorf("uintLen(%d) = %d, want %d", v, got, want)
+		}
+	}
+}
+
+// TestNewMessageAllocatesWhatItHolds is the regression test for a buffer
+// sized 2× the input: non-ASCII escapes to 6 bytes a rune, so the JSON of a
+// 16 KiB body outgrew its buffer and reallocated, pinning up to 353 KiB.
+// Encoding must be one allocation of the size the message keeps. (The HTML
+// rendering is measured apart: its regexps allocate scratch space, more so
+// under -race where sync.Pool drops items, and keep only m.HTML.)
+func TestNewMessageAllocatesWhatItHolds(t *testing.T) {
+	const id = "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e"
+	for _, tc := range []struct{ name, body string }{
+		{"latin", strings.Repeat("é", 8192)},        // 16 KiB, 6 JSON bytes per 2 input bytes
+		{"cjk", strings.Repeat("日", 5461)},          // 16 KiB, 6 per 3
+		{"emoji", strings.Repeat("😀", 4096)},        // 16 KiB, 12 per 4
+		{"controls", strings.Repeat("\x7f", 16384)}, // 16 KiB, 6 per 1
+		{"ascii", strings.Repeat("a", 16384)},
+		{"short", "héllo"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			html := RenderHTML(id, tc.body)
+			m := newMessageHTML(id, 1, tc.body, html)
+			if cap(m.JSON) != len(m.JSON) || cap(m.Frame) != len(m.Frame) {
+				t.Fatalf("JSON len %d cap %d, Frame len %d cap %d", len(m.JSON), cap(m.JSON), len(m.Frame), cap(m.Frame))
+			}
+			// The frame plus the header room it did not need, and the struct.
+			held := maxFrameHeader + len(m.JSON) + int(unsafe.Sizeof(*m))
+			allocated := bytesPerRun(func() { newMessageHTML(id, 1, tc.body, html) })
+			// The allocator rounds a large object up to whole 8 KiB pages
+			// (and a small one to its size class): allow one page, which
+			// for the 16 KiB non-ASCII bodies is within 1.1×.
+			if allocated > held+8<<10 {
+				t.Errorf("encoding a %d-byte body allocates %d bytes; the message keeps %d", len(tc.body), allocated, held)
+			}
+		})
+	}
+}
+
+// bytesPerRun returns the bytes f allocates, averaged over a few runs.
+func bytesPerRun(f func()) int {
+	const runs = 20
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	for range runs {
+		f()
+	}
+	runtime.ReadMemStats(&after)
+	return int((after.TotalAlloc - before.TotalAlloc) / runs)
 }
