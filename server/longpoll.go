@@ -88,9 +88,11 @@ func (s *Server) sync(ctx context.Context, w *wall.Wall, c wall.Cursor) *echo.HT
 // broker: it holds the cursor's message, or c is unset and w has some.
 func syncless(w *wall.Wall, c wall.Cursor) bool { return w.Has(c) && w.Last() > 0 }
 
-// appendPollResponse writes {"messages": [...], "cursor": "<seq>"} plus
-// "missed" or "reset" when the cursor fell behind the cache. The messages
-// are the bytes encoded when they entered: nothing is re-encoded per poll.
+// appendPollResponse writes {"messages": [...], "cursor": "<cursor>"},
+// the cursor being the last message's ("<seq>.<epoch>", its "cursor" key),
+// plus "missed" or "reset" when the cursor fell behind the cache. The
+// messages are the bytes encoded when they entered: nothing is re-encoded
+// per poll.
 func appendPollResponse(b []byte, r wall.Result) []byte {
 	n := 64
 	for _, m := range r.Messages {
@@ -106,9 +108,8 @@ func appendPollResponse(b []byte, r wall.Result) []byte {
 		}
 		b = append(b, m.JSON...)
 	}
-	b = append(b, `], "cursor": "`...)
-	b = strconv.AppendUint(b, r.Messages[len(r.Messages)-1].Seq, 10)
-	b = append(b, '"')
+	b = append(b, `], "cursor": `...)
+	b = r.Messages[len(r.Messages)-1].Cursor().AppendJSON(b)
 	if r.Missed > 0 {
 		b = append(b, `, "missed": `...)
 		b = strconv.AppendUint(b, r.Missed, 10)
@@ -122,9 +123,9 @@ func appendPollResponse(b []byte, r wall.Result) []byte {
 // timeoutResponse answers a poll that waited its full time (or was cut by
 // shutdown) without a "messages" key: legacy chat.js then polls again at
 // once, where an empty list would make it back off.
+// The cursor is echoed as sent, JSON-escaped: any string is a cursor
+// (Tornado's rule), control characters, quotes and invalid UTF-8 included.
 func timeoutResponse(c wall.Cursor) []byte {
-	// ParseCursor admits printable ASCII only, for which Go quoting is
-	// valid JSON.
-	b := strconv.AppendQuote([]byte(`{"cursor": `), c.String())
+	b := c.AppendJSON([]byte(`{"cursor": `))
 	return append(b, '}')
 }

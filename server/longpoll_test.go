@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"wall/wall"
 )
 
 // pollResult is the outcome of an asynchronous poll.
@@ -60,8 +62,13 @@ func (e *testEnv) pollNow(form url.Values) pollResp {
 		e.t.Fatalf("poll %v: empty messages list", form)
 	}
 	last := (*p.Messages)[len(*p.Messages)-1]
-	if p.Cursor == nil || *p.Cursor != strconv.FormatUint(last.Seq, 10) {
-		e.t.Errorf("cursor %v, want the last seq %d", p.Cursor, last.Seq)
+	name := form.Get("wall")
+	if name == "" {
+		name = wall.DefaultWall
+	}
+	want := strconv.FormatUint(last.Seq, 10) + "." + e.hub.Wall(name).Epoch()
+	if p.Cursor == nil || *p.Cursor != want || last.Cursor != want {
+		e.t.Errorf("cursor %v (last message's %q), want %q", p.Cursor, last.Cursor, want)
 	}
 	return p
 }
@@ -156,12 +163,13 @@ func TestLongPollMissedOnTheWire(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		e.publish("", "x")
 	}
+	epoch := e.hub.Wall(wall.DefaultWall).Epoch()
 	r := awaitPoll(t, e.pollAsync(url.Values{"cursor": {"1"}}), 5*time.Second)
-	if !bytes.HasSuffix(r.body, []byte(`], "cursor": "5", "missed": 2}`)) {
+	if !bytes.HasSuffix(r.body, []byte(`], "cursor": "5.`+epoch+`", "missed": 2}`)) {
 		t.Errorf("answer %s", r.body)
 	}
 	r = awaitPoll(t, e.pollAsync(url.Values{"cursor": {"nope"}}), 5*time.Second)
-	if !bytes.HasSuffix(r.body, []byte(`], "cursor": "5", "reset": true}`)) {
+	if !bytes.HasSuffix(r.body, []byte(`], "cursor": "5.`+epoch+`", "reset": true}`)) {
 		t.Errorf("answer %s", r.body)
 	}
 	if !bytes.HasPrefix(r.body, []byte(`{"messages": [{"id": "`)) {
@@ -234,18 +242,51 @@ func TestLongPollWallsAreSeparate(t *testing.T) {
 	}
 }
 
-func TestLongPollBadCursor(t *testing.T) {
+// TestLongPollAnyCursor: Tornado answers any cursor it does not know,
+// whatever its length or bytes, with the whole cache; so does wall (with
+// "reset"), where it used to answer some with 400.
+func TestLongPollAnyCursor(t *testing.T) {
 	e := newTestEnv(t, Config{}, 10)
-	e.publish("", "x")
-	for _, c := range []string{"has space", strings.Repeat("a", 65), "\xff", "caf\u00e9", "tab\there"} {
-		code, body := e.postForm("/a/message/updates", url.Values{"cursor": {c}})
-		if code != http.StatusBadRequest {
-			t.Errorf("cursor %q: %d %s", c, code, body)
+	m := e.publish("", "x")
+	for _, c := range []string{"has space", strings.Repeat("a", 65), strings.Repeat("b", 4000), "\xff", "caf\u00e9",
+		"tab\there", "nul\x00", `quote"}`, "1.", "007." + m.Epoch} {
+		for _, get := range []bool{false, true} {
+			var code int
+			var body []byte
+			if get {
+				code, body = e.get("/a/message/updates?cursor=" + url.QueryEscape(c))
+			} else {
+				code, body = e.postForm("/a/message/updates", url.Values{"cursor": {c}})
+			}
+			if code != http.StatusOK {
+				t.Errorf("cursor %q (GET %v): %d %s", c, get, code, body)
+				continue
+			}
+			p := decodePoll(t, body)
+			if p.Messages == nil || !equalSeqs(seqs(*p.Messages), []uint64{1}) || !p.Reset {
+				t.Errorf("cursor %q (GET %v): %s, want the whole cache with reset", c, get, body)
+			}
 		}
-		code, body = e.get("/a/message/updates?cursor=" + url.QueryEscape(c))
-		if code != http.StatusBadRequest {
-			t.Errorf("GET cursor %q: %d %s", c, code, body)
-		}
+	}
+}
+
+// TestLongPollEpochCursor: a cursor of the wall's epoch is a position; one
+// of another epoch (from before a restart of the in-memory server) is
+// answered with the whole cache and "reset" even though its seq exists in
+// the new numbering.
+func TestLongPollEpochCursor(t *testing.T) {
+	e := newTestEnv(t, Config{}, 10)
+	for range 7 {
+		e.publish("", "x")
+	}
+	epoch := e.hub.Wall(wall.DefaultWall).Epoch()
+	p := e.pollNow(url.Values{"cursor": {"5." + epoch}})
+	if !equalSeqs(seqs(*p.Messages), []uint64{6, 7}) || p.Reset {
+		t.Errorf("own epoch: %+v", p)
+	}
+	p = e.pollNow(url.Values{"cursor": {"5.0123456789abcdef"}})
+	if !equalSeqs(seqs(*p.Messages), seqRange(1, 7)) || !p.Reset {
+		t.Errorf("another epoch: seqs %v reset %v, want 1..7 with reset", seqs(*p.Messages), p.Reset)
 	}
 }
 
@@ -286,6 +327,32 @@ func (e *testEnv) pollAsyncPath(path string, form url.Values) <-chan pollResult 
 		ch <- pollResult{code: resp.StatusCode, body: b, err: err}
 	}()
 	return ch
+}
+
+// TestLongPollTimeoutEchoesAnyCursor: the timeout answer echoes the cursor
+// as sent, as valid JSON, whatever its bytes (invalid UTF-8 becomes
+// U+FFFD). On an empty wall any cursor waits, so each one times out.
+func TestLongPollTimeoutEchoesAnyCursor(t *testing.T) {
+	e := newTestEnv(t, Config{PollTimeout: 50 * time.Millisecond}, 10)
+	for _, cursor := range []string{"quote\"}", "back\\slash", "ctl\x00\x01\x1f\x7f", "caf\u00e9 日本 😀",
+		"bad\xffutf8", "</script>", "3.0123456789abcdef", strings.Repeat("x", 3000)} {
+		for _, get := range []bool{false, true} {
+			var r pollResult
+			if get {
+				r.code, r.body = e.get("/a/message/updates?wall=empty&cursor=" + url.QueryEscape(cursor))
+			} else {
+				r = awaitPoll(t, e.pollAsync(url.Values{"wall": {"empty"}, "cursor": {cursor}}), 5*time.Second)
+			}
+			var obj map[string]any
+			if err := json.Unmarshal(r.body, &obj); r.code != http.StatusOK || err != nil {
+				t.Fatalf("cursor %q (GET %v): %d %s: %v", cursor, get, r.code, r.body, err)
+			}
+			want := strings.ToValidUTF8(cursor, "\uFFFD")
+			if _, ok := obj["messages"]; ok || obj["cursor"] != want {
+				t.Errorf("cursor %q (GET %v): answer %s, want it echoed", cursor, get, r.body)
+			}
+		}
+	}
 }
 
 // A poll held for PollTimeout answers 200 without a "messages" key, so

@@ -154,10 +154,11 @@ func (e *testEnv) publish(name, body string) *wall.Message {
 
 // testMsg is a decoded message object.
 type testMsg struct {
-	ID   string `json:"id"`
-	Seq  uint64 `json:"seq"`
-	Body string `json:"body"`
-	HTML string `json:"html"`
+	ID     string `json:"id"`
+	Seq    uint64 `json:"seq"`
+	Cursor string `json:"cursor"`
+	Body   string `json:"body"`
+	HTML   string `json:"html"`
 }
 
 // pollResp is a decoded long-poll answer; Messages is nil when the key is

@@ -72,7 +72,7 @@ type RedisConfig struct {
 // by each instance on receipt.
 //
 // Ownership: Run owns every goroutine (the pub/sub reader and the applier).
-// Only the applier writes to the hub's walls and to epochs; Publish and
+// Only the applier writes to the hub's walls (their epochs included); Publish and
 // Sync ask it for a resync and wait for the result.
 type RedisBroker struct {
 	client redis.UniversalClient
@@ -90,8 +90,7 @@ type RedisBroker struct {
 		walls map[string]struct{}
 	}
 
-	mu     sync.Mutex
-	epochs map[string]string // wall -> epoch of its applied messages; written by the applier only
+	mu sync.Mutex // guards emptyAt
 
 	behind map[string]uint64 // wall -> Redis seq seen ahead at the last check; applier only
 
@@ -152,7 +151,6 @@ func NewRedisBroker(client redis.UniversalClient, hub *Hub, cfg RedisConfig) *Re
 		msgs:    make(chan *redisEvent, redisQueueLen),
 		reqs:    make(chan resyncReq),
 		kick:    make(chan struct{}, 1),
-		epochs:  make(map[string]string),
 		emptyAt: make(map[string]time.Time),
 		behind:  make(map[string]uint64),
 	}
@@ -164,19 +162,6 @@ func NewRedisBroker(client redis.UniversalClient, hub *Hub, cfg RedisConfig) *Re
 func (b *RedisBroker) key(wall string) string { return b.cfg.Prefix + "{" + wall + "}" }
 
 func (b *RedisBroker) channel() string { return b.cfg.Prefix + "events" }
-
-func (b *RedisBroker) epoch(wall string) string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.epochs[wall]
-}
-
-// setEpoch must only be called from the applier.
-func (b *RedisBroker) setEpoch(wall, epoch string) {
-	b.mu.Lock()
-	b.epochs[wall] = epoch
-	b.mu.Unlock()
-}
 
 func unavailable(err error) error { return fmt.Errorf("%w: %w", ErrUnavailable, err) }
 
@@ -208,7 +193,7 @@ func (b *RedisBroker) Publish(ctx context.Context, wall, id, body string) (*Mess
 		}
 		return nil, unavailable(err)
 	}
-	if b.epoch(wall) != epoch {
+	if w.Epoch() != epoch {
 		b.resync(ctx, wall, 0) // the applier switches epochs before we wait on seq
 	}
 	wctx, wcancel := context.WithTimeout(ctx, redisFillAfter)
@@ -223,7 +208,7 @@ func (b *RedisBroker) Publish(ctx context.Context, wall, id, body string) (*Mess
 	}
 	switch {
 	case m == nil: // applied and already evicted by newer posts
-		m = NewMessage(id, seq, body)
+		m = NewMessage(id, seq, epoch, body)
 	case id != "" && m.ID != id: // another epoch took over meanwhile
 		return nil, unavailable(fmt.Errorf("message %s (seq %d) was replaced by a new epoch", id, seq))
 	}
@@ -284,8 +269,9 @@ func (b *RedisBroker) loadLibrary(ctx context.Context) error {
 // briefly for the pub/sub stream, then reads the Redis history; an id
 // cursor unknown here is looked up in the Redis history first; with no
 // cursor, a wall this instance holds no message of is loaded from the
-// history. Sync returns nil when caught up or when the cursor is unknown to
-// Redis too (the poll then answers the whole cache with reset), and
+// history; a cursor of an epoch this instance does not hold loads the
+// wall's current epoch from Redis. Sync returns nil when caught up or when
+// the cursor is unknown to Redis too (the poll then answers the whole cache with reset), and
 // ErrUnavailable when Redis could not tell.
 func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 	w := b.hub.Acquire(wall)
@@ -302,6 +288,18 @@ func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 		b.resync(ctx, wall, 0)
 		b.noteEmpty(wall, w)
 		return nil
+	}
+	if c.Epoch != "" && c.Epoch != w.Epoch() {
+		// Another numbering: Redis may hold a newer epoch than this
+		// instance has loaded (it lost the wall and a peer started anew).
+		// Load it; a cursor still foreign afterwards is from an epoch
+		// that is gone, and the caller answers it with a reset.
+		if err := b.resync(ctx, wall, 0); err != nil {
+			return unavailable(err)
+		}
+		if c.Epoch != w.Epoch() {
+			return nil
+		}
 	}
 	seq := c.Seq
 	if c.ID != "" {

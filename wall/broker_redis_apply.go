@@ -2,8 +2,6 @@ package wall
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"net"
@@ -111,7 +109,7 @@ func (b *RedisBroker) readLoop(ctx context.Context) {
 }
 
 // applyLoop is the applier: the only goroutine that writes to the hub's
-// walls and to b.epochs. It applies pub/sub messages in seq order, serves
+// walls (their epochs included). It applies pub/sub messages in seq order, serves
 // resync requests, resyncs dirty walls, and every ResyncInterval compares
 // the held walls with Redis.
 func (b *RedisBroker) applyLoop(ctx context.Context) {
@@ -125,7 +123,7 @@ func (b *RedisBroker) applyLoop(ctx context.Context) {
 			b.applyEvent(ctx, e)
 		case r := <-b.reqs:
 			var err error
-			if w := b.hub.Lookup(r.wall); r.target == 0 || w == nil || w.Last() < r.target || b.epoch(r.wall) == "" {
+			if w := b.hub.Lookup(r.wall); r.target == 0 || w == nil || w.Last() < r.target || w.Epoch() == "" {
 				err = b.resyncWall(ctx, r.wall)
 			}
 			r.done <- err
@@ -145,19 +143,14 @@ func (b *RedisBroker) applyEvent(ctx context.Context, e *redisEvent) {
 	// empty) between here and the Apply.
 	w := b.hub.Acquire(e.wall)
 	defer b.hub.Release(w)
-	last, ep := w.Last(), b.epoch(e.wall)
+	last, ep := w.Last(), w.Epoch()
 	switch {
 	case ep == e.epoch && e.seq <= last:
 		return // already applied, e.g. by a resync
 	case ep == e.epoch || (ep == "" && last == 0 && e.seq == 1):
+		// A wall without an epoch takes the message's.
 		err := w.Apply(e.message())
-		if err == nil {
-			if ep == "" {
-				b.setEpoch(e.wall, e.epoch)
-			}
-			return
-		}
-		if !errors.Is(err, ErrGap) {
+		if err == nil || errors.Is(err, ErrDuplicate) {
 			return
 		}
 	}
@@ -228,14 +221,15 @@ func (b *RedisBroker) check(ctx context.Context) {
 		if epoch == "" && last == 0 {
 			continue
 		}
-		if epoch == b.epoch(n) && seq > last && b.behind[n] <= last {
+		ep := w.Epoch()
+		if epoch == ep && seq > last && b.behind[n] <= last {
 			// Probably in flight on the stream: resync only if the wall is
 			// still behind this seq at the next check.
 			b.behind[n] = seq
 			continue
 		}
 		delete(b.behind, n)
-		if epoch != b.epoch(n) || seq != last {
+		if epoch != ep || seq != last {
 			if err := b.resyncWall(ctx, n); err != nil {
 				b.log.Debug("redis resync failed", "wall", n, "err", err)
 			}
@@ -260,7 +254,7 @@ func (b *RedisBroker) resyncWall(ctx context.Context, name string) error {
 	w := b.hub.Acquire(name)
 	defer b.hub.Release(w)
 	for range 3 {
-		last, ep := w.Last(), b.epoch(name)
+		last, ep := w.Last(), w.Epoch()
 		since := last
 		if ep == "" {
 			since = 0
@@ -336,13 +330,12 @@ func (b *RedisBroker) replace(ctx context.Context, w *Wall, st redisState, since
 	if len(msgs) > b.hub.CacheSize() {
 		msgs = msgs[len(msgs)-b.hub.CacheSize():]
 	}
-	prev, prevEpoch := w.Last(), b.epoch(w.Name())
+	prev, prevEpoch := w.Last(), w.Epoch()
 	if prev > 0 {
-		w.Replace(msgs) // a discontinuity: subscribers are told to reset
+		w.Replace(msgs, st.epoch) // a discontinuity: subscribers are told to reset
 	} else {
-		w.Restore(msgs)
+		w.Restore(msgs, st.epoch)
 	}
-	b.setEpoch(w.Name(), st.epoch)
 	if prev > 0 {
 		b.log.Warn("wall reloaded from redis history", "wall", w.Name(),
 			"last", prev, "epoch", prevEpoch, "new_last", w.Last(), "new_epoch", st.epoch)
@@ -357,8 +350,9 @@ func (b *RedisBroker) restoreInto(ctx context.Context, w *Wall, epoch string) er
 		return nil
 	}
 	if epoch == "" {
-		epoch = newEpoch()
-		b.setEpoch(w.Name(), epoch)
+		// Not reached in practice (every message a Redis broker applies
+		// has an epoch); the next resync adopts this one with Replace.
+		epoch = NewEpoch()
 	}
 	last := msgs[len(msgs)-1].Seq
 	args := make([]any, 0, 3+3*len(msgs))
@@ -443,13 +437,5 @@ func (e *redisEvent) message() *Message {
 	if err != nil {
 		body, _ = CleanBody(strings.ToValidUTF8(e.body, "\uFFFD"))
 	}
-	return NewMessage(e.id, e.seq, body)
-}
-
-// newEpoch returns a random epoch for a wall that this instance restores
-// into Redis without knowing its epoch.
-func newEpoch() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	return NewMessage(e.id, e.seq, e.epoch, body)
 }

@@ -449,10 +449,10 @@ func TestRedisBrokerNewEpoch(t *testing.T) {
 	if _, err := admin.FCall(context.Background(), "wall_publish", []string{"t:{main}"}, "new era").Result(); err != nil {
 		t.Fatal(err)
 	}
-	// Restart A's broker on the same hub (its cache still holds 1..5).
+	oldEpoch := a.hub.Wall("main").Epoch()
+	// Restart A's broker on the same hub (its cache and epoch still hold 1..5).
 	b := NewRedisBroker(srv.Client(), a.hub, RedisConfig{Prefix: "t:", ResyncInterval: 100 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	b.epochs = a.b.epochs
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = b.Run(ctx); close(done) }()
@@ -462,8 +462,18 @@ func TestRedisBrokerNewEpoch(t *testing.T) {
 		return len(ms) == 1 && ms[0].Body == "new era"
 	})
 	w := a.hub.Wall("main")
+	if w.Epoch() == oldEpoch || w.Messages()[0].Epoch != w.Epoch() {
+		t.Fatalf("epoch %q (message's %q), the old one was %q", w.Epoch(), w.Messages()[0].Epoch, oldEpoch)
+	}
 	if r, _ := w.Poll(Cursor{Set: true, Seq: 5}); !r.Reset || len(r.Messages) != 1 {
+		t.Fatalf("a plain seq past the new epoch's last: %+v, want the whole cache with reset", r)
+	}
+	// A cursor of the old epoch whose seq exists in the new one too.
+	if r, _ := w.Poll(Cursor{Set: true, Seq: 1, Epoch: oldEpoch}); !r.Reset || len(r.Messages) != 1 {
 		t.Fatalf("a cursor of the old epoch: %+v, want the whole cache with reset", r)
+	}
+	if w.Has(Cursor{Set: true, Seq: 1, Epoch: oldEpoch}) {
+		t.Fatal("Has takes a cursor of the old epoch")
 	}
 	// A live subscriber is told, and holds the new epoch's cache.
 	sub.mu.Lock()

@@ -43,6 +43,7 @@ type Hub struct {
 
 	mu    sync.Mutex
 	walls map[string]*Wall
+	epoch string // given to the walls it creates; set by NewMemoryBroker
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -115,7 +116,7 @@ func (h *Hub) Names() []string {
 func (h *Hub) getLocked(name string) *Wall {
 	w := h.walls[name]
 	if w == nil {
-		w = newWall(name, h.cacheSize)
+		w = newWall(name, h.cacheSize, h.epoch)
 		h.walls[name] = w
 	}
 	return w

@@ -88,7 +88,7 @@ func TestNewMessage(t *testing.T) {
 		},
 	}
 	for _, tt := range tests {
-		m := NewMessage(id, 42, tt.body)
+		m := NewMessage(id, 42, "", tt.body)
 		if m.ID != id || m.Seq != 42 || m.Body != tt.body {
 			t.Errorf("NewMessage(%q) = %+v", tt.body, m)
 		}
@@ -98,6 +98,20 @@ func TestNewMessage(t *testing.T) {
 		if string(m.JSON) != tt.json {
 			t.Errorf("NewMessage(%q).JSON\n got %s\nwant %s", tt.body, m.JSON, tt.json)
 		}
+	}
+}
+
+// TestNewMessageCursorKey pins the key order id, seq, cursor, body, html
+// and the cursor's value, which resumes after the message on any
+// transport.
+func TestNewMessageCursorKey(t *testing.T) {
+	m := NewMessage("0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e", 42, "0123456789abcdef", "hi")
+	want := `{"id": "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e", "seq": 42, "cursor": "42.0123456789abcdef", "body": "hi", "html": "<div class=\"message\" id=\"m0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e\">hi<\/div>\n"}`
+	if string(m.JSON) != want {
+		t.Fatalf("JSON\n got %s\nwant %s", m.JSON, want)
+	}
+	if c, _ := ParseCursor("42.0123456789abcdef"); m.Cursor() != c {
+		t.Fatalf("Cursor() = %+v, want %+v", m.Cursor(), c)
 	}
 }
 
@@ -111,7 +125,7 @@ func TestNewMessageSeqEncoding(t *testing.T) {
 		{1 << 53, `"seq": 9007199254740992,`},
 		{^uint64(0), `"seq": 18446744073709551615,`},
 	} {
-		if m := NewMessage("x", tt.seq, ""); !strings.Contains(string(m.JSON), tt.want) {
+		if m := NewMessage("x", tt.seq, "", ""); !strings.Contains(string(m.JSON), tt.want) {
 			t.Errorf("seq %d: %s does not contain %s", tt.seq, m.JSON, tt.want)
 		}
 	}
@@ -119,13 +133,14 @@ func TestNewMessageSeqEncoding(t *testing.T) {
 
 func FuzzMessageJSON(f *testing.F) {
 	for _, s := range []string{"", "hi", "</div>", "<\\/", "\x00\x1f\x7f\u0085\u2028", "😀\U0010ffff", `"\`, "http://x.com/</a>", "\b\f\n\r\t"} {
-		f.Add("0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e", uint64(1), s)
+		f.Add("0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e", uint64(1), "0123456789abcdef", s)
 	}
-	f.Fuzz(func(t *testing.T, id string, seq uint64, body string) {
-		if !utf8.ValidString(id) || !utf8.ValidString(body) {
+	f.Add("x", uint64(7), "", "no epoch")
+	f.Fuzz(func(t *testing.T, id string, seq uint64, epoch, body string) {
+		if !utf8.ValidString(id) || !utf8.ValidString(body) || !utf8.ValidString(epoch) {
 			return // bodies are checked by CleanBody; ids are UUIDs
 		}
-		m := NewMessage(id, seq, body)
+		m := NewMessage(id, seq, epoch, body)
 		if cap(m.JSON) != len(m.JSON) {
 			t.Fatalf("JSON len %d cap %d: buffer not sized to its content", len(m.JSON), cap(m.JSON))
 		}
@@ -141,10 +156,11 @@ func FuzzMessageJSON(f *testing.F) {
 			t.Fatalf("output does not start with the id key: %s", m.JSON)
 		}
 		var got struct {
-			ID   string `json:"id"`
-			Seq  uint64 `json:"seq"`
-			Body string `json:"body"`
-			HTML string `json:"html"`
+			ID     string  `json:"id"`
+			Seq    uint64  `json:"seq"`
+			Cursor *string `json:"cursor"`
+			Body   string  `json:"body"`
+			HTML   string  `json:"html"`
 		}
 		if err := json.Unmarshal(m.JSON, &got); err != nil {
 			t.Fatalf("invalid JSON %s: %v", m.JSON, err)
@@ -152,13 +168,16 @@ func FuzzMessageJSON(f *testing.F) {
 		if got.ID != id || got.Seq != seq || got.Body != body || got.HTML != m.HTML {
 			t.Fatalf("round trip of %s gave %+v", m.JSON, got)
 		}
+		if (got.Cursor == nil) != (epoch == "") || (got.Cursor != nil && *got.Cursor != m.Cursor().String()) {
+			t.Fatalf("cursor key of %s, epoch %q: want %q", m.JSON, epoch, m.Cursor().String())
+		}
 	})
 }
 
 func TestMessageFrame(t *testing.T) {
 	for _, n := range []int{0, 10, 125, 126, 200, 0xffff, 0x10000, 70000} {
 		body := strings.Repeat("a", n)
-		m := NewMessage("7d444840-9dc0-11d1-b245-5ffdce74fad2", 1, body)
+		m := NewMessage("7d444840-9dc0-11d1-b245-5ffdce74fad2", 1, "0123456789abcdef", body)
 		h := m.Frame[:len(m.Frame)-len(m.JSON)]
 		if !bytes.Equal(m.Frame[len(h):], m.JSON) {
 			t.Fatalf("body %d: frame payload differs from JSON", n)
@@ -226,13 +245,13 @@ func TestNewMessageAllocatesWhatItHolds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			html := RenderHTML(id, tc.body)
-			m := newMessageHTML(id, 1, tc.body, html)
+			m := newMessageHTML(id, 1, "0123456789abcdef", tc.body, html)
 			if cap(m.JSON) != len(m.JSON) || cap(m.Frame) != len(m.Frame) {
 				t.Fatalf("JSON len %d cap %d, Frame len %d cap %d", len(m.JSON), cap(m.JSON), len(m.Frame), cap(m.Frame))
 			}
 			// The frame plus the header room it did not need, and the struct.
 			held := maxFrameHeader + len(m.JSON) + int(unsafe.Sizeof(*m))
-			allocated := bytesPerRun(func() { newMessageHTML(id, 1, tc.body, html) })
+			allocated := bytesPerRun(func() { newMessageHTML(id, 1, "0123456789abcdef", tc.body, html) })
 			// The allocator rounds a large object up to whole 8 KiB pages
 			// (and a small one to its size class): allow one page, which
 			// for the 16 KiB non-ASCII bodies is within 1.1×.
