@@ -7,9 +7,14 @@ import (
 	"errors"
 )
 
-// ErrUnavailable is returned by Publish when the sequencer cannot be reached
-// (Redis is down). Nothing was stored; the client may retry.
-var ErrUnavailable = errors.New("message store unavailable")
+// Errors a Broker's Publish returns. Nothing was stored.
+var (
+	// ErrUnavailable: the sequencer cannot be reached (Redis is down); the
+	// client may retry.
+	ErrUnavailable = errors.New("message store unavailable")
+	// ErrBodyTooLarge: the body is over the broker's limit.
+	ErrBodyTooLarge = errors.New("message body too large")
+)
 
 // Broker sequences new messages and delivers them to every instance's Hub.
 // Whatever the implementation, messages reach subscribers through one path,

@@ -208,7 +208,7 @@ func TestMemoryBrokerRestartResets(t *testing.T) {
 	if !r.Reset || len(r.Messages) != 7 || r.Messages[0].Seq != 1 {
 		t.Fatalf("Poll(%v) after a restart: %d messages, reset %v; want all 7 with reset", cursor, len(r.Messages), r.Reset)
 	}
-	s := &recorder{}
+	s := &seqRecorder{}
 	if r := w.Subscribe(s, cursor); !r.Reset || len(r.Messages) != 7 {
 		t.Fatalf("Subscribe(%v) after a restart: %d messages, reset %v; want all 7 with reset", cursor, len(r.Messages), r.Reset)
 	}

@@ -1,4 +1,4 @@
-package wall
+package redisbroker
 
 import (
 	"context"
@@ -11,9 +11,11 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"wall/wall"
 )
 
-// This file holds the two goroutines of a RedisBroker: the pub/sub reader,
+// This file holds the two goroutines of a Broker: the pub/sub reader,
 // which only parses and hands over, and the applier, the one writer of the
 // hub's walls.
 
@@ -22,7 +24,7 @@ import (
 // and refilled from the Redis history later. Every (re)subscription marks
 // all walls dirty, because messages sent while the connection was down
 // never arrive. Must only run as Run's reader goroutine.
-func (b *RedisBroker) readLoop(ctx context.Context) {
+func (b *Broker) readLoop(ctx context.Context) {
 	var mu sync.Mutex // guards ps against the closer below
 	ps := b.client.Subscribe(ctx, b.channel())
 	closed := make(chan struct{})
@@ -102,7 +104,7 @@ func (b *RedisBroker) readLoop(ctx context.Context) {
 			select {
 			case b.msgs <- e:
 			default:
-				b.markDirty(e.wall) // refilled from history, in order
+				b.markDirty(e.wallName) // refilled from history, in order
 			}
 		}
 	}
@@ -112,7 +114,7 @@ func (b *RedisBroker) readLoop(ctx context.Context) {
 // walls (their epochs included). It applies pub/sub messages in seq order, serves
 // resync requests, resyncs dirty walls, and every ResyncInterval compares
 // the held walls with Redis.
-func (b *RedisBroker) applyLoop(ctx context.Context) {
+func (b *Broker) applyLoop(ctx context.Context) {
 	tick := time.NewTicker(b.cfg.ResyncInterval)
 	defer tick.Stop()
 	for {
@@ -123,8 +125,8 @@ func (b *RedisBroker) applyLoop(ctx context.Context) {
 			b.applyEvent(ctx, e)
 		case r := <-b.reqs:
 			var err error
-			if w := b.hub.Lookup(r.wall); r.target == 0 || w == nil || w.Last() < r.target || w.Epoch() == "" {
-				err = b.resyncWall(ctx, r.wall)
+			if w := b.hub.Lookup(r.wallName); r.target == 0 || w == nil || w.Last() < r.target || w.Epoch() == "" {
+				err = b.resyncWall(ctx, r.wallName)
 			}
 			r.done <- err
 		case <-b.kick:
@@ -138,10 +140,10 @@ func (b *RedisBroker) applyLoop(ctx context.Context) {
 
 // applyEvent applies one message from the stream, or resyncs its wall when
 // it does not follow the wall's last seq and epoch.
-func (b *RedisBroker) applyEvent(ctx context.Context, e *redisEvent) {
+func (b *Broker) applyEvent(ctx context.Context, e *redisEvent) {
 	// Counted as a user, so a poller's Release cannot drop the wall (still
 	// empty) between here and the Apply.
-	w := b.hub.Acquire(e.wall)
+	w := b.hub.Acquire(e.wallName)
 	defer b.hub.Release(w)
 	last, ep := w.Last(), w.Epoch()
 	switch {
@@ -150,16 +152,16 @@ func (b *RedisBroker) applyEvent(ctx context.Context, e *redisEvent) {
 	case ep == e.epoch || (ep == "" && last == 0 && e.seq == 1):
 		// A wall without an epoch takes the message's.
 		err := w.Apply(e.message())
-		if err == nil || errors.Is(err, ErrDuplicate) {
+		if err == nil || errors.Is(err, wall.ErrDuplicate) {
 			return
 		}
 	}
 	// A gap, a new epoch, or a wall this instance does not hold yet.
-	b.resyncWall(ctx, e.wall)
+	b.resyncWall(ctx, e.wallName)
 }
 
 // resyncDirty resyncs the walls marked by the reader.
-func (b *RedisBroker) resyncDirty(ctx context.Context) {
+func (b *Broker) resyncDirty(ctx context.Context) {
 	b.dirty.Lock()
 	all, walls := b.dirty.all, b.dirty.walls
 	b.dirty.all, b.dirty.walls = false, make(map[string]struct{})
@@ -178,9 +180,9 @@ func (b *RedisBroker) resyncDirty(ctx context.Context) {
 
 // markDirtyQuiet marks a wall without kicking the applier, so a failing
 // Redis is retried once per tick rather than in a loop.
-func (b *RedisBroker) markDirtyQuiet(wall string) {
+func (b *Broker) markDirtyQuiet(wallName string) {
 	b.dirty.Lock()
-	b.dirty.walls[wall] = struct{}{}
+	b.dirty.walls[wallName] = struct{}{}
 	b.dirty.Unlock()
 }
 
@@ -188,7 +190,7 @@ func (b *RedisBroker) markDirtyQuiet(wall string) {
 // pipeline, and resyncs those that differ: messages sequenced while the
 // pub/sub connection was down, or a wall Redis lost. Must only be called
 // from the applier.
-func (b *RedisBroker) check(ctx context.Context) {
+func (b *Broker) check(ctx context.Context) {
 	b.pruneEmpty()
 	names := b.hub.Names()
 	if len(names) == 0 {
@@ -250,7 +252,7 @@ func (b *RedisBroker) check(ctx context.Context) {
 //     gap wider than the history, or a wall new to this instance: the wall
 //     is replaced with Redis's history (Wall.Restore). Clients holding a seq
 //     cursor past the new last get the whole cache with reset:true.
-func (b *RedisBroker) resyncWall(ctx context.Context, name string) error {
+func (b *Broker) resyncWall(ctx context.Context, name string) error {
 	w := b.hub.Acquire(name)
 	defer b.hub.Release(w)
 	for range 3 {
@@ -295,7 +297,7 @@ func (b *RedisBroker) resyncWall(ctx context.Context, name string) error {
 // last message. It reports false when they do not continue the wall: the
 // entry at last is missing (evicted from the history) or is another
 // message.
-func (b *RedisBroker) applyRange(w *Wall, last uint64, entries []*redisEvent) bool {
+func (b *Broker) applyRange(w *wall.Wall, last uint64, entries []*redisEvent) bool {
 	i := 0
 	if last > 0 {
 		if len(entries) == 0 || entries[0].seq != last {
@@ -307,7 +309,7 @@ func (b *RedisBroker) applyRange(w *Wall, last uint64, entries []*redisEvent) bo
 		i = 1
 	}
 	for _, e := range entries[i:] {
-		if err := w.Apply(e.message()); err != nil && !errors.Is(err, ErrDuplicate) {
+		if err := w.Apply(e.message()); err != nil && !errors.Is(err, wall.ErrDuplicate) {
 			return false
 		}
 	}
@@ -316,14 +318,14 @@ func (b *RedisBroker) applyRange(w *Wall, last uint64, entries []*redisEvent) bo
 
 // replace loads the wall's whole Redis history with Wall.Restore and adopts
 // Redis's epoch.
-func (b *RedisBroker) replace(ctx context.Context, w *Wall, st redisState, since uint64) error {
+func (b *Broker) replace(ctx context.Context, w *wall.Wall, st redisState, since uint64) error {
 	if since != 0 {
 		var err error
 		if st, err = b.read(ctx, w.Name(), 0); err != nil {
 			return err
 		}
 	}
-	msgs := make([]*Message, 0, len(st.entries))
+	msgs := make([]*wall.Message, 0, len(st.entries))
 	for _, e := range st.entries {
 		msgs = append(msgs, e.message())
 	}
@@ -344,7 +346,7 @@ func (b *RedisBroker) replace(ctx context.Context, w *Wall, st redisState, since
 }
 
 // restoreInto offers this instance's cache of w to Redis (wall_restore).
-func (b *RedisBroker) restoreInto(ctx context.Context, w *Wall, epoch string) error {
+func (b *Broker) restoreInto(ctx context.Context, w *wall.Wall, epoch string) error {
 	msgs := w.Messages()
 	if len(msgs) == 0 {
 		return nil
@@ -352,7 +354,7 @@ func (b *RedisBroker) restoreInto(ctx context.Context, w *Wall, epoch string) er
 	if epoch == "" {
 		// Not reached in practice (every message a Redis broker applies
 		// has an epoch); the next resync adopts this one with Replace.
-		epoch = NewEpoch()
+		epoch = wall.NewEpoch()
 	}
 	last := msgs[len(msgs)-1].Seq
 	args := make([]any, 0, 3+3*len(msgs))
@@ -380,10 +382,10 @@ type redisState struct {
 
 // read returns the wall's seq, epoch and the history entries with
 // seq >= since.
-func (b *RedisBroker) read(ctx context.Context, wall string, since uint64) (redisState, error) {
+func (b *Broker) read(ctx context.Context, wallName string, since uint64) (redisState, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	v, err := b.fcall(ctx, "wall_read", wall, since)
+	v, err := b.fcall(ctx, "wall_read", wallName, since)
 	if err != nil {
 		return redisState{}, err
 	}
@@ -399,7 +401,7 @@ func (b *RedisBroker) read(ctx context.Context, wall string, since uint64) (redi
 		p, _ := x.(string)
 		e, err := parsePayload(p)
 		if err != nil {
-			b.log.Warn("redis: skipping malformed history entry", "wall", wall, "err", err)
+			b.log.Warn("redis: skipping malformed history entry", "wall", wallName, "err", err)
 			continue
 		}
 		st.entries = append(st.entries, e)
@@ -408,8 +410,8 @@ func (b *RedisBroker) read(ctx context.Context, wall string, since uint64) (redi
 }
 
 // encodePayload builds the sequencer's payload: "<seq> <epoch> <id> <wall>\n<body>".
-func encodePayload(seq uint64, epoch, id, wall, body string) string {
-	return strconv.FormatUint(seq, 10) + " " + epoch + " " + id + " " + wall + "\n" + body
+func encodePayload(seq uint64, epoch, id, wallName, body string) string {
+	return strconv.FormatUint(seq, 10) + " " + epoch + " " + id + " " + wallName + "\n" + body
 }
 
 // parsePayload parses a payload made by the sequencer.
@@ -426,16 +428,16 @@ func parsePayload(p string) (*redisEvent, error) {
 	if err != nil || seq == 0 {
 		return nil, fmt.Errorf("payload seq %.20q", f[0])
 	}
-	return &redisEvent{seq: seq, epoch: f[1], id: f[2], wall: f[3], body: body}, nil
+	return &redisEvent{seq: seq, epoch: f[1], id: f[2], wallName: f[3], body: body}, nil
 }
 
 // message renders the event. The body is cleaned again (a redis-cli
 // publisher may send anything); cleaning is deterministic, so every
 // instance renders the same message.
-func (e *redisEvent) message() *Message {
-	body, err := CleanBody(e.body)
+func (e *redisEvent) message() *wall.Message {
+	body, err := wall.CleanBody(e.body)
 	if err != nil {
-		body, _ = CleanBody(strings.ToValidUTF8(e.body, "\uFFFD"))
+		body, _ = wall.CleanBody(strings.ToValidUTF8(e.body, "\uFFFD"))
 	}
-	return NewMessage(e.id, e.seq, e.epoch, body)
+	return wall.NewMessage(e.id, e.seq, e.epoch, body)
 }

@@ -1,4 +1,8 @@
-package wall
+// Package redisbroker is the Redis implementation of wall.Broker: it
+// shares walls between instances, with Redis as the single sequencer of
+// each wall (a Function library, see lua.go) and pub/sub to deliver every
+// message to every instance through wall.Wall.Apply.
+package redisbroker
 
 import (
 	"context"
@@ -11,6 +15,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"wall/wall"
 )
 
 // Tuning of the Redis broker. The waits are short because the pub/sub
@@ -25,16 +31,12 @@ const (
 	defaultBodyLimit = 16384
 )
 
-// ErrBodyTooLarge is returned by RedisBroker.Publish for a body over the
-// configured limit; nothing was stored.
-var ErrBodyTooLarge = errors.New("message body too large")
-
 // errWallGone is the sequencer's answer when Redis lost a wall that the
 // caller still holds.
 var errWallGone = errors.New("wall missing in redis")
 
-// RedisConfig configures a RedisBroker. Zero values take the defaults.
-type RedisConfig struct {
+// Config configures a Broker. Zero values take the defaults.
+type Config struct {
 	// History is the number of messages per wall kept in Redis; default
 	// hub.CacheSize(). Gaps up to this size are filled without loss.
 	History int
@@ -53,7 +55,7 @@ type RedisConfig struct {
 	ResyncInterval time.Duration
 }
 
-// RedisBroker shares walls between instances through Redis. Redis is the
+// Broker shares walls between instances through Redis. Redis is the
 // single sequencer of each wall: the Function wall_publish assigns the next
 // seq, appends the message to the wall's bounded history and publishes it
 // on <prefix>events, in one atomic step and one round trip. Every instance,
@@ -72,12 +74,12 @@ type RedisConfig struct {
 // by each instance on receipt.
 //
 // Ownership: Run owns every goroutine (the pub/sub reader and the applier).
-// Only the applier writes to the hub's walls (their epochs included); Publish and
-// Sync ask it for a resync and wait for the result.
-type RedisBroker struct {
+// Only the applier writes to the hub's walls (their epochs included);
+// Publish and Sync ask it for a resync and wait for the result.
+type Broker struct {
 	client redis.UniversalClient
-	hub    *Hub
-	cfg    RedisConfig
+	hub    *wall.Hub
+	cfg    Config
 	log    *slog.Logger
 	lib    string // library source, loaded on start and whenever missing
 
@@ -104,26 +106,26 @@ type RedisBroker struct {
 	dropPubSub atomic.Bool // tests: the reader loses every message, as if its connection were down
 }
 
-var _ Broker = (*RedisBroker)(nil)
+var _ wall.Broker = (*Broker)(nil)
 
 // redisEvent is one message as published by the sequencer.
 type redisEvent struct {
-	wall, epoch, id, body string
-	seq                   uint64
+	wallName, epoch, id, body string
+	seq                       uint64
 }
 
 // resyncReq asks the applier to bring a wall up to date with Redis (at
 // least to seq target, if known). done (1-buffered) gets the outcome once
 // it has tried: nil when the wall now matches Redis.
 type resyncReq struct {
-	wall   string
-	target uint64
-	done   chan error
+	wallName string
+	target   uint64
+	done     chan error
 }
 
-// NewRedisBroker returns a broker that delivers into hub through client.
+// New returns a broker that delivers into hub through client.
 // Start it with Run.
-func NewRedisBroker(client redis.UniversalClient, hub *Hub, cfg RedisConfig) *RedisBroker {
+func New(client redis.UniversalClient, hub *wall.Hub, cfg Config) *Broker {
 	if cfg.History <= 0 {
 		cfg.History = hub.CacheSize()
 	}
@@ -142,7 +144,7 @@ func NewRedisBroker(client redis.UniversalClient, hub *Hub, cfg RedisConfig) *Re
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = time.Second
 	}
-	b := &RedisBroker{
+	b := &Broker{
 		client:  client,
 		hub:     hub,
 		cfg:     cfg,
@@ -159,48 +161,48 @@ func NewRedisBroker(client redis.UniversalClient, hub *Hub, cfg RedisConfig) *Re
 }
 
 // key returns the key that the library functions take for a wall.
-func (b *RedisBroker) key(wall string) string { return b.cfg.Prefix + "{" + wall + "}" }
+func (b *Broker) key(wallName string) string { return b.cfg.Prefix + "{" + wallName + "}" }
 
-func (b *RedisBroker) channel() string { return b.cfg.Prefix + "events" }
+func (b *Broker) channel() string { return b.cfg.Prefix + "events" }
 
-func unavailable(err error) error { return fmt.Errorf("%w: %w", ErrUnavailable, err) }
+func unavailable(err error) error { return fmt.Errorf("%w: %w", wall.ErrUnavailable, err) }
 
 // Publish sequences the message in Redis and returns it once this
 // instance's applier has applied it (read your writes). If the pub/sub
 // stream does not bring it back within redisFillAfter, the applier fills
 // the wall from the Redis history. Redis errors wrap ErrUnavailable; the
 // sequencing step is atomic, so a failed post stored nothing.
-func (b *RedisBroker) Publish(ctx context.Context, wall, id, body string) (*Message, error) {
+func (b *Broker) Publish(ctx context.Context, wallName, id, body string) (*wall.Message, error) {
 	if len(body) > b.cfg.BodyLimit {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", ErrBodyTooLarge, len(body), b.cfg.BodyLimit)
+		return nil, fmt.Errorf("%w: %d bytes, limit %d", wall.ErrBodyTooLarge, len(body), b.cfg.BodyLimit)
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	w := b.hub.Acquire(wall)
+	w := b.hub.Acquire(wallName)
 	defer b.hub.Release(w)
 
 	held := w.Last() > 0
-	seq, epoch, err := b.sequence(ctx, wall, id, body, held)
+	seq, epoch, err := b.sequence(ctx, wallName, id, body, held)
 	if errors.Is(err, errWallGone) {
 		// Redis came back empty: restore the wall from this cache first so
 		// numbering continues, then post.
-		b.resync(ctx, wall, 0)
-		seq, epoch, err = b.sequence(ctx, wall, id, body, true)
+		b.resync(ctx, wallName, 0)
+		seq, epoch, err = b.sequence(ctx, wallName, id, body, true)
 	}
 	if err != nil {
-		if errors.Is(err, ErrBodyTooLarge) {
+		if errors.Is(err, wall.ErrBodyTooLarge) {
 			return nil, err
 		}
 		return nil, unavailable(err)
 	}
 	if w.Epoch() != epoch {
-		b.resync(ctx, wall, 0) // the applier switches epochs before we wait on seq
+		b.resync(ctx, wallName, 0) // the applier switches epochs before we wait on seq
 	}
 	wctx, wcancel := context.WithTimeout(ctx, redisFillAfter)
 	m, err := w.WaitApplied(wctx, seq)
 	wcancel()
 	if err != nil && ctx.Err() == nil {
-		b.resync(ctx, wall, seq)
+		b.resync(ctx, wallName, seq)
 		m, err = w.WaitApplied(ctx, seq)
 	}
 	if err != nil {
@@ -208,7 +210,7 @@ func (b *RedisBroker) Publish(ctx context.Context, wall, id, body string) (*Mess
 	}
 	switch {
 	case m == nil: // applied and already evicted by newer posts
-		m = NewMessage(id, seq, epoch, body)
+		m = wall.NewMessage(id, seq, epoch, body)
 	case id != "" && m.ID != id: // another epoch took over meanwhile
 		return nil, unavailable(fmt.Errorf("message %s (seq %d) was replaced by a new epoch", id, seq))
 	}
@@ -216,19 +218,19 @@ func (b *RedisBroker) Publish(ctx context.Context, wall, id, body string) (*Mess
 }
 
 // sequence runs wall_publish and returns the assigned seq and epoch.
-func (b *RedisBroker) sequence(ctx context.Context, wall, id, body string, held bool) (uint64, string, error) {
+func (b *Broker) sequence(ctx context.Context, wallName, id, body string, held bool) (uint64, string, error) {
 	h := "0"
 	if held {
 		h = "1"
 	}
-	v, err := b.fcall(ctx, "wall_publish", wall, body, id, b.cfg.History, h)
+	v, err := b.fcall(ctx, "wall_publish", wallName, body, id, b.cfg.History, h)
 	if err != nil {
 		msg := err.Error()
 		switch {
 		case strings.HasPrefix(msg, "WALLGONE"):
 			return 0, "", errWallGone
 		case strings.HasPrefix(msg, "TOOLARGE"):
-			return 0, "", fmt.Errorf("%w: %s", ErrBodyTooLarge, msg)
+			return 0, "", fmt.Errorf("%w: %s", wall.ErrBodyTooLarge, msg)
 		}
 		return 0, "", err
 	}
@@ -246,8 +248,8 @@ func (b *RedisBroker) sequence(ctx context.Context, wall, id, body string, held 
 
 // fcall calls a library function on the wall's key, loading the library
 // if Redis does not have it (first start, or Redis restarted).
-func (b *RedisBroker) fcall(ctx context.Context, fn, wall string, args ...any) (any, error) {
-	keys := []string{b.key(wall)}
+func (b *Broker) fcall(ctx context.Context, fn, wallName string, args ...any) (any, error) {
+	keys := []string{b.key(wallName)}
 	v, err := b.client.FCall(ctx, fn, keys, args...).Result()
 	if err != nil && strings.Contains(err.Error(), "Function not found") {
 		if err = b.loadLibrary(ctx); err == nil {
@@ -257,7 +259,7 @@ func (b *RedisBroker) fcall(ctx context.Context, fn, wall string, args ...any) (
 	return v, err
 }
 
-func (b *RedisBroker) loadLibrary(ctx context.Context) error {
+func (b *Broker) loadLibrary(ctx context.Context) error {
 	if err := b.client.FunctionLoadReplace(ctx, b.lib).Err(); err != nil {
 		return fmt.Errorf("loading the wall function library: %w", err)
 	}
@@ -273,20 +275,20 @@ func (b *RedisBroker) loadLibrary(ctx context.Context) error {
 // wall's current epoch from Redis. Sync returns nil when caught up or when
 // the cursor is unknown to Redis too (the poll then answers the whole cache with reset), and
 // ErrUnavailable when Redis could not tell.
-func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
-	w := b.hub.Acquire(wall)
+func (b *Broker) Sync(ctx context.Context, wallName string, c wall.Cursor) error {
+	w := b.hub.Acquire(wallName)
 	defer b.hub.Release(w)
 	if w.Has(c) && w.Last() > 0 {
 		return nil
 	}
-	if !c.Set && w.Last() == 0 && b.knownEmpty(wall) {
+	if !c.Set && w.Last() == 0 && b.knownEmpty(wallName) {
 		return nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	if !c.Set {
-		b.resync(ctx, wall, 0)
-		b.noteEmpty(wall, w)
+		b.resync(ctx, wallName, 0)
+		b.noteEmpty(wallName, w)
 		return nil
 	}
 	if c.Epoch != "" && c.Epoch != w.Epoch() {
@@ -294,7 +296,7 @@ func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 		// instance has loaded (it lost the wall and a peer started anew).
 		// Load it; a cursor still foreign afterwards is from an epoch
 		// that is gone, and the caller answers it with a reset.
-		if err := b.resync(ctx, wall, 0); err != nil {
+		if err := b.resync(ctx, wallName, 0); err != nil {
 			return unavailable(err)
 		}
 		if c.Epoch != w.Epoch() {
@@ -303,12 +305,12 @@ func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 	}
 	seq := c.Seq
 	if c.ID != "" {
-		score, err := b.client.ZScore(ctx, b.key(wall)+":ids", c.ID).Result()
+		score, err := b.client.ZScore(ctx, b.key(wallName)+":ids", c.ID).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
 			if w.Last() == 0 {
-				b.resync(ctx, wall, 0)
-				b.noteEmpty(wall, w)
+				b.resync(ctx, wallName, 0)
+				b.noteEmpty(wallName, w)
 			}
 			return nil // unknown everywhere
 		case err != nil:
@@ -325,7 +327,7 @@ func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 	if err != nil || seq == 0 {
 		// A cursor this instance cannot place, and Redis could not be
 		// asked: the caller must not take it for unknown (a reset).
-		if err := b.resync(ctx, wall, seq); err != nil {
+		if err := b.resync(ctx, wallName, seq); err != nil {
 			return unavailable(err)
 		}
 	}
@@ -334,27 +336,27 @@ func (b *RedisBroker) Sync(ctx context.Context, wall string, c Cursor) error {
 
 // knownEmpty reports whether a Sync found wall empty in Redis within the
 // last ResyncInterval.
-func (b *RedisBroker) knownEmpty(wall string) bool {
+func (b *Broker) knownEmpty(wallName string) bool {
 	b.mu.Lock()
 	defer b.mu.Unlock()
-	t, ok := b.emptyAt[wall]
+	t, ok := b.emptyAt[wallName]
 	return ok && time.Since(t) < b.cfg.ResyncInterval
 }
 
 // noteEmpty records that w is still empty after a resync.
-func (b *RedisBroker) noteEmpty(wall string, w *Wall) {
+func (b *Broker) noteEmpty(wallName string, w *wall.Wall) {
 	if w.Last() != 0 {
 		return
 	}
 	b.mu.Lock()
-	b.emptyAt[wall] = time.Now()
+	b.emptyAt[wallName] = time.Now()
 	b.mu.Unlock()
 }
 
 // pruneEmpty forgets the empty marks that have expired; the applier calls
 // it with each periodic check, so the map holds at most the walls synced
 // in one interval.
-func (b *RedisBroker) pruneEmpty() {
+func (b *Broker) pruneEmpty() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	for n, t := range b.emptyAt {
@@ -366,8 +368,8 @@ func (b *RedisBroker) pruneEmpty() {
 
 // resync asks the applier to bring wall up to date and waits until it has
 // tried, or ctx ends. It returns nil when the wall matches Redis.
-func (b *RedisBroker) resync(ctx context.Context, wall string, target uint64) error {
-	r := resyncReq{wall: wall, target: target, done: make(chan error, 1)}
+func (b *Broker) resync(ctx context.Context, wallName string, target uint64) error {
+	r := resyncReq{wallName: wallName, target: target, done: make(chan error, 1)}
 	select {
 	case b.reqs <- r:
 	case <-ctx.Done():
@@ -383,12 +385,12 @@ func (b *RedisBroker) resync(ctx context.Context, wall string, target uint64) er
 
 // markDirty schedules a resync of wall ("" for every wall) without
 // blocking; the reader uses it when it cannot hand a message over.
-func (b *RedisBroker) markDirty(wall string) {
+func (b *Broker) markDirty(wallName string) {
 	b.dirty.Lock()
-	if wall == "" {
+	if wallName == "" {
 		b.dirty.all = true
 	} else {
-		b.dirty.walls[wall] = struct{}{}
+		b.dirty.walls[wallName] = struct{}{}
 	}
 	b.dirty.Unlock()
 	select {
@@ -399,7 +401,7 @@ func (b *RedisBroker) markDirty(wall string) {
 
 // Run subscribes and applies messages until ctx is done. It owns the
 // pub/sub reader and the applier goroutines and returns after both ended.
-func (b *RedisBroker) Run(ctx context.Context) error {
+func (b *Broker) Run(ctx context.Context) error {
 	if err := b.loadLibrary(ctx); err != nil && ctx.Err() == nil {
 		b.log.Warn("redis not ready; will retry", "err", err) // reloaded on first use
 	}
