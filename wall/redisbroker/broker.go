@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -103,10 +104,20 @@ type Broker struct {
 	// subscribers to a new wall then costs one Redis read, not one each.
 	emptyAt map[string]time.Time
 
+	// served is the set of walls with local users, kept from the hub's
+	// Interest calls (WallActive, WallIdle); see Served.
+	served struct {
+		sync.Mutex
+		walls map[string]struct{}
+	}
+
 	dropPubSub atomic.Bool // tests: the reader loses every message, as if its connection were down
 }
 
-var _ wall.Broker = (*Broker)(nil)
+var (
+	_ wall.Broker   = (*Broker)(nil)
+	_ wall.Interest = (*Broker)(nil)
+)
 
 // redisEvent is one message as published by the sequencer.
 type redisEvent struct {
@@ -123,8 +134,9 @@ type resyncReq struct {
 	done     chan error
 }
 
-// New returns a broker that delivers into hub through client.
-// Start it with Run.
+// New returns a broker that delivers into hub through client, and makes
+// it the hub's Interest (replacing any other), so it knows which walls this
+// instance serves. Start it with Run.
 func New(client redis.UniversalClient, hub *wall.Hub, cfg Config) *Broker {
 	if cfg.History <= 0 {
 		cfg.History = hub.CacheSize()
@@ -157,7 +169,39 @@ func New(client redis.UniversalClient, hub *wall.Hub, cfg Config) *Broker {
 		behind:  make(map[string]uint64),
 	}
 	b.dirty.walls = make(map[string]struct{})
+	b.served.walls = make(map[string]struct{})
+	hub.SetInterest(b)
 	return b
+}
+
+// WallActive implements wall.Interest: wall name has local users.
+func (b *Broker) WallActive(name string) {
+	b.served.Lock()
+	b.served.walls[name] = struct{}{}
+	b.served.Unlock()
+}
+
+// WallIdle implements wall.Interest: wall name has no local user left.
+func (b *Broker) WallIdle(name string) {
+	b.served.Lock()
+	delete(b.served.walls, name)
+	b.served.Unlock()
+}
+
+// Served returns the walls this instance has local users of, sorted: those
+// a sharded (Redis Cluster) broker must subscribe to. Every wall the hub
+// holds is still checked against Redis by the periodic resync: a wall with
+// cached messages and no user keeps its cache, which a returning user reads
+// at once, without a sync.
+func (b *Broker) Served() []string {
+	b.served.Lock()
+	defer b.served.Unlock()
+	names := make([]string, 0, len(b.served.walls))
+	for n := range b.served.walls {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	return names
 }
 
 // key returns the key that the library functions take for a wall.

@@ -614,3 +614,41 @@ func fcallCalls(stats string) int {
 	}
 	return 0
 }
+
+// TestRedisBrokerServed: the broker is the hub's Interest and knows which
+// walls this instance serves (has local users of), on every path a user
+// takes; a wall it only applies messages to for a peer is not served once
+// that work is done.
+func TestRedisBrokerServed(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := startNode(t, srv, 10), startNode(t, srv, 10)
+	if got := a.b.Served(); len(got) != 0 {
+		t.Fatalf("Served = %v before any user", got)
+	}
+	poller := a.hub.Acquire("polled")
+	ws := a.hub.Acquire("watched")
+	sub := &recorder{}
+	ws.Subscribe(sub, wall.Cursor{})
+	if got := a.b.Served(); !slices.Equal(got, []string{"polled", "watched"}) {
+		t.Fatalf("Served = %v, want [polled watched]", got)
+	}
+	// A post from B reaches A's applier; a post on A to a wall nobody
+	// reads there is a user only while it is served (the broker's own
+	// Acquire included).
+	if _, err := post(t, b, "watched", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := post(t, a, "elsewhere", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "A applied B's post", func() bool { return ws.Last() == 1 })
+	eventually(t, 5*time.Second, "A done with elsewhere", func() bool {
+		return slices.Equal(a.b.Served(), []string{"polled", "watched"})
+	})
+	a.hub.Release(poller)
+	ws.Unsubscribe(sub)
+	a.hub.Release(ws)
+	if got := a.b.Served(); len(got) != 0 {
+		t.Fatalf("Served = %v after every user left", got)
+	}
+}
