@@ -447,9 +447,11 @@ func TestRedisBrokerNewEpoch(t *testing.T) {
 	if err := admin.Del(context.Background(), "t:{main}:meta", "t:{main}:log", "t:{main}:ids").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.FCall(context.Background(), "wall_publish", []string{"t:{main}"}, "new era").Result(); err != nil {
+	reply, err := admin.FCall(context.Background(), "wall_publish", []string{"t:{main}"}, "new era").Result()
+	if err != nil {
 		t.Fatal(err)
 	}
+	newEpoch, _ := reply.([]any)[1].(string)
 	oldEpoch := a.hub.Wall("main").Epoch()
 	// Restart A's broker on the same hub (its cache and epoch still hold 1..5).
 	b := New(srv.Client(), a.hub, Config{Prefix: "t:", ResyncInterval: 100 * time.Millisecond,
@@ -458,6 +460,16 @@ func TestRedisBrokerNewEpoch(t *testing.T) {
 	done := make(chan struct{})
 	go func() { _ = b.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
+	// A client holding the new epoch's cursor (from a peer): Sync loads
+	// the epoch before the poll is answered, so it is a position, not a
+	// reset (whether Sync or the broker's first resync loaded it).
+	newCursor := wall.Cursor{Set: true, Seq: 1, Epoch: newEpoch}
+	if err := b.Sync(ctx, "main", newCursor); err != nil {
+		t.Fatal(err)
+	}
+	if !a.hub.Wall("main").Has(newCursor) {
+		t.Fatalf("after Sync the wall (epoch %q) cannot place %+v", a.hub.Wall("main").Epoch(), newCursor)
+	}
 	eventually(t, 3*time.Second, "the new epoch adopted", func() bool {
 		ms := a.hub.Wall("main").Messages()
 		return len(ms) == 1 && ms[0].Body == "new era"
