@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"wall/server/internal/netpoll"
+	"wall/server/internal/wsframe"
 	"wall/wall"
 )
 
@@ -81,7 +82,7 @@ func (cl *wsClient) Send(m *wall.Message) {
 		return
 	case len(cl.queue) >= cl.maxQueue:
 		cl.queue = nil
-		cl.closing = closeFrame(websocket.ClosePolicyViolation, closeSlowReason)
+		cl.closing = wsframe.CloseFrame(websocket.ClosePolicyViolation, closeSlowReason)
 		cl.s.clients.countSlow()
 		// A writeLoop blocked on the stalled peer would hold the connection
 		// until writeWait: fail its write now. Deadlines may be set from
@@ -140,7 +141,7 @@ func (cl *wsClient) close(code int, reason string) {
 	cl.mu.Lock()
 	defer cl.mu.Unlock()
 	if cl.closing == nil {
-		cl.closing = closeFrame(code, reason)
+		cl.closing = wsframe.CloseFrame(code, reason)
 	}
 	cl.kickLocked()
 }
@@ -159,7 +160,7 @@ func (cl *wsClient) kickLocked() {
 	}
 }
 
-var pingFrame = controlFrame(opPing, nil)
+var pingFrame = wsframe.Control(wsframe.OpPing, nil)
 
 // takeLocked moves everything pending into bufs, in wire order, and
 // returns the close frame if one is due. With nothing pending it clears
@@ -294,7 +295,7 @@ func unwritten(bufs net.Buffers, n int) net.Buffers {
 // buffer; the pong deadline ends a peer that stopped answering pings.
 func (cl *wsClient) readPump() {
 	defer cl.finish()
-	mr := messageReader{limit: int64(cl.s.cfg.BodyLimit)*6 + frameOverhead}
+	mr := wsframe.MessageReader{Limit: int64(cl.s.cfg.BodyLimit)*6 + frameOverhead}
 	cl.conn.SetReadDeadline(time.Now().Add(cl.s.pongWait()))
 	for {
 		if err := cl.sock.WaitReadable(); err != nil {
@@ -306,9 +307,9 @@ func (cl *wsClient) readPump() {
 		br.Reset(nil)
 		cl.s.frameReaders.Put(br)
 		if err != nil {
-			var ce *closeError
+			var ce *wsframe.CloseError
 			if errors.As(err, &ce) {
-				cl.close(ce.code, ce.reason)
+				cl.close(ce.Code, ce.Reason)
 			}
 			return
 		}
@@ -318,10 +319,10 @@ func (cl *wsClient) readPump() {
 // readBuffered handles messages until br holds no more bytes (and none of
 // a partial message), so that nothing is left buffered when readPump goes
 // back to waiting on the socket.
-func (cl *wsClient) readBuffered(br *bufio.Reader, mr *messageReader) error {
+func (cl *wsClient) readBuffered(br *bufio.Reader, mr *wsframe.MessageReader) error {
 	for {
-		msg, err := mr.next(br, cl.control)
-		if err == errNoMessage {
+		msg, err := mr.Next(br, cl.control)
+		if err == wsframe.ErrNoMessage {
 			return nil // only control frames were buffered
 		}
 		if err != nil {
@@ -331,7 +332,7 @@ func (cl *wsClient) readBuffered(br *bufio.Reader, mr *messageReader) error {
 		if e := cl.post(msg); e != "" {
 			cl.noteError(e)
 		}
-		if br.Buffered() == 0 && mr.partial == nil {
+		if br.Buffered() == 0 && !mr.Partial() {
 			return nil
 		}
 	}
@@ -341,9 +342,9 @@ func (cl *wsClient) readBuffered(br *bufio.Reader, mr *messageReader) error {
 func (cl *wsClient) control(op byte, payload []byte) error {
 	cl.conn.SetReadDeadline(time.Now().Add(cl.s.pongWait()))
 	switch op {
-	case opPing:
-		cl.note(controlFrame(opPong, payload))
-	case opClose:
+	case wsframe.OpPing:
+		cl.note(wsframe.Control(wsframe.OpPong, payload))
+	case wsframe.OpClose:
 		code, reason := websocket.CloseNoStatusReceived, ""
 		if len(payload) >= 2 {
 			code = int(payload[0])<<8 | int(payload[1])
@@ -359,6 +360,9 @@ func (cl *wsClient) control(op byte, payload []byte) error {
 	}
 	return nil
 }
+
+// errPeerClosed is returned after the peer's close frame.
+var errPeerClosed = errors.New("peer closed the connection")
 
 // finish runs when readPump ends: it stops delivery, stops the writer and
 // waits for it, and releases the wall.
@@ -379,3 +383,7 @@ func (cl *wsClient) finish() {
 	cl.s.hub.Release(cl.wall)
 	cl.s.clients.leave(cl)
 }
+
+// newFrameReader makes the readers of Server.frameReaders. 1 KiB takes a
+// typical post in one read.
+func newFrameReader() any { return bufio.NewReaderSize(nil, 1024) }
