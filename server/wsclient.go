@@ -345,14 +345,13 @@ func (cl *wsClient) control(op byte, payload []byte) error {
 	case wsframe.OpPing:
 		cl.note(wsframe.Control(wsframe.OpPong, payload))
 	case wsframe.OpClose:
-		code, reason := websocket.CloseNoStatusReceived, ""
-		if len(payload) >= 2 {
-			code = int(payload[0])<<8 | int(payload[1])
-			reason = string(payload[2:])
+		code, reason, err := wsframe.ParseClose(payload)
+		if err != nil {
+			return err // answered with its own code: 1002, or 1007
 		}
 		// Echo the close (RFC 6455 section 5.5.1) and end.
-		if code == websocket.CloseNoStatusReceived {
-			code = websocket.CloseNormalClosure
+		if code == wsframe.CloseNoStatus {
+			code = wsframe.CloseNormal
 		}
 		cl.s.log.Debug("websocket closed by peer", "wall", cl.wall.Name(), "code", code, "reason", reason)
 		cl.close(code, "")

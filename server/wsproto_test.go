@@ -307,6 +307,18 @@ func TestWSProtoClientClose(t *testing.T) {
 		{"1000 bye", "\x03\xe8bye", 1000},
 		{"4000", "\x0f\xa0", 4000},
 		{"no code", "", 1000},
+		// Codes a peer may not send are answered with 1002, not echoed
+		// (RFC 6455 section 7.4), and so is a one-byte payload.
+		{"999", "\x03\xe7", 1002},
+		{"1004 reserved", "\x03\xec", 1002},
+		{"1005 no status", "\x03\xed", 1002},
+		{"1006 abnormal", "\x03\xee", 1002},
+		{"1015 TLS", "\x03\xf7", 1002},
+		{"1016 unassigned", "\x03\xf8", 1002},
+		{"2999 unassigned", "\x0b\xb7", 1002},
+		{"5000", "\x13\x88", 1002},
+		{"one byte", "\x03", 1002},
+		{"invalid UTF-8 reason", "\x03\xe8\xff", 1007},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t, Config{}, 10)
