@@ -88,35 +88,55 @@ type wsConn struct {
 }
 
 // readPump reads the client's frames until the connection ends, then
-// cleans up. While the peer is silent it waits for data without holding a
-// buffer; the pong deadline ends a peer that stopped answering pings. It
-// is the connection's reader goroutine, started by handleWS.
+// cleans up. It is the connection's reader goroutine, started by
+// handleWS; a panic under it ends only this connection.
+//
+// While the peer is silent this goroutine is parked in WaitReadable,
+// so the frames on its stack then are what an idle connection's stack
+// costs: they stay small (the GC shrinks a stack used under a quarter),
+// with the error handling and the buffered reading in calls of their own.
 func (c *wsConn) readPump() {
 	reason := outbound.PeerClosed
 	defer func() { c.finish(reason) }()
 	defer c.sess.CatchPanic("readPump")
-	conn := c.sess.Conn()
+	reason = c.serve()
+}
+
+// serve waits for data without holding a buffer and reads what arrives,
+// until the connection ends, and says why it ended. The pong deadline
+// ends a peer that stopped answering pings.
+func (c *wsConn) serve() outbound.Reason {
 	mr := wsframe.MessageReader{Limit: int64(c.s.cfg.BodyLimit)*6 + frameOverhead}
-	conn.SetReadDeadline(time.Now().Add(c.s.pongWait()))
+	c.sess.Conn().SetReadDeadline(time.Now().Add(c.s.pongWait()))
 	for {
 		if err := c.sess.Socket().WaitReadable(); err != nil {
-			reason = readReason(err)
-			return
+			return readReason(err)
 		}
-		br := c.s.frameReaders.Get().(*bufio.Reader)
-		br.Reset(conn)
-		err := c.readBuffered(br, &mr)
-		br.Reset(nil)
-		c.s.frameReaders.Put(br)
-		if err != nil {
-			reason = readReason(err)
-			var ce *wsframe.CloseError
-			if errors.As(err, &ce) {
-				c.sess.CloseWith(outbound.ProtocolError, wsframe.CloseFrame(ce.Code, ce.Reason))
-			}
-			return
+		if err := c.readNow(&mr); err != nil {
+			return c.readFailed(err)
 		}
 	}
+}
+
+// readNow reads what has arrived with a pooled buffer, which it gives back
+// before readPump waits again.
+func (c *wsConn) readNow(mr *wsframe.MessageReader) error {
+	br := c.s.frameReaders.Get().(*bufio.Reader)
+	br.Reset(c.sess.Conn())
+	err := c.readBuffered(br, mr)
+	br.Reset(nil)
+	c.s.frameReaders.Put(br)
+	return err
+}
+
+// readFailed answers a protocol violation with its close frame and says
+// why the read ended the connection.
+func (c *wsConn) readFailed(err error) outbound.Reason {
+	var ce *wsframe.CloseError
+	if errors.As(err, &ce) {
+		c.sess.CloseWith(outbound.ProtocolError, wsframe.CloseFrame(ce.Code, ce.Reason))
+	}
+	return readReason(err)
 }
 
 // readReason says why a read ended the connection.

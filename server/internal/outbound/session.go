@@ -151,9 +151,6 @@ func (s *Session) Note(frame []byte) bool {
 	return true
 }
 
-// Encoder returns the transport's encoder, for the reader's own notes.
-func (s *Session) Encoder() Encoder { return s.o.Encoder }
-
 // Keepalive asks for a ping; the Registry's keepalive loop calls it.
 func (s *Session) Keepalive() {
 	s.mu.Lock()
