@@ -16,6 +16,7 @@ import (
 
 	"wall/server/internal/admit"
 	"wall/server/internal/netpoll"
+	"wall/server/internal/outbound"
 	"wall/wall"
 )
 
@@ -83,9 +84,11 @@ type Server struct {
 	admit  *admit.Admitter // every entry path's admission (admission.go)
 
 	upgrader  websocket.Upgrader
-	clients   wsClients        // live WebSocket connections
-	flusher   *netpoll.Flusher // writes to them
-	keepalive chan struct{}    // closed when the keepalive loop has ended
+	streams   outbound.Registry[*outbound.Session] // live streaming connections (WebSocket)
+	wsOpts    *outbound.Options                    // what every WebSocket session shares
+	wsEnded   outbound.Counters                    // WebSocket sessions ended, per reason
+	flusher   *netpoll.Flusher                     // writes to them
+	keepalive chan struct{}                        // closed when the keepalive loop has ended
 
 	// The long-poll engine (pollconn.go): enabled by Listener.
 	ln      atomic.Pointer[listener]
@@ -117,10 +120,11 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	s.upgrader = s.newUpgrader()
 	s.echo = s.routes(assets)
 	s.flusher = netpoll.NewFlusher()
+	s.wsOpts = s.wsOptions()
 	s.keepalive = make(chan struct{})
 	go func() { // owned by the Server, ended by hub.Close
 		defer close(s.keepalive)
-		s.clients.run(hub.Done(), cfg.PingInterval)
+		s.streams.Run(hub.Done(), cfg.PingInterval)
 	}()
 	s.pollsWoken = make(chan struct{})
 	go func() { // owned by the Server, ended by hub.Close
@@ -142,7 +146,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 func (s *Server) Wait() {
 	<-s.keepalive
 	<-s.pollsWoken
-	s.clients.live.Wait()
+	s.streams.Wait()
 	s.polls.live.Wait()
 	if l := s.ln.Load(); l != nil && l.rx != nil {
 		l.rx.Close()
