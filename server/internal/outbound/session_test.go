@@ -120,7 +120,7 @@ func (ts *testSession) readAll(t *testing.T) string {
 }
 
 func msg(seq uint64, body string) *wall.Message {
-	return wall.NewMessage("00000000-0000-4000-8000-000000000000", seq, body)
+	return wall.NewMessage("00000000-0000-4000-8000-000000000000", seq, "e", body)
 }
 
 // Whichever writer runs (a flusher worker or the session's writeLoop), the
