@@ -61,35 +61,13 @@ func newPollBuf() any {
 	return &b
 }
 
-// States of a pollConn (pollConn.state). Whoever moves a connection out
-// of a waiting state with a compare-and-swap owns it until it stores a
-// waiting state again.
-const (
-	psBusy     int32 = iota // a goroutine has it (its own, the reactor's, a timer's); Send ignores it
-	psWaitSlow              // its goroutine waits in wait: Send wakes it
-	psWaiting               // waits in the reactor for messages: Send queues it for a flusher worker
-	psClaimed               // a flusher worker is answering it
-	psIdle                  // waits in the reactor for its next request
-	psDone                  // finished
-)
-
-// flow says how serving a connection goes on.
-type flow int
-
-const (
-	flowOn     flow = iota // go on
-	flowDone               // the connection is done: finish it
-	flowParked             // it waits in the reactor, or a worker has it
-	flowBlock              // (reactor) the next step blocks: a goroutine goes on (resumeWait)
-)
-
 // pollConn is a keep-alive connection the engine holds.
 //
-// One owner at a time serves it (see the states): its goroutine, the
+// One owner at a time serves it (see connState): its goroutine, the
 // reactor's, a flusher worker or its timer's. The others touch only woken
 // and wake (set by Send and Reset under the wall's lock and by wakeUp,
 // the shutdown closer, along with a read deadline in the past that ends
-// a slow wait), the atomics (state, queued, ready, due, firesAt), and
+// a slow wait), the atomics (st, queued, ready, due, firesAt), and
 // timer, which anyone may set to fire sooner: onTimer checks before it
 // acts.
 type pollConn struct {
@@ -115,12 +93,12 @@ type pollConn struct {
 	woken atomic.Bool   // a message, a reset or shutdown came
 	wake  chan struct{} // signalled with woken; 1-buffered
 
-	state      atomic.Int32 // psBusy...
-	queued     atomic.Bool  // submitted to the flusher and not yet taken
-	subscribed bool         // pc is among wall's subscribers
-	rest       []byte       // an answer's bytes the socket did not take: a goroutine writes them
-	failed     bool         // a worker's write failed
-	resumeWait bool         // after flowBlock: the goroutine waits for the answer (or reads the next request)
+	st         atomic.Uint64 // a stamp: state and generation (pollstate.go)
+	queued     atomic.Bool   // submitted to the flusher and not yet taken
+	subscribed bool          // pc is among wall's subscribers
+	rest       []byte        // an answer's bytes the socket did not take: a goroutine writes them
+	failed     bool          // a worker's write failed
+	resumeWait bool          // after flowBlock: the goroutine waits for the answer (or reads the next request)
 
 	// ready is set by the reactor when the socket becomes readable, and
 	// cleared by whoever then looks at it: an owner that parks the
@@ -207,12 +185,12 @@ func (s *Server) parkPoll(c echo.Context, w *wall.Wall, cursor wall.Cursor, dead
 // Send has the waiting poll answered: by a flusher worker, or by its own
 // goroutine, woken. Called under the wall's lock: never blocks.
 func (pc *pollConn) Send(*wall.Message) {
-	switch pc.state.Load() {
-	case psWaiting:
+	switch pc.stamp().state() {
+	case stateWaiting:
 		if pc.queued.CompareAndSwap(false, true) && !pc.s.flusher.Submit(pc) {
 			go pc.Flush(nil, nil) // the queue is full
 		}
-	case psWaitSlow:
+	case stateWaitSlow:
 		if pc.woken.CompareAndSwap(false, true) {
 			pc.signal()
 		}
@@ -263,15 +241,11 @@ func (pc *pollConn) serve(wait bool) {
 // goroutine (run, not blocking) until it waits again.
 func (pc *pollConn) Readable() {
 	pc.ready.Store(true)
-	wait := false
-	switch {
-	case pc.state.CompareAndSwap(psIdle, psBusy):
-	case pc.state.CompareAndSwap(psWaiting, psBusy):
-		wait = true
-	default:
+	from, ok := pc.take(stateIdle, stateWaiting)
+	if !ok {
 		return // its owner sees ready when it parks it
 	}
-	switch pc.run(wait, true) {
+	switch pc.run(from == stateWaiting, true) {
 	case flowBlock:
 		go pc.serve(pc.resumeWait)
 	case flowDone:
@@ -287,49 +261,44 @@ func (pc *pollConn) Readable() {
 // answers a poll whose deadline passed, closes a connection idle too
 // long, and otherwise leaves the connection waiting, the timer re-armed.
 func (pc *pollConn) onTimer() {
-	for {
-		switch st := pc.state.Load(); st {
-		case psWaiting:
-			if pc.state.CompareAndSwap(psWaiting, psBusy) {
-				pc.serve(true) // waitAnswer answers if due, or waits again
-				return
-			}
-		case psIdle:
-			if !pc.state.CompareAndSwap(psIdle, psBusy) {
-				continue
-			}
-			left := time.Until(time.Unix(0, pc.due.Load()))
-			if left <= 0 || pc.shuttingDown() {
-				pc.finish()
-				return
-			}
-			pc.setTimer(left)
-			if !pc.parked(psIdle) {
-				pc.serve(false) // its request came
-			}
-			return
-		case psClaimed:
-			pc.setTimer(10 * time.Millisecond) // look again once the worker is done
-			return
-		default:
-			// Its owner re-arms the timer when it parks it; or it is done.
-			return
-		}
+	from, ok := pc.take(stateWaiting, stateIdle)
+	switch {
+	case !ok && from == stateClaimed:
+		pc.setTimer(10 * time.Millisecond) // look again once the worker is done
+		return
+	case !ok:
+		return // its owner re-arms the timer when it parks it; or it is done
+	case from == stateWaiting:
+		pc.serve(true) // waitAnswer answers if due, or waits again
+		return
+	}
+	left := time.Until(time.Unix(0, pc.due.Load()))
+	if left <= 0 || pc.shuttingDown() {
+		pc.finish()
+		return
+	}
+	pc.setTimer(left)
+	if !pc.parked(stateIdle) {
+		pc.serve(false) // its request came
 	}
 }
 
-// parked stores st, a wait in the reactor, and reports whether the
-// connection waits: not if it became readable, or shutdown began, in the
-// meantime and the caller took it back.
-func (pc *pollConn) parked(st int32) bool {
-	pc.state.Store(st)
-	return !((pc.ready.Load() || pc.shuttingDown()) && pc.state.CompareAndSwap(st, psBusy))
+// parked moves the connection to st, a wait in the reactor, and reports
+// whether it waits: not if it became readable, or shutdown began, in the
+// meantime and the caller took it back (that very wait: its stamp).
+func (pc *pollConn) parked(st connState) bool {
+	s := pc.set(st)
+	if !pc.ready.Load() && !pc.shuttingDown() {
+		return true
+	}
+	_, took := pc.change(s, stateBusy)
+	return !took
 }
 
 // finish ends the connection's time in the engine: it lets go of the wall,
 // then hands the connection back to net/http or closes it.
 func (pc *pollConn) finish() {
-	pc.state.Store(psDone)
+	pc.set(stateDone)
 	if pc.timer != nil {
 		pc.timer.Stop()
 	}
@@ -404,21 +373,26 @@ func (pc *pollConn) waitAnswer(nb bool) flow {
 					return flowDone // hung up: write nothing, as Tornado
 				}
 			}
-			// From the store on, the connection may be another's: only
-			// locals after it. A message after the store reaches Send;
-			// shutdown after it reaches onTimer.
+			// From the move on, the connection may be another's: only
+			// locals after it, and it is taken back by its stamp only,
+			// so that res answers this poll and no later one. A
+			// message after the move reaches Send; shutdown after it
+			// reaches onTimer.
 			w, c, deadline := pc.wall, pc.cursor, pc.deadline
 			pc.arm(deadline)
-			pc.state.Store(psWaiting)
+			s := pc.set(stateWaiting)
+			pc.hookParked()
 			res, _ := w.Poll(c)
 			if len(res.Messages) > 0 || pc.shuttingDown() || !time.Now().Before(deadline) {
-				if !pc.state.CompareAndSwap(psWaiting, psBusy) {
+				if _, ok := pc.change(s, stateBusy); !ok {
 					return flowParked // a worker answers it
 				}
 				return pc.answerNow(res, nb)
 			}
-			if pc.ready.Load() && pc.state.CompareAndSwap(psWaiting, psBusy) {
-				continue
+			if pc.ready.Load() {
+				if _, ok := pc.change(s, stateBusy); ok {
+					continue
+				}
 			}
 			return flowParked
 		}
@@ -436,7 +410,7 @@ func (pc *pollConn) waitAnswer(nb bool) flow {
 		case <-pc.wake:
 		default:
 		}
-		pc.state.Store(psWaitSlow)
+		pc.set(stateWaitSlow)
 		res, _ := pc.wall.Poll(pc.cursor)
 		if len(res.Messages) == 0 && !pc.shuttingDown() && time.Now().Before(pc.deadline) {
 			err := pc.wait()
@@ -489,7 +463,7 @@ func (pc *pollConn) answerNow(res wall.Result, nb bool) flow {
 func (pc *pollConn) leaveSlow() {
 	pc.wall.Unsubscribe(pc)
 	pc.subscribed = false
-	pc.state.Store(psBusy)
+	pc.set(stateBusy)
 }
 
 // flush answers a poll waiting in the reactor, on a flusher worker: the
@@ -499,21 +473,31 @@ func (pc *pollConn) leaveSlow() {
 // finishes (afterFlush).
 func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 	pc.queued.Store(false)
-	if !pc.state.CompareAndSwap(psWaiting, psClaimed) {
+	s := pc.stamp()
+	if s.state() != stateWaiting {
 		return // someone else has it, or another worker answered
 	}
-	res, _ := pc.wall.Poll(pc.cursor)
+	s, ok := pc.change(s, stateClaimed)
+	if !ok {
+		return
+	}
+	w, c := pc.wall, pc.cursor
+	res, _ := w.Poll(c)
 	for len(res.Messages) == 0 {
 		// Nothing after the cursor yet (a cursor ahead of this instance's
-		// wall): wait on. A Send after the store queues the poll again.
-		pc.state.Store(psWaiting)
-		if res, _ = pc.wall.Poll(pc.cursor); len(res.Messages) == 0 {
-			if pc.ready.Load() && pc.state.CompareAndSwap(psWaiting, psBusy) {
-				go pc.serve(true) // the client sent something meanwhile
+		// wall): wait on. A Send after the move queues the poll again; as
+		// in waitAnswer, only locals and the stamp after it.
+		s = pc.set(stateWaiting)
+		pc.hookParked()
+		if res, _ = w.Poll(c); len(res.Messages) == 0 {
+			if pc.ready.Load() {
+				if _, ok := pc.change(s, stateBusy); ok {
+					go pc.serve(true) // the client sent something meanwhile
+				}
 			}
 			return
 		}
-		if !pc.state.CompareAndSwap(psWaiting, psClaimed) {
+		if s, ok = pc.change(s, stateClaimed); !ok {
 			return
 		}
 	}
@@ -533,7 +517,7 @@ func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 	pc.s.polls.workerAnswers.Add(1)
 	pc.putBuf(bp, full)
 	if pc.failed || pc.rest != nil || !pc.keepAlive {
-		pc.state.Store(psBusy)
+		pc.set(stateBusy)
 		go pc.afterFlush()
 		return
 	}
@@ -542,7 +526,7 @@ func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 		// The timer is set for the poll's deadline: too late.
 		pc.setTimer(pc.s.cfg.IdleTimeout)
 	}
-	if !pc.parked(psIdle) {
+	if !pc.parked(stateIdle) {
 		go pc.serve(false) // its next request came while the worker had it
 	}
 }
@@ -700,7 +684,7 @@ func (pc *pollConn) parkIdle() flow {
 			return flowDone // an idle connection closes at shutdown
 		}
 		pc.setTimer(time.Until(time.Unix(0, pc.due.Load())))
-		if pc.parked(psIdle) {
+		if pc.parked(stateIdle) {
 			return flowParked
 		}
 	}
@@ -864,4 +848,11 @@ func (pc *pollConn) start(name string, cursor wall.Cursor, close bool, req []byt
 	pc.cursor, pc.keepAlive = cursor, !close
 	pc.deadline = time.Now().Add(s.cfg.PollTimeout)
 	return true, flowOn
+}
+
+// hookParked runs the test hook where a poll has just been parked.
+func (pc *pollConn) hookParked() {
+	if h := pc.s.testHookParked; h != nil {
+		h()
+	}
 }

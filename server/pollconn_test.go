@@ -112,7 +112,7 @@ func (e *engineEnv) waitingFast(n int) {
 		defer e.srv.polls.mu.Unlock()
 		k := 0
 		for pc := range e.srv.polls.set {
-			if pc.state.Load() == psWaiting {
+			if pc.stamp().state() == stateWaiting {
 				k++
 			}
 		}
@@ -722,4 +722,105 @@ func TestEngineFlusherQueueFull(t *testing.T) {
 	if p := decodePoll(t, body); resp.StatusCode != 200 || p.Messages == nil || (*p.Messages)[0] != m2 {
 		t.Fatalf("answer %d %s", resp.StatusCode, body)
 	}
+}
+
+// Keep-alive connections alternate between two walls while messages are
+// posted to both: every answer holds only messages of the wall it asked
+// for, after the cursor it sent (or is that cursor's timeout). The hook
+// widens the window in which a poll's owner, having parked it, may take
+// it back: by then a worker may have answered it and the reactor parked
+// the connection's next request, which the owner must not answer.
+func TestEngineAnswersTheRequestAsked(t *testing.T) {
+	const conns = 100
+	e := newEngineEnvCache(t, Config{PollTimeout: 300 * time.Millisecond}, 10000)
+	var n atomic.Int64
+	e.srv.testHookParked = func() {
+		if n.Add(1)%3 == 0 {
+			time.Sleep(2 * time.Millisecond)
+		}
+	}
+	walls := [2]string{"a", "b"}
+	for _, w := range walls {
+		e.publish(w, w+"-first")
+	}
+	addr := e.ts.Listener.Addr().String()
+	stop := make(chan struct{})
+	var posters sync.WaitGroup
+	for _, w := range walls {
+		posters.Add(1)
+		go func() {
+			defer posters.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				case <-time.After(5 * time.Millisecond):
+				}
+				if _, err := e.broker.Publish(context.Background(), w, uuid.NewString(), fmt.Sprintf("%s-%d", w, i)); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	errs := make(chan error, conns)
+	end := time.Now().Add(1500 * time.Millisecond)
+	for i := range conns {
+		go func() { errs <- alternatingPoller(addr, i, walls, end) }()
+	}
+	for range conns {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	close(stop)
+	posters.Wait()
+}
+
+// alternatingPoller polls walls in turn on one connection until end, each
+// from the last seq it saw of that wall, and checks every answer.
+func alternatingPoller(addr string, i int, walls [2]string, end time.Time) error {
+	c, err := net.Dial("tcp", addr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	var last [2]uint64
+	for k := 0; time.Now().Before(end); k++ {
+		w := k % 2
+		cursor := strconv.FormatUint(last[w], 10)
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		if _, err := io.WriteString(c, getPoll("wall="+walls[w]+"&cursor="+cursor)); err != nil {
+			return err
+		}
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			return fmt.Errorf("poller %d: %v", i, err)
+		}
+		b, err := io.ReadAll(resp.Body)
+		if err != nil || resp.StatusCode != 200 {
+			return fmt.Errorf("poller %d: %d %s %v", i, resp.StatusCode, b, err)
+		}
+		var p struct {
+			Messages *[]testMsg
+			Cursor   string
+		}
+		if err := json.Unmarshal(b, &p); err != nil {
+			return fmt.Errorf("poller %d: %q: %v", i, b, err)
+		}
+		if p.Messages == nil {
+			if p.Cursor != cursor {
+				return fmt.Errorf("poller %d: wall %s cursor %s: timeout answer %s", i, walls[w], cursor, b)
+			}
+			continue
+		}
+		for _, m := range *p.Messages {
+			if !strings.HasPrefix(m.Body, walls[w]+"-") || m.Seq <= last[w] {
+				return fmt.Errorf("poller %d: wall %s cursor %s: answer %s", i, walls[w], cursor, b)
+			}
+			last[w] = m.Seq
+		}
+	}
+	return nil
 }

@@ -87,6 +87,11 @@ type Server struct {
 	frameReaders sync.Pool     // *bufio.Reader
 	pollBufs     sync.Pool     // *[]byte
 	pollsWoken   chan struct{} // closed once shutdown has woken them all
+
+	// testHookParked, if set, runs where the engine has parked a poll,
+	// before it polls the wall and may take the poll back: tests widen
+	// that window with it. Set before the server serves.
+	testHookParked func()
 }
 
 // New builds a server over hub and broker. views holds the HTML templates and
