@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/json"
 	"net/http"
 	"strconv"
 	"time"
@@ -123,5 +124,14 @@ func timeoutResponse(c wall.Cursor) []byte {
 	// ParseCursor admits printable ASCII only, for which Go quoting is
 	// valid JSON.
 	b := strconv.AppendQuote([]byte(`{"cursor": `), c.String())
+	return append(b, '}')
+}
+
+// appendErrorBody appends {"error": "<msg>"}, the body of every error
+// answer, whichever path writes it.
+func appendErrorBody(b []byte, msg string) []byte {
+	q, _ := json.Marshal(msg) // a string always encodes
+	b = append(b, `{"error": `...)
+	b = append(b, q...)
 	return append(b, '}')
 }

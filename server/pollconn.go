@@ -506,7 +506,7 @@ func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 	}
 	bp := pc.s.pollBufs.Get().(*[]byte)
 	full := appendPollResponse((*bp)[:respReserve], res)
-	b := pc.response(full)
+	b := pc.response(http.StatusOK, full)
 	// The worker owns the connection: its descriptor stays open.
 	n, err := pc.sock.WriteNow(b)
 	pc.rest, pc.failed = nil, err != nil
@@ -603,14 +603,27 @@ func (pc *pollConn) answerTimeout(nb bool) flow {
 	return f
 }
 
+// answerError answers a refused poll with status code and the error
+// body, as the server's error handler does, and the connection goes on.
+func (pc *pollConn) answerError(code int, msg string, nb bool) flow {
+	bp := pc.s.pollBufs.Get().(*[]byte)
+	b := appendErrorBody((*bp)[:respReserve], msg)
+	f := pc.answerStatus(code, b, nb)
+	pc.putBuf(bp, b)
+	return f
+}
+
 // answer writes a 200 response whose body follows the respReserve bytes
 // reserved at the start of b. With nb, what the socket does not take is
 // left in pc.rest for a goroutine to write (flowBlock).
-func (pc *pollConn) answer(b []byte, nb bool) flow {
+func (pc *pollConn) answer(b []byte, nb bool) flow { return pc.answerStatus(http.StatusOK, b, nb) }
+
+// answerStatus is answer with status code.
+func (pc *pollConn) answerStatus(code int, b []byte, nb bool) flow {
 	if pc.shuttingDown() {
 		pc.keepAlive = false // as net/http does during Shutdown
 	}
-	b = pc.response(b)
+	b = pc.response(code, b)
 	if nb {
 		n, err := pc.sock.WriteNow(b)
 		switch {
@@ -628,12 +641,22 @@ func (pc *pollConn) answer(b []byte, nb bool) flow {
 	return flowOn
 }
 
-// response writes the head of a 200 response right-aligned into the
-// respReserve bytes reserved at the start of b, whose body follows, and
-// returns head and body: they go out in one write.
-func (pc *pollConn) response(b []byte) []byte {
+// response writes the head of a response with status code right-aligned
+// into the respReserve bytes reserved at the start of b, whose body
+// follows, and returns head and body: they go out in one write.
+func (pc *pollConn) response(code int, b []byte) []byte {
 	var hb [respReserve]byte
-	h := append(hb[:0], "HTTP/1.1 200 OK\r\nContent-Type: application/json; charset=UTF-8\r\nContent-Length: "...)
+	h := hb[:0]
+	if code == http.StatusOK {
+		h = append(h, "HTTP/1.1 200 OK\r\n"...)
+	} else {
+		h = append(h, "HTTP/1.1 "...)
+		h = strconv.AppendInt(h, int64(code), 10)
+		h = append(h, ' ')
+		h = append(h, http.StatusText(code)...)
+		h = append(h, "\r\n"...)
+	}
+	h = append(h, "Content-Type: application/json; charset=UTF-8\r\nContent-Length: "...)
 	h = strconv.AppendInt(h, int64(len(b)-respReserve), 10)
 	if !pc.keepAlive {
 		h = append(h, "\r\nConnection: close"...)
@@ -798,18 +821,17 @@ func (pc *pollConn) next(nb bool) (wait bool, f flow) {
 	pc.req = pollRequest{req, viewString(buf[headLen:total])}
 	t, aerr := pc.s.admit.Admit(&pc.req, admit.Poll)
 	pc.req = pollRequest{} // it views buf
-	if aerr != nil {
-		pc.giveBack(buf[:total])
-		return false, flowDone
-	}
-	name, cursor := t.Wall, t.Cursor
-	if nb && pc.needsSync(name, cursor) {
+	if aerr == nil && nb && pc.needsSync(t.Wall, t.Cursor) {
 		return redo(buf)
 	}
 	if len(buf) > total {
-		pc.pending = bytes.Clone(buf[total:])
+		pc.pending = bytes.Clone(buf[total:]) // pipelined: served next
 	}
-	return pc.start(name, cursor, req.close, buf[:total])
+	pc.keepAlive = !req.close
+	if aerr != nil {
+		return false, pc.answerError(aerr.Status, aerr.Message, nb)
+	}
+	return pc.start(t.Wall, t.Cursor, nb)
 }
 
 // needsSync reports whether serving a poll of the wall name from cursor
@@ -821,14 +843,9 @@ func (pc *pollConn) needsSync(name string, cursor wall.Cursor) bool {
 	return !syncless(pc.wall, cursor)
 }
 
-// giveBack has net/http serve req (and what followed it), to answer it
-// with an error.
-func (pc *pollConn) giveBack(req []byte) {
-	pc.back = append(bytes.Clone(req), pc.pending...)
-}
-
-// start sets up a poll read by next (req), which waitAnswer then answers.
-func (pc *pollConn) start(name string, cursor wall.Cursor, close bool, req []byte) (wait bool, f flow) {
+// start sets up a poll read by next, which waitAnswer then answers, or
+// answers 503 if the cursor cannot be placed.
+func (pc *pollConn) start(name string, cursor wall.Cursor, nb bool) (wait bool, f flow) {
 	s := pc.s
 	if pc.wall == nil || pc.wall.Name() != name {
 		w := s.hub.Acquire(strings.Clone(name)) // name views the read buffer
@@ -841,11 +858,11 @@ func (pc *pollConn) start(name string, cursor wall.Cursor, close bool, req []byt
 		}
 		pc.wall = w
 	}
-	if s.sync(context.Background(), pc.wall, cursor) != nil {
-		pc.giveBack(req) // net/http tries again, and answers 503
-		return false, flowDone
+	if err := s.sync(context.Background(), pc.wall, cursor); err != nil {
+		code, msg, _ := errorStatus(err)
+		return false, pc.answerError(code, msg, nb)
 	}
-	pc.cursor, pc.keepAlive = cursor, !close
+	pc.cursor = cursor
 	pc.deadline = time.Now().Add(s.cfg.PollTimeout)
 	return true, flowOn
 }

@@ -824,3 +824,75 @@ func alternatingPoller(addr string, i int, walls [2]string, end time.Time) error
 	}
 	return nil
 }
+
+// The engine answers a poll it refuses (XSRF, wall, cursor, a cursor the
+// broker cannot place) itself, with the bytes net/http writes, without
+// handing it back: nothing is checked twice, the broker is asked once.
+func TestEngineAnswersErrors(t *testing.T) {
+	var sb *syncFailBroker
+	e := newEngineEnvBroker(t, Config{}, 10, func(m *wall.MemoryBroker) wall.Broker {
+		sb = &syncFailBroker{MemoryBroker: m}
+		return sb
+	})
+	e.post("", "x")
+	held := e.dial()
+	for _, req := range []string{
+		postPoll(url.Values{"_xsrf": {"nope"}}),
+		postPoll(url.Values{"_xsrf": {"nope"}}, "Connection: close\r\n"),
+		getPoll("wall=" + strings.Repeat("w", 80)),
+		getPoll("cursor=a%20b"),
+		getPoll("cursor=99"), // ahead of the wall, the broker away: 503
+	} {
+		sb.fail.Store(true)
+		fresh := e.dial() // net/http serves a connection's first request
+		fresh.send(req)
+		want, wantBody := fresh.read()
+
+		e.hold(held)
+		handled, syncs := e.handled.Load(), sb.calls.Load()
+		held.send(req)
+		resp, body := held.read()
+		sb.fail.Store(false)
+		if resp.StatusCode != want.StatusCode || resp.StatusCode < 400 ||
+			resp.Header.Get("Content-Type") != want.Header.Get("Content-Type") || !bytes.Equal(body, wantBody) {
+			t.Errorf("%q:\nengine   %d %q %s\nnet/http %d %q %s", req, resp.StatusCode, resp.Header.Get("Content-Type"), body,
+				want.StatusCode, want.Header.Get("Content-Type"), wantBody)
+		}
+		if n := e.handled.Load() - handled; n != 0 {
+			t.Errorf("%q: handed back to net/http", req)
+		}
+		if n := sb.calls.Load() - syncs; resp.StatusCode == http.StatusServiceUnavailable && n != 1 {
+			t.Errorf("%q: %d syncs", req, n)
+		}
+		if resp.Close != want.Close {
+			t.Errorf("%q: Connection: close %v, net/http %v", req, resp.Close, want.Close)
+		}
+		if resp.Close {
+			held.closed()
+			held = e.dial()
+		}
+	}
+}
+
+// Requests pipelined behind a poll the engine refuses are answered in
+// order, whether they came whole with it or in pieces after it.
+func TestEnginePipelinedAfterRefusal(t *testing.T) {
+	e := newEngineEnv(t, Config{})
+	e.post("", "x")
+	rc := e.dial()
+	e.hold(rc)
+	refused := getPoll("cursor=a%20b")
+	next := getPoll("cursor=0")
+	rc.send(refused + next + "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n" + refused + next[:10])
+	time.Sleep(20 * time.Millisecond) // the engine reads the half request alone
+	rc.send(next[10:])
+	for i, want := range []int{400, 200, 200, 400, 200} {
+		resp, b := rc.read()
+		if resp.StatusCode != want {
+			t.Fatalf("answer %d: %d %s, want %d", i, resp.StatusCode, b, want)
+		}
+		if want == 200 && i != 2 && decodePoll(t, b).Messages == nil {
+			t.Fatalf("answer %d: %s", i, b)
+		}
+	}
+}
