@@ -721,6 +721,7 @@ func (pc *pollConn) readNow() error {
 		pc.s.pollBufs.Put(bp)
 		return err
 	}
+	pc.mayHaveMore(n, cap(*bp))
 	*bp = (*bp)[:n]
 	pc.in = bp
 	return nil
@@ -782,6 +783,7 @@ func (pc *pollConn) next(nb bool) (wait bool, f flow) {
 			timed = true
 		}
 		n, err := pc.conn.Read(buf[len(buf):cap(buf)])
+		pc.mayHaveMore(n, cap(buf)-len(buf))
 		buf = buf[:len(buf)+n]
 		return err
 	}
@@ -832,6 +834,15 @@ func (pc *pollConn) next(nb bool) (wait bool, f flow) {
 		return false, pc.answerError(aerr.Status, aerr.Message, nb)
 	}
 	return pc.start(t.Wall, t.Cursor, nb)
+}
+
+// mayHaveMore notes a read of n bytes into room: one that filled it may
+// have left bytes in the socket, which the reactor, edge-triggered, will
+// not report again. The next wait looks at the socket first (ready).
+func (pc *pollConn) mayHaveMore(n, room int) {
+	if n == room {
+		pc.ready.Store(true)
+	}
 }
 
 // needsSync reports whether serving a poll of the wall name from cursor

@@ -896,3 +896,29 @@ func TestEnginePipelinedAfterRefusal(t *testing.T) {
 		}
 	}
 }
+
+// Pipelined polls written at once, more than one read of the engine
+// takes and ending on request boundaries, are all answered, in order,
+// without the client sending more.
+func TestEnginePipelinedReadBoundary(t *testing.T) {
+	e := newEngineEnv(t, Config{})
+	e.post("", "x")
+	rc := e.dial()
+	e.hold(rc)
+	const size, n = 512, 3 * (maxPollHead + pollArgsLimit) / 512
+	var all strings.Builder
+	for i := range n {
+		req := getPoll(fmt.Sprintf("cursor=0&i=%d", i), "X-Pad: ")
+		req = req[:len(req)-2] + strings.Repeat("p", size-len(req)-2) + "\r\n\r\n"
+		if len(req) != size {
+			t.Fatalf("request of %d bytes", len(req))
+		}
+		all.WriteString(req)
+	}
+	go func() { io.WriteString(rc.c, all.String()) }()
+	for i := range n {
+		if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
+			t.Fatalf("answer %d: %d %s", i, resp.StatusCode, b)
+		}
+	}
+}
