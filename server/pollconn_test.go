@@ -23,6 +23,7 @@ import (
 	"github.com/google/uuid"
 
 	"wall/assets"
+	"wall/server/internal/longpoll"
 	"wall/server/internal/netpoll"
 	"wall/views"
 	"wall/wall"
@@ -77,7 +78,7 @@ func newEngineEnvBroker(t *testing.T, cfg Config, cache int, wrap func(*wall.Mem
 		tr.CloseIdleConnections()
 		ts.Close()
 		waitDone(t, "srv.Wait after cleanup", 10*time.Second, srv.Wait)
-		if n := srv.polls.len(); n != 0 {
+		if n := srv.engine.Stats().Conns; n != 0 {
 			t.Errorf("%d connections left in the engine", n)
 		}
 	})
@@ -101,23 +102,14 @@ func newSlowReaderEnv(t *testing.T) (*engineEnv, *rawConn, testMsg) {
 func (e *engineEnv) held(n int) {
 	e.t.Helper()
 	waitFor(e.t, fmt.Sprintf("%d connections in the engine", n), 5*time.Second,
-		func() bool { return e.srv.polls.len() == n })
+		func() bool { return e.srv.engine.Stats().Conns == n })
 }
 
 // waitingFast waits until n polls wait the fast way, on their sockets.
 func (e *engineEnv) waitingFast(n int) {
 	e.t.Helper()
-	waitFor(e.t, fmt.Sprintf("%d polls waiting on their sockets", n), 5*time.Second, func() bool {
-		e.srv.polls.mu.Lock()
-		defer e.srv.polls.mu.Unlock()
-		k := 0
-		for pc := range e.srv.polls.set {
-			if pc.stamp().state() == stateWaiting {
-				k++
-			}
-		}
-		return k == n
-	})
+	waitFor(e.t, fmt.Sprintf("%d polls waiting on their sockets", n), 5*time.Second,
+		func() bool { return e.srv.engine.Stats().Waiting == n })
 }
 
 // rawConn is a client speaking HTTP/1.1 by hand on one connection.
@@ -474,7 +466,7 @@ func TestEngineConnectionClose(t *testing.T) {
 	old := e.dial()
 	old.send("GET /a/message/updates?cursor=" + m.ID + " HTTP/1.0\r\n\r\n")
 	e.parked(1)
-	if e.srv.polls.len() != 0 {
+	if e.srv.engine.Stats().Conns != 0 {
 		t.Fatal("HTTP/1.0 poll taken by the engine")
 	}
 	rc := e.dial()
@@ -495,59 +487,6 @@ func TestEngineConnectionClose(t *testing.T) {
 	e.held(0)
 }
 
-// The engine's head parser refuses what it does not serve.
-func TestParsePollHead(t *testing.T) {
-	ok := []string{
-		"GET /a/message/updates?cursor=1 HTTP/1.1\r\nHost: x\r\n\r\n",
-		"GET /a/message/updates HTTP/1.1\r\nhost: x\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
-		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded; charset=UTF-8\r\nContent-Length: 5\r\n\r\n",
-	}
-	bad := []string{
-		"GET /a/message/updates HTTP/1.0\r\nHost: x\r\n\r\n",
-		"GET /a/message/new HTTP/1.1\r\nHost: x\r\n\r\n",
-		"PUT /a/message/updates HTTP/1.1\r\nHost: x\r\n\r\n",
-		"GET /a/message/updates HTTP/1.1\r\n\r\n",
-		"GET /a/message/updates HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n",
-		"GET /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\n",
-		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n",
-		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n\r\n",
-		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n",
-		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Length: +1\r\n\r\n",
-		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data\r\n\r\n",
-		"GET /a/message/updates HTTP/1.1\r\nHost: x\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-		"GET /a/message/updates HTTP/1.1\r\nHost x\r\n\r\n",
-		"GET /a/message/updates HTTP/1.1\r\nHo st: x\r\n\r\n",
-		"GET /a/message/updates HTTP/1.1\r\nHost: x\x01\r\n\r\n",
-		"GET /a/message/updates HTTP/1.1\nHost: x\n\n",
-		"",
-		"GET",
-	}
-	for _, s := range ok {
-		if n := headEnd([]byte(s)); n != len(s) {
-			t.Errorf("headEnd %q = %d", s, n)
-		}
-		if _, good := parsePollHead([]byte(s)); !good {
-			t.Errorf("refused %q", s)
-		}
-	}
-	for _, s := range bad {
-		if _, good := parsePollHead([]byte(s)); good {
-			t.Errorf("accepted %q", s)
-		}
-	}
-}
-
-// FuzzParsePollHead checks that no input makes the parser panic.
-func FuzzParsePollHead(f *testing.F) {
-	f.Add([]byte("GET /a/message/updates?cursor=1 HTTP/1.1\r\nHost: x\r\n\r\n"))
-	f.Fuzz(func(t *testing.T, b []byte) {
-		if n := headEnd(b); n >= 0 {
-			parsePollHead(b[:n])
-		}
-		parsePollHead(b)
-	})
-}
-
 // A keep-alive poll waiting on its socket is answered by a flusher
 // worker; when the socket cannot take the whole answer (a client that
 // does not read yet), a goroutine writes the rest, and the connection
@@ -558,7 +497,7 @@ func TestEngineWorkerAnswers(t *testing.T) {
 	e.waitingFast(1)
 	big := strings.Repeat("&", 1<<20) // 7 MiB of JSON with its html
 	e.publish("", big)
-	waitFor(t, "a worker hands off", 5*time.Second, func() bool { return e.srv.polls.workerHandoffs.Load() == 1 })
+	waitFor(t, "a worker hands off", 5*time.Second, func() bool { return e.srv.engine.Stats().WorkerHandoffs == 1 })
 	time.Sleep(50 * time.Millisecond) // the goroutine blocks writing the rest
 	resp, body := rc.read()
 	checkPollResp(t, resp, body, wantPollBody(t, e, m.ID))
@@ -605,7 +544,7 @@ func TestEngineConcurrentPolls(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	if e.srv.polls.workerAnswers.Load() == 0 {
+	if e.srv.engine.Stats().WorkerAnswers == 0 {
 		t.Error("no poll was answered by a worker")
 	}
 	e.held(0)
@@ -732,13 +671,12 @@ func TestEngineFlusherQueueFull(t *testing.T) {
 // the connection's next request, which the owner must not answer.
 func TestEngineAnswersTheRequestAsked(t *testing.T) {
 	const conns = 100
-	e := newEngineEnvCache(t, Config{PollTimeout: 300 * time.Millisecond}, 10000)
 	var n atomic.Int64
-	e.srv.testHookParked = func() {
+	e := newEngineEnvCache(t, Config{PollTimeout: 300 * time.Millisecond, testHookParked: func() {
 		if n.Add(1)%3 == 0 {
 			time.Sleep(2 * time.Millisecond)
 		}
-	}
+	}}, 10000)
 	walls := [2]string{"a", "b"}
 	for _, w := range walls {
 		e.publish(w, w+"-first")
@@ -905,7 +843,7 @@ func TestEnginePipelinedReadBoundary(t *testing.T) {
 	e.post("", "x")
 	rc := e.dial()
 	e.hold(rc)
-	const size, n = 512, 3 * (maxPollHead + pollArgsLimit) / 512
+	const size, n = 512, 3 * (longpoll.MaxHead + longpoll.MaxBody) / 512
 	var all strings.Builder
 	for i := range n {
 		req := getPoll(fmt.Sprintf("cursor=0&i=%d", i), "X-Pad: ")

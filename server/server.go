@@ -8,13 +8,13 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
 
 	"wall/server/internal/admit"
+	"wall/server/internal/longpoll"
 	"wall/server/internal/netpoll"
 	"wall/wall"
 )
@@ -29,6 +29,8 @@ type Config struct {
 	PingInterval   time.Duration // WebSocket ping period; a peer silent for 10/9 of it is cut off
 	IdleTimeout    time.Duration // longest a keep-alive connection held by the long-poll engine waits for its next request
 	MaxWalls       int           // walls an instance holds before posts to new walls get 503; 0 takes the default, <0 is no limit
+
+	testHookParked func() // tests: longpoll.Config.TestHookParked
 }
 
 // Defaults.
@@ -77,21 +79,12 @@ type Server struct {
 	flusher   *netpoll.Flusher // writes to them
 	keepalive chan struct{}    // closed when the keepalive loop has ended
 
-	// The long-poll engine (pollconn.go): enabled by Listener.
-	ln      atomic.Pointer[listener]
-	polls   pollConns // connections the engine holds
+	engine  *longpoll.Engine // the long-poll engine (engine.go): enabled by Listener
 	metrics metrics
 
 	// Buffers lent only while bytes are in flight, never to an idle
-	// connection: client frames being read, long-poll requests and answers.
-	frameReaders sync.Pool     // *bufio.Reader
-	pollBufs     sync.Pool     // *[]byte
-	pollsWoken   chan struct{} // closed once shutdown has woken them all
-
-	// testHookParked, if set, runs where the engine has parked a poll,
-	// before it polls the wall and may take the poll back: tests widen
-	// that window with it. Set before the server serves.
-	testHookParked func()
+	// connection: client frames being read.
+	frameReaders sync.Pool // *bufio.Reader
 }
 
 // New builds a server over hub and broker. views holds the HTML templates and
@@ -102,7 +95,6 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, log: log, hub: hub, broker: broker}
 	s.frameReaders.New = newFrameReader
-	s.pollBufs.New = newPollBuf
 	p, err := newPages(views, assets)
 	if err != nil {
 		return nil, err
@@ -117,12 +109,7 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 		defer close(s.keepalive)
 		s.clients.run(hub.Done(), cfg.PingInterval)
 	}()
-	s.pollsWoken = make(chan struct{})
-	go func() { // owned by the Server, ended by hub.Close
-		defer close(s.pollsWoken)
-		<-hub.Done()
-		s.polls.closeAll()
-	}()
+	s.engine = s.newEngine() // its shutdown goroutine ends after hub.Close
 	return s, nil
 }
 
@@ -136,12 +123,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 // answer.
 func (s *Server) Wait() {
 	<-s.keepalive
-	<-s.pollsWoken
 	s.clients.live.Wait()
-	s.polls.live.Wait()
-	if l := s.ln.Load(); l != nil && l.rx != nil {
-		l.rx.Close()
-	}
+	s.engine.Wait()
 	s.flusher.Close()
 }
 
