@@ -860,3 +860,28 @@ func TestEnginePipelinedReadBoundary(t *testing.T) {
 		}
 	}
 }
+
+// A panic while the engine serves a connection ends that connection
+// only: it is closed and leaves the engine, and the others go on.
+func TestEnginePanicEndsOneConnection(t *testing.T) {
+	var armed atomic.Bool
+	e := newEngineEnv(t, Config{testHookParked: func() {
+		if armed.CompareAndSwap(true, false) {
+			panic("test: panic in the engine")
+		}
+	}})
+	m := e.post("", "x")
+	doomed := e.dial()
+	e.hold(doomed)
+	armed.Store(true)
+	doomed.send(getPoll("cursor=" + m.ID)) // parks: the hook panics
+	doomed.closed()
+	e.held(0)
+	other := e.dial()
+	other.send(getPoll("cursor=" + m.ID))
+	e.held(1)
+	m2 := e.post("", "y")
+	if resp, b := other.read(); resp.StatusCode != 200 || (*decodePoll(t, b).Messages)[0] != m2 {
+		t.Fatalf("answer %d %s", resp.StatusCode, b)
+	}
+}

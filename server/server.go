@@ -103,7 +103,9 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	s.admit = admit.New(admit.Config{PublishToken: cfg.PublishToken})
 	s.upgrader = s.newUpgrader()
 	s.echo = s.routes(assets)
-	s.flusher = netpoll.NewFlusher()
+	s.flusher = netpoll.NewFlusher(func(v any, stack []byte) {
+		s.log.Error("flusher job panicked", "panic", v, "stack", string(stack))
+	})
 	s.keepalive = make(chan struct{})
 	go func() { // owned by the Server, ended by hub.Close
 		defer close(s.keepalive)

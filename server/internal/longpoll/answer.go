@@ -16,6 +16,7 @@ import (
 // not take the whole answer, or the connection have to close, a goroutine
 // finishes (afterFlush).
 func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
+	defer pc.recoverConn()
 	pc.queued.Store(false)
 	s := pc.stamp()
 	if s.state() != stateWaiting {
@@ -78,6 +79,7 @@ func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 // afterFlush finishes what a worker's answer left: the rest of the
 // answer to write, or the connection to close.
 func (pc *pollConn) afterFlush() {
+	defer pc.recoverConn()
 	if pc.failed {
 		pc.finish()
 		return

@@ -2,6 +2,7 @@ package longpoll
 
 import (
 	"net"
+	"runtime/debug"
 	"sync/atomic"
 	"time"
 	"wall/server/internal/netpoll"
@@ -32,7 +33,7 @@ type pollConn struct {
 	// back, when not nil, is the request to hand back to net/http.
 	back []byte
 
-	wall      *wall.Wall // the current poll's wall, held with hub.Acquire
+	wall      *wall.Wall // the current poll's wall, held with App.Acquire
 	cursor    wall.Cursor
 	deadline  time.Time // of the current poll
 	keepAlive bool
@@ -59,6 +60,8 @@ type pollConn struct {
 	firesAt atomic.Int64 // when timer fires (Unix ns), as last set
 
 	req pollRequest // the request being admitted (next)
+
+	left bool // leave ran (or began): the connection is out of the registry
 
 	// in is a pooled buffer of bytes read and not yet handled: a
 	// connection waiting holds no buffer.
@@ -116,6 +119,7 @@ func (pc *pollConn) shuttingDown() bool {
 // poll's answer (wait) or from reading its next request, until it is done
 // or waits in the reactor.
 func (pc *pollConn) serve(wait bool) {
+	defer pc.recoverConn()
 	if pc.run(wait, false) == flowDone {
 		pc.finish()
 	}
@@ -125,6 +129,7 @@ func (pc *pollConn) serve(wait bool) {
 // up. A connection waiting in the reactor is served on the reactor's
 // goroutine (run, not blocking) until it waits again.
 func (pc *pollConn) Readable() {
+	defer pc.recoverConn()
 	pc.ready.Store(true)
 	from, ok := pc.take(stateIdle, stateWaiting)
 	if !ok {
@@ -135,7 +140,7 @@ func (pc *pollConn) Readable() {
 		go pc.serve(pc.resumeWait)
 	case flowDone:
 		if pc.back != nil {
-			go pc.finish() // handBack blocks until net/http takes it
+			go pc.finishOwn() // handBack blocks until net/http takes it
 		} else {
 			pc.finish()
 		}
@@ -146,6 +151,7 @@ func (pc *pollConn) Readable() {
 // answers a poll whose deadline passed, closes a connection idle too
 // long, and otherwise leaves the connection waiting, the timer re-armed.
 func (pc *pollConn) onTimer() {
+	defer pc.recoverConn()
 	from, ok := pc.take(stateWaiting, stateIdle)
 	switch {
 	case !ok && from == stateClaimed:
@@ -184,6 +190,18 @@ func (pc *pollConn) parked(st connState) bool {
 // then hands the connection back to net/http or closes it.
 func (pc *pollConn) finish() {
 	pc.set(stateDone)
+	pc.leave()
+}
+
+// finishOwn is finish as the root of a goroutine of its own.
+func (pc *pollConn) finishOwn() {
+	defer pc.recoverConn()
+	pc.finish()
+}
+
+// leave is finish once the connection is done.
+func (pc *pollConn) leave() {
+	pc.left = true
 	if pc.timer != nil {
 		pc.timer.Stop()
 	}
@@ -231,4 +249,38 @@ func (pc *pollConn) run(wait, nb bool) flow {
 			return f
 		}
 	}
+}
+
+// recoverConn is deferred at the root of every goroutine that serves the
+// connection and of every call into it from the reactor, a timer or a
+// flusher worker: a panic there is logged with its stack and ends this
+// connection only (abandon). A broken ownership invariant is logged and
+// panics on: another goroutine may own the connection, and going on would
+// risk answers on the wrong request.
+func (pc *pollConn) recoverConn() {
+	v := recover()
+	if v == nil {
+		return
+	}
+	stack := string(debug.Stack())
+	if _, broken := v.(invariantError); broken {
+		pc.e.log.Error("long-poll engine: broken ownership invariant, crashing", "panic", v, "stack", stack)
+		panic(v)
+	}
+	pc.e.log.Error("long-poll connection panicked: closing it", "panic", v, "stack", stack)
+	pc.abandon()
+}
+
+// abandon ends the connection after a panic of its owner, whatever its
+// state: it leaves the engine as finish does, and is closed, never handed
+// back (its bytes may be half-read). If leaving itself panicked, only the
+// socket is closed.
+func (pc *pollConn) abandon() {
+	pc.st.Store(uint64(pc.stamp().next(stateDone))) // forced: the owner died mid-step
+	if pc.left {
+		pc.conn.Close()
+		return
+	}
+	pc.back = nil
+	pc.leave()
 }

@@ -36,7 +36,7 @@ func (ps *pollConns) enter(pc *pollConn) bool {
 
 // attach gives pc its hijacked connection. From then on the shutdown
 // closer may wake it; before, the connection sees shutdown through
-// hub.Done when it first waits.
+// App.Done when it first waits.
 func (ps *pollConns) attach(pc *pollConn, conn net.Conn) {
 	ps.mu.Lock()
 	pc.conn = conn
@@ -76,7 +76,7 @@ func (ps *pollConns) closeAll(grace time.Duration) {
 	ps.closing = true
 	for pc := range ps.set {
 		if pc.conn == nil {
-			continue // not attached yet: sees hub.Done when it waits
+			continue // not attached yet: sees App.Done when it waits
 		}
 		pc.wakeUp()
 		// A write blocked on a client that does not read gives up within

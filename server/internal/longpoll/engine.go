@@ -34,6 +34,7 @@ import (
 	"context"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -115,6 +116,7 @@ func New(app App, flusher *netpoll.Flusher, log *slog.Logger, cfg Config) *Engin
 // connection, so that waiting polls answer and idle connections close.
 func (e *Engine) closeAll() {
 	defer close(e.woken)
+	defer e.crashLogged("shutdown closer")
 	<-e.done
 	e.conns.closeAll(e.cfg.CloseGrace)
 }
@@ -219,5 +221,16 @@ func (e *Engine) Park(rw http.ResponseWriter, r *http.Request, w *wall.Wall, cur
 func (pc *pollConn) hookParked() {
 	if h := pc.e.cfg.TestHookParked; h != nil {
 		h()
+	}
+}
+
+// crashLogged is deferred at the root of the engine's own goroutines (the
+// shutdown closer, the accept loop), whose failure leaves the engine
+// unable to shut down or to accept: a panic there is logged with its
+// stack and crashes the process deliberately.
+func (e *Engine) crashLogged(what string) {
+	if v := recover(); v != nil {
+		e.log.Error("long-poll engine: "+what+" panicked, crashing", "panic", v, "stack", string(debug.Stack()))
+		panic(v)
 	}
 }

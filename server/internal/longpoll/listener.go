@@ -45,12 +45,17 @@ func (e *Engine) Listener(ln net.Listener) net.Listener {
 		back:     make(chan net.Conn),
 		done:     make(chan struct{}),
 	}
-	rx, err := netpoll.NewPoller()
+	rx, err := netpoll.NewPoller(func(v any, stack []byte) {
+		e.log.Error("reactor handler panicked", "panic", v, "stack", string(stack))
+	})
 	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
 		e.log.Warn("no reactor: long-polls wait on goroutines", "err", err)
 	}
 	l.rx = rx
-	go l.acceptLoop()
+	go func() {
+		defer e.crashLogged("accept loop")
+		l.acceptLoop()
+	}()
 	e.ln.Store(l)
 	return l
 }

@@ -82,7 +82,7 @@ func (pc *pollConn) stamp() stamp { return stamp(pc.st.Load()) }
 // goes through change.
 func (pc *pollConn) change(old stamp, to connState) (s stamp, ok bool) {
 	if !transitions[old.state()][to] {
-		panic(fmt.Sprintf("pollConn: no transition %v → %v", old.state(), to))
+		panic(invariantError(fmt.Sprintf("pollConn: no transition %v → %v", old.state(), to)))
 	}
 	s = old.next(to)
 	return s, pc.st.CompareAndSwap(uint64(old), uint64(s))
@@ -95,10 +95,16 @@ func (pc *pollConn) set(to connState) stamp {
 	old := pc.stamp()
 	s, ok := pc.change(old, to)
 	if !ok {
-		panic(fmt.Sprintf("pollConn: %v changed under its owner (moving to %v)", old, to))
+		panic(invariantError(fmt.Sprintf("pollConn: %v changed under its owner (moving to %v)", old, to)))
 	}
 	return s
 }
+
+// invariantError is the panic of a broken ownership rule: two goroutines
+// may hold the connection, so it is not recovered (recoverConn).
+type invariantError string
+
+func (e invariantError) Error() string { return string(e) }
 
 // take moves the connection out of a waiting state (one of from) into
 // busy for the caller: the reactor, the timer. It returns the state it
