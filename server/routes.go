@@ -58,8 +58,9 @@ func (s *Server) routes(assets fs.FS) *echo.Echo {
 	return e
 }
 
-// handleError writes every error as a short JSON object with its status.
-// Legacy clients never read error bodies; ours show the message.
+// handleError writes every error as a short JSON object with its status
+// (appendErrorBody: the long-poll engine writes the same bytes). Legacy
+// clients never read error bodies; ours show the message.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -74,7 +75,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(code)
 	} else {
-		err = c.JSON(code, map[string]string{"error": msg})
+		err = c.Blob(code, jsonType, appendErrorBody(nil, msg))
 	}
 	if err != nil {
 		s.log.Debug("writing error response", "err", err)

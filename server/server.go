@@ -8,13 +8,13 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
 
 	"wall/server/internal/admit"
+	"wall/server/internal/longpoll"
 	"wall/server/internal/netpoll"
 	"wall/server/internal/outbound"
 	"wall/wall"
@@ -32,6 +32,8 @@ type Config struct {
 	MaxWalls       int           // walls an instance holds before posts to new walls get 503; 0 takes the default, <0 is no limit
 	BodyTimeout    time.Duration // longest a request body may take to arrive (net/http paths)
 	WriteTimeout   time.Duration // longest an answer may take to be written, from when it is ready (net/http paths)
+
+	testHookParked func() // tests: longpoll.Config.TestHookParked
 }
 
 // Defaults.
@@ -90,16 +92,12 @@ type Server struct {
 	flusher   *netpoll.Flusher                     // writes to them
 	keepalive chan struct{}                        // closed when the keepalive loop has ended
 
-	// The long-poll engine (pollconn.go): enabled by Listener.
-	ln      atomic.Pointer[listener]
-	polls   pollConns // connections the engine holds
+	engine  *longpoll.Engine // the long-poll engine (engine.go): enabled by Listener
 	metrics metrics
 
 	// Buffers lent only while bytes are in flight, never to an idle
-	// connection: client frames being read, long-poll requests and answers.
-	frameReaders sync.Pool     // *bufio.Reader
-	pollBufs     sync.Pool     // *[]byte
-	pollsWoken   chan struct{} // closed once shutdown has woken them all
+	// connection: client frames being read.
+	frameReaders sync.Pool // *bufio.Reader
 }
 
 // New builds a server over hub and broker. views holds the HTML templates and
@@ -110,7 +108,6 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, log: log, hub: hub, broker: broker}
 	s.frameReaders.New = newFrameReader
-	s.pollBufs.New = newPollBuf
 	p, err := newPages(views, assets)
 	if err != nil {
 		return nil, err
@@ -119,19 +116,16 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	s.admit = admit.New(admit.Config{PublishToken: cfg.PublishToken})
 	s.upgrader = s.newUpgrader()
 	s.echo = s.routes(assets)
-	s.flusher = netpoll.NewFlusher()
+	s.flusher = netpoll.NewFlusher(func(v any, stack []byte) {
+		s.log.Error("flusher job panicked", "panic", v, "stack", string(stack))
+	})
 	s.wsOpts = s.wsOptions()
 	s.keepalive = make(chan struct{})
 	go func() { // owned by the Server, ended by hub.Close
 		defer close(s.keepalive)
 		s.streams.Run(hub.Done(), cfg.PingInterval)
 	}()
-	s.pollsWoken = make(chan struct{})
-	go func() { // owned by the Server, ended by hub.Close
-		defer close(s.pollsWoken)
-		<-hub.Done()
-		s.polls.closeAll()
-	}()
+	s.engine = s.newEngine() // its shutdown goroutine ends after hub.Close
 	return s, nil
 }
 
@@ -145,12 +139,8 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 // answer.
 func (s *Server) Wait() {
 	<-s.keepalive
-	<-s.pollsWoken
 	s.streams.Wait()
-	s.polls.live.Wait()
-	if l := s.ln.Load(); l != nil && l.rx != nil {
-		l.rx.Close()
-	}
+	s.engine.Wait()
 	s.flusher.Close()
 }
 

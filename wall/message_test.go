@@ -253,9 +253,10 @@ func TestNewMessageAllocatesWhatItHolds(t *testing.T) {
 			held := maxFrameHeader + len(m.JSON) + int(unsafe.Sizeof(*m))
 			allocated := bytesPerRun(func() { newMessageHTML(id, 1, "0123456789abcdef", tc.body, html) })
 			// The allocator rounds a large object up to whole 8 KiB pages
-			// (and a small one to its size class): allow one page, which
-			// for the 16 KiB non-ASCII bodies is within 1.1×.
-			if allocated > held+8<<10 {
+			// (and a small one to its size class): allow one page, and an
+			// eighth more for what other goroutines allocate meanwhile
+			// (the count is the process's). The bug cost 3.6×.
+			if allocated > held+8<<10+held/8 {
 				t.Errorf("encoding a %d-byte body allocates %d bytes; the message keeps %d", len(tc.body), allocated, held)
 			}
 		})

@@ -134,7 +134,7 @@ func TestSessionWrites(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var f *netpoll.Flusher
 			if tc.flusher {
-				f = netpoll.NewFlusher()
+				f = netpoll.NewFlusher(func(any, []byte) {})
 				defer f.Close()
 			}
 			ts := newTestSession(t, f, wall.Result{Messages: []*wall.Message{msg(5, "five")}, Missed: 4})
@@ -164,7 +164,7 @@ func TestSessionWrites(t *testing.T) {
 // A peer that does not read is cut off once MaxQueue messages wait behind
 // its full socket, at once (not after WriteWait), and counted once.
 func TestSessionSlowReader(t *testing.T) {
-	f := netpoll.NewFlusher()
+	f := netpoll.NewFlusher(func(any, []byte) {})
 	defer f.Close()
 	ts := newTestSession(t, f, wall.Result{})
 	big := strings.Repeat("x", 64<<10)
@@ -227,7 +227,7 @@ func TestSessionWriterPanic(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			var f *netpoll.Flusher
 			if tc.flusher {
-				f = netpoll.NewFlusher()
+				f = netpoll.NewFlusher(func(any, []byte) {})
 				defer f.Close()
 			}
 			ts := newTestSession(t, f, wall.Result{})
@@ -273,7 +273,7 @@ func TestSessionReaderPanic(t *testing.T) {
 // Delivering to a session whose socket takes everything allocates
 // nothing: the queue's array is reused and message frames are shared.
 func TestSessionDeliveryAllocs(t *testing.T) {
-	f := netpoll.NewFlusher()
+	f := netpoll.NewFlusher(func(any, []byte) {})
 	defer f.Close()
 	ts := newTestSession(t, f, wall.Result{})
 	go io.Copy(io.Discard, ts.peer)

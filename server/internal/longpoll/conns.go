@@ -1,4 +1,4 @@
-package server
+package longpoll
 
 import (
 	"net"
@@ -13,7 +13,7 @@ type pollConns struct {
 	mu      sync.Mutex
 	set     map[*pollConn]struct{}
 	closing bool
-	live    sync.WaitGroup // see Server.Wait
+	live    sync.WaitGroup // see Engine.Wait
 
 	workerAnswers  atomic.Int64 // polls answered by a flusher worker
 	workerHandoffs atomic.Int64 // of which the goroutine wrote the rest
@@ -36,7 +36,7 @@ func (ps *pollConns) enter(pc *pollConn) bool {
 
 // attach gives pc its hijacked connection. From then on the shutdown
 // closer may wake it; before, the connection sees shutdown through
-// hub.Done when it first waits.
+// App.Done when it first waits.
 func (ps *pollConns) attach(pc *pollConn, conn net.Conn) {
 	ps.mu.Lock()
 	pc.conn = conn
@@ -52,16 +52,23 @@ func (ps *pollConns) leave(pc *pollConn) {
 	ps.live.Done()
 }
 
-// len returns the number of connections held.
-func (ps *pollConns) len() int {
+// count returns the number of connections held, and of polls among them
+// waiting in the reactor.
+func (ps *pollConns) count() (n, waiting int) {
 	ps.mu.Lock()
 	defer ps.mu.Unlock()
-	return len(ps.set)
+	for pc := range ps.set {
+		if pc.stamp().state() == stateWaiting {
+			waiting++
+		}
+	}
+	return len(ps.set), waiting
 }
 
 // closeAll wakes every connection for shutdown; it runs once, on the
-// Server's shutdown goroutine, after hub.Done is closed.
-func (ps *pollConns) closeAll() {
+// engine's shutdown goroutine, after App.Done is closed. grace bounds the
+// writes of the last answers.
+func (ps *pollConns) closeAll(grace time.Duration) {
 	// Under mu, so that no connection is handed back while it is woken
 	// (waking only sets deadlines and signals: it does not block).
 	ps.mu.Lock()
@@ -69,11 +76,11 @@ func (ps *pollConns) closeAll() {
 	ps.closing = true
 	for pc := range ps.set {
 		if pc.conn == nil {
-			continue // not attached yet: sees hub.Done when it waits
+			continue // not attached yet: sees App.Done when it waits
 		}
 		pc.wakeUp()
 		// A write blocked on a client that does not read gives up within
-		// closeGrace, so shutdown stays bounded.
-		pc.conn.SetWriteDeadline(time.Now().Add(closeGrace))
+		// grace, so shutdown stays bounded.
+		pc.conn.SetWriteDeadline(time.Now().Add(grace))
 	}
 }
