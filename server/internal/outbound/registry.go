@@ -9,9 +9,11 @@ import (
 // with its lock held: they must not block nor call back into the
 // Registry.
 type Member interface {
-	// Transport names the member's transport, for counts.
+	// Transport names the member's transport, for counts. It never
+	// changes.
 	Transport() string
-	// Keepalive is called once per keepalive period (a ping is due).
+	// Keepalive is called once per keepalive period (a ping is due); a
+	// member with nothing to send (a parked long-poll) does nothing.
 	Keepalive()
 	// Shutdown tells the member the server is shutting down; it must end
 	// within a bounded time (Server.Wait waits for it).
@@ -24,20 +26,32 @@ type Member interface {
 // in the same burst.
 const Slots = 16
 
-// Registry holds every streaming connection of a server: it counts them
-// per transport, pings them (Run), tells them all to close at shutdown and
-// lets the server wait for the last one (Wait). The zero value is ready.
+// Registry holds every connection a server keeps outside net/http
+// (http.Server.Shutdown does not track hijacked connections): it counts
+// them per transport, pings them (Run), tells them all to close at
+// shutdown and lets the server wait for the last one (Wait). The zero
+// value is ready.
+//
+// M is one member type, or Member itself for a Registry that holds
+// several transports (the server's: WebSocket sessions and the
+// long-poll engine's connections); members are then compared as
+// interface values, so their dynamic types must be comparable (pointers).
 type Registry[M interface {
 	comparable
 	Member
 }] struct {
 	mu      sync.Mutex
 	set     map[M]uint8 // member → its keepalive slot
-	counts  map[string]int
+	byTrans map[string]*transportCount
 	closing bool
-	next    uint8 // slot of the next member added
 	tick    uint8 // slot the next Tick pings
 	live    sync.WaitGroup
+}
+
+// transportCount is a Registry's count of one transport's members.
+type transportCount struct {
+	n    int
+	next uint8 // keepalive slot of the transport's next member
 }
 
 // Enter counts a connection about to join, before its handshake is
@@ -55,8 +69,9 @@ func (r *Registry[M]) Enter() bool {
 }
 
 // Add registers an entered member. One that arrives as the server shuts
-// down is told to shut down at once. Members are given keepalive slots in
-// turn, so any burst of connections is spread over the whole period.
+// down is told to shut down at once. Each transport's members are given
+// keepalive slots in turn, so any burst of connections is spread over the
+// whole period, whatever other transports join in between.
 func (r *Registry[M]) Add(m M) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
@@ -66,11 +81,16 @@ func (r *Registry[M]) Add(m M) {
 	}
 	if r.set == nil {
 		r.set = make(map[M]uint8)
-		r.counts = make(map[string]int)
+		r.byTrans = make(map[string]*transportCount)
 	}
-	r.set[m] = r.next
-	r.next = (r.next + 1) % Slots
-	r.counts[m.Transport()]++
+	tc := r.byTrans[m.Transport()]
+	if tc == nil {
+		tc = new(transportCount)
+		r.byTrans[m.Transport()] = tc
+	}
+	r.set[m] = tc.next
+	tc.next = (tc.next + 1) % Slots
+	tc.n++
 }
 
 // Leave ends what Enter began; m is the zero M if it was never added.
@@ -78,7 +98,7 @@ func (r *Registry[M]) Leave(m M) {
 	r.mu.Lock()
 	if _, ok := r.set[m]; ok {
 		delete(r.set, m)
-		r.counts[m.Transport()]--
+		r.byTrans[m.Transport()].n--
 	}
 	r.mu.Unlock()
 	r.live.Done()
@@ -95,7 +115,21 @@ func (r *Registry[M]) Len() int {
 func (r *Registry[M]) Count(transport string) int {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	return r.counts[transport]
+	if tc := r.byTrans[transport]; tc != nil {
+		return tc.n
+	}
+	return 0
+}
+
+// Each calls f on every member, with the Registry's lock held: f must not
+// block nor call back into the Registry. It is for counts that only the
+// members know (the long-poll engine's polls waiting).
+func (r *Registry[M]) Each(f func(M)) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for m := range r.set {
+		f(m)
+	}
 }
 
 // Tick calls Keepalive on the members of the next slot: over Slots ticks,

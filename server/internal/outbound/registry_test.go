@@ -139,6 +139,81 @@ func TestRegistryShutdown(t *testing.T) {
 	}
 }
 
+// quietMember is a member of another type with nothing to send, as a
+// parked long-poll is: its Keepalive does nothing.
+type quietMember struct{ shutdowns int }
+
+func (*quietMember) Transport() string { return "longpoll" }
+func (*quietMember) Keepalive()        {}
+func (m *quietMember) Shutdown()       { m.shutdowns++ }
+
+// A Registry of Member holds members of several types, as the server's
+// does: counts per transport, Each sees them all, one shutdown reaches
+// them all, and each transport's members are spread over the keepalive
+// slots even when they join interleaved with another transport's.
+func TestRegistryMixedMembers(t *testing.T) {
+	const n = 320 // per transport
+	var r Registry[Member]
+	tick := 0
+	ws := make([]*fakeMember, n)
+	polls := make([]*quietMember, n)
+	for i := range n {
+		ws[i] = &fakeMember{transport: "ws", tick: &tick}
+		polls[i] = &quietMember{}
+		for _, m := range []Member{ws[i], polls[i]} {
+			if !r.Enter() {
+				t.Fatal("Enter refused")
+			}
+			r.Add(m)
+		}
+	}
+	r.Enter() // a poll that never got its connection
+	r.Leave(nil)
+	if r.Len() != 2*n || r.Count("ws") != n || r.Count("longpoll") != n || r.Count("sse") != 0 {
+		t.Fatalf("Len %d, ws %d, longpoll %d, sse %d", r.Len(), r.Count("ws"), r.Count("longpoll"), r.Count("sse"))
+	}
+	quiet := 0
+	r.Each(func(m Member) {
+		if _, ok := m.(*quietMember); ok {
+			quiet++
+		}
+	})
+	if quiet != n {
+		t.Fatalf("Each saw %d of %d quiet members", quiet, n)
+	}
+
+	perTick := make([]int, Slots)
+	for tick = 0; tick < Slots; tick++ {
+		r.Tick()
+	}
+	for _, m := range ws {
+		if len(m.pings) != 1 {
+			t.Fatalf("ws member pinged %d times in a period, want 1", len(m.pings))
+		}
+		perTick[m.pings[0]]++
+	}
+	for at, k := range perTick {
+		if k != n/Slots {
+			t.Fatalf("tick %d pinged %d ws members, want %d: %v", at, k, n/Slots, perTick)
+		}
+	}
+
+	done := make(chan struct{})
+	close(done)
+	r.Run(done, time.Hour)
+	for i := range n {
+		if ws[i].shutdowns != 1 || polls[i].shutdowns != 1 {
+			t.Fatalf("member %d: shut down %d and %d times", i, ws[i].shutdowns, polls[i].shutdowns)
+		}
+		r.Leave(ws[i])
+		r.Leave(polls[i])
+	}
+	if r.Len() != 0 || r.Count("ws") != 0 || r.Count("longpoll") != 0 {
+		t.Fatalf("after leaving: Len %d, ws %d, longpoll %d", r.Len(), r.Count("ws"), r.Count("longpoll"))
+	}
+	r.Wait()
+}
+
 // Reasons have distinct names, used as metric labels.
 func TestReasonNames(t *testing.T) {
 	seen := map[string]bool{}
