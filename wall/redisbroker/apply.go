@@ -47,6 +47,9 @@ func (b *Broker) applyLoop(ctx context.Context) {
 // applyEvent applies one message from the stream, or resyncs its wall when
 // it does not follow the wall's last seq and epoch.
 func (b *Broker) applyEvent(ctx context.Context, e *redisEvent) {
+	if b.panicHook != nil {
+		b.panicHook("applier")
+	}
 	// Counted as a user, so a poller's Release cannot drop the wall (still
 	// empty) between here and the Apply.
 	w := b.hub.Acquire(e.wallName)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"runtime/debug"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -46,6 +47,10 @@ const (
 // errWallGone is the sequencer's answer when Redis lost a wall that the
 // caller still holds.
 var errWallGone = errors.New("wall missing in redis")
+
+// errStopped is Publish's and Sync's answer (wrapped in ErrUnavailable)
+// once Run's goroutines have ended: nothing would apply a message.
+var errStopped = errors.New("redis broker stopped")
 
 // Config configures a Broker. Zero values take the defaults.
 type Config struct {
@@ -88,6 +93,14 @@ type Config struct {
 // Ownership: Run owns every goroutine (the pub/sub reader and the applier).
 // Only the applier writes to the hub's walls (their epochs included);
 // Publish and Sync ask it for a resync and wait for the result.
+//
+// A panic in either goroutine is not survived: the two hold the order of
+// every wall, and a wall the applier left mid-update (or a poison entry in
+// the Redis history, met again on every resync) gives no state to restart
+// from that is known to be consistent. The panic is logged at error with
+// its stack and the loop's name, the other loop is stopped, and Run
+// returns an error, so the process shuts down gracefully and exits
+// non-zero; meanwhile Publish and Sync answer ErrUnavailable.
 type Broker struct {
 	client redis.UniversalClient
 	hub    *wall.Hub
@@ -122,7 +135,15 @@ type Broker struct {
 		walls map[string]struct{}
 	}
 
+	// stopped is closed when Run's goroutines have ended.
+	stopped chan struct{}
+
 	dropPubSub atomic.Bool // tests: the reader loses every message, as if its connection were down
+
+	// panicHook, when set by a test before Run, is called by the reader
+	// ("reader") for every pub/sub message and by the applier ("applier")
+	// before applying one; it panics to test the loops' recovery.
+	panicHook func(loop string)
 }
 
 var (
@@ -163,6 +184,7 @@ func New(client redis.UniversalClient, hub *wall.Hub, cfg Config) *Broker {
 		kick:    make(chan struct{}, 1),
 		emptyAt: make(map[string]time.Time),
 		behind:  make(map[string]uint64),
+		stopped: make(chan struct{}),
 	}
 	b.dirty.walls = make(map[string]struct{})
 	b.served.walls = make(map[string]struct{})
@@ -207,15 +229,53 @@ func (b *Broker) channel() string { return b.cfg.Prefix + "events" }
 
 func unavailable(err error) error { return fmt.Errorf("%w: %w", wall.ErrUnavailable, err) }
 
-// Run subscribes and applies messages until ctx is done. It owns the
-// pub/sub reader and the applier goroutines and returns after both ended.
+// Run subscribes and applies messages until ctx is done; call it once. It
+// owns the pub/sub reader and the applier goroutines and returns after both
+// ended: nil when ctx ended them, an error when one of them panicked (see
+// Broker).
 func (b *Broker) Run(ctx context.Context) error {
+	defer close(b.stopped)
 	if err := b.loadLibrary(ctx); err != nil && ctx.Err() == nil {
 		b.log.Warn("redis not ready; will retry", "err", err) // reloaded on first use
 	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		mu     sync.Mutex
+		failed error
+	)
+	// guard is the root of each loop's goroutine: it turns a panic into
+	// the log line and Run's error, and stops the other loop.
+	guard := func(loop string, run func(context.Context)) func() {
+		return func() {
+			defer func() {
+				v := recover()
+				if v == nil {
+					return
+				}
+				b.log.Error("redis broker loop panicked; stopping the broker, the server shuts down",
+					"loop", loop, "panic", v, "stack", string(debug.Stack()))
+				mu.Lock()
+				failed = errors.Join(failed, fmt.Errorf("redis broker %s panicked: %v", loop, v))
+				mu.Unlock()
+				cancel()
+			}()
+			run(ctx)
+		}
+	}
 	var wg sync.WaitGroup
-	wg.Go(func() { b.readLoop(ctx) })
-	wg.Go(func() { b.applyLoop(ctx) })
+	wg.Go(guard("reader", b.readLoop))
+	wg.Go(guard("applier", b.applyLoop))
 	wg.Wait()
-	return nil
+	return failed
+}
+
+// isStopped reports whether Run's goroutines have ended.
+func (b *Broker) isStopped() bool {
+	select {
+	case <-b.stopped:
+		return true
+	default:
+		return false
+	}
 }

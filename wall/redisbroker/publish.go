@@ -22,6 +22,9 @@ func (b *Broker) Publish(ctx context.Context, wallName, id, body string) (*wall.
 	if len(body) > b.cfg.BodyLimit {
 		return nil, fmt.Errorf("%w: %d bytes, limit %d", wall.ErrBodyTooLarge, len(body), b.cfg.BodyLimit)
 	}
+	if b.isStopped() {
+		return nil, unavailable(errStopped) // stored nothing: no applier would apply it
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	w := b.hub.Acquire(wallName)
@@ -48,8 +51,11 @@ func (b *Broker) Publish(ctx context.Context, wallName, id, body string) (*wall.
 	m, err := w.WaitApplied(wctx, seq)
 	wcancel()
 	if err != nil && ctx.Err() == nil {
-		b.resync(ctx, wallName, seq)
-		m, err = w.WaitApplied(ctx, seq)
+		if rerr := b.resync(ctx, wallName, seq); errors.Is(rerr, errStopped) {
+			err = rerr
+		} else {
+			m, err = w.WaitApplied(ctx, seq)
+		}
 	}
 	if err != nil {
 		return nil, unavailable(fmt.Errorf("message %s sequenced as %d but not applied yet: %w", id, seq, err))

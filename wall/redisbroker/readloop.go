@@ -59,12 +59,14 @@ func (b *Broker) readLoop(ctx context.Context) {
 				// No answer to a ping: the connection is dead without
 				// knowing it. Start over on a new one.
 				b.log.Warn("redis pub/sub unresponsive; reconnecting")
-				mu.Lock()
-				_ = ps.Close()
-				if ctx.Err() == nil {
-					ps = b.client.Subscribe(ctx, b.channel())
-				}
-				mu.Unlock()
+				func() {
+					mu.Lock()
+					defer mu.Unlock() // a panic here must not leave the deferred close stuck on mu
+					_ = ps.Close()
+					if ctx.Err() == nil {
+						ps = b.client.Subscribe(ctx, b.channel())
+					}
+				}()
 				pinged = false
 				continue
 			}
@@ -87,6 +89,9 @@ func (b *Broker) readLoop(ctx context.Context) {
 				b.markDirty("")
 			}
 		case *redis.Message:
+			if b.panicHook != nil {
+				b.panicHook("reader")
+			}
 			if b.dropPubSub.Load() {
 				continue
 			}

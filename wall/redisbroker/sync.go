@@ -41,6 +41,9 @@ func (b *Broker) Sync(ctx context.Context, wallName string, c wall.Cursor) error
 	if !c.Set && w.Last() == 0 && b.knownEmpty(wallName) {
 		return nil
 	}
+	if b.isStopped() {
+		return unavailable(errStopped)
+	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
 	if !c.Set {
@@ -124,17 +127,22 @@ func (b *Broker) pruneEmpty() {
 }
 
 // resync asks the applier to bring wall up to date and waits until it has
-// tried, or ctx ends. It returns nil when the wall matches Redis.
+// tried, or ctx ends, or the broker has stopped (errStopped). It returns nil
+// when the wall matches Redis.
 func (b *Broker) resync(ctx context.Context, wallName string, target uint64) error {
 	r := resyncReq{wallName: wallName, target: target, done: make(chan error, 1)}
 	select {
 	case b.reqs <- r:
+	case <-b.stopped:
+		return errStopped
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	select {
 	case err := <-r.done:
 		return err
+	case <-b.stopped: // the applier died with the request
+		return errStopped
 	case <-ctx.Done():
 		return ctx.Err()
 	}
