@@ -35,7 +35,7 @@ func (a engineApp) Sync(ctx context.Context, w *wall.Wall, c wall.Cursor) *admit
 
 // newEngine builds the server's long-poll engine.
 func (s *Server) newEngine() *longpoll.Engine {
-	return longpoll.New(engineApp{s}, s.flusher, s.log, longpoll.Config{
+	return longpoll.New(engineApp{s}, s.flusher, &s.streams, s.log, longpoll.Config{
 		PollTimeout:    s.cfg.PollTimeout,
 		IdleTimeout:    s.cfg.IdleTimeout,
 		WriteTimeout:   writeWait,

@@ -85,12 +85,16 @@ type Server struct {
 	pages  *pages
 	admit  *admit.Admitter // every entry path's admission (admission.go)
 
-	upgrader  websocket.Upgrader
-	streams   outbound.Registry[*outbound.Session] // live streaming connections (WebSocket)
-	wsOpts    *outbound.Options                    // what every WebSocket session shares
-	wsEnded   outbound.Counters                    // WebSocket sessions ended, per reason
-	flusher   *netpoll.Flusher                     // writes to them
-	keepalive chan struct{}                        // closed when the keepalive loop has ended
+	upgrader websocket.Upgrader
+	// streams holds every connection kept outside net/http: WebSocket
+	// sessions and the long-poll engine's connections. It counts them
+	// per transport, pings them, shuts them down when the hub closes and
+	// lets Wait wait for them.
+	streams   outbound.Registry[outbound.Member]
+	wsOpts    *outbound.Options // what every WebSocket session shares
+	wsEnded   outbound.Counters // WebSocket sessions ended, per reason
+	flusher   *netpoll.Flusher  // writes to them
+	keepalive chan struct{}     // closed when the keepalive loop has ended
 
 	engine  *longpoll.Engine // the long-poll engine (engine.go): enabled by Listener
 	metrics metrics
@@ -102,8 +106,8 @@ type Server struct {
 
 // New builds a server over hub and broker. views holds the HTML templates and
 // assets the static files (both embedded by main). The server's own
-// goroutines (keepalive, flusher workers, the engine's shutdown closer)
-// end when hub is closed and Wait has returned.
+// goroutines (keepalive and shutdown, flusher workers, the engine's
+// reactor) end when hub is closed and Wait has returned.
 func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views, assets fs.FS) (*Server, error) {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, log: log, hub: hub, broker: broker}
@@ -125,7 +129,7 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 		defer close(s.keepalive)
 		s.streams.Run(hub.Done(), cfg.PingInterval)
 	}()
-	s.engine = s.newEngine() // its shutdown goroutine ends after hub.Close
+	s.engine = s.newEngine()
 	return s, nil
 }
 
@@ -135,12 +139,12 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 // Wait blocks until every WebSocket connection and every connection held
 // by the long-poll engine has ended. http.Server's Shutdown does not track
 // hijacked connections, so main calls Wait after closing the hub, which
-// tells every WebSocket to send its close frame and every held poll to
-// answer.
+// ends the keepalive loop: it tells every WebSocket to send its close
+// frame and every held poll to answer (idle ones close).
 func (s *Server) Wait() {
 	<-s.keepalive
 	s.streams.Wait()
-	s.engine.Wait()
+	s.engine.Close() // no connection is left in its reactor
 	s.flusher.Close()
 }
 

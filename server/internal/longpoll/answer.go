@@ -57,9 +57,9 @@ func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 	pc.rest, pc.failed = nil, err != nil
 	if err == nil && n < len(b) {
 		pc.rest = bytes.Clone(b[n:])
-		pc.e.conns.workerHandoffs.Add(1)
+		pc.e.workerHandoffs.Add(1)
 	}
-	pc.e.conns.workerAnswers.Add(1)
+	pc.e.workerAnswers.Add(1)
 	pc.putBuf(bp, full)
 	if pc.failed || pc.rest != nil || !pc.keepAlive {
 		pc.set(stateBusy)

@@ -14,8 +14,8 @@ import (
 // One owner at a time serves it (see connState): its goroutine, the
 // reactor's, a flusher worker or its timer's. The others touch only woken
 // and wake (set by Send and Reset under the wall's lock and by wakeUp,
-// the shutdown closer, along with a read deadline in the past that ends
-// a slow wait), the atomics (st, queued, ready, due, firesAt), and
+// which Shutdown calls under the registry's lock, along with a read
+// deadline in the past that ends a slow wait), the atomics (st, queued, ready, due, firesAt), and
 // timer, which anyone may set to fire sooner: onTimer checks before it
 // acts.
 type pollConn struct {
@@ -214,7 +214,7 @@ func (pc *pollConn) leave() {
 		pc.e.app.Release(pc.wall)
 		pc.wall = nil
 	}
-	pc.e.conns.leave(pc)
+	pc.e.conns.Leave(pc) // before the hand-back: see conns.go
 	if pc.back != nil {
 		pc.conn.SetDeadline(time.Time{})
 		pc.ln.handBack(&prefixConn{Conn: pc.conn, buf: pc.back})

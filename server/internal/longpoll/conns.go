@@ -1,86 +1,57 @@
 package longpoll
 
 import (
-	"net"
-	"sync"
-	"sync/atomic"
 	"time"
+
+	"wall/server/internal/outbound"
 )
 
-// pollConns is the set of connections the engine holds. Shutdown wakes
-// them all: waiting polls answer, idle connections close.
-type pollConns struct {
-	mu      sync.Mutex
-	set     map[*pollConn]struct{}
-	closing bool
-	live    sync.WaitGroup // see Engine.Wait
+// Transport names the engine's connections in the registry's counts.
+const Transport = "longpoll"
 
-	workerAnswers  atomic.Int64 // polls answered by a flusher worker
-	workerHandoffs atomic.Int64 // of which the goroutine wrote the rest
+// The engine's connections are members of the server's registry of held
+// connections (outbound.Registry), with its WebSocket sessions: it
+// counts them, tells them all at shutdown, and Server.Wait waits for
+// them through it. Their order is:
+//
+//   - Enter, in Park, while http.Server still tracks the request, so
+//     that Wait cannot miss a connection that Shutdown let through;
+//   - Add, once pc.conn is set (the hijacked connection): from then on
+//     Shutdown may wake it; before, it is not in the registry and sees
+//     shutdown through App.Done when it first waits. Add wakes at once a
+//     connection that arrives as shutdown has begun;
+//   - Leave, in leave, before the connection is handed back to net/http
+//     or closed: Shutdown runs under the registry's lock, so once Leave
+//     returns nothing wakes it any more, and no connection is handed
+//     back while it is woken.
+var _ outbound.Member = (*pollConn)(nil)
+
+// Transport names the connection's transport, for the registry's counts.
+func (*pollConn) Transport() string { return Transport }
+
+// Keepalive does nothing: a poll is answered within PollTimeout and an
+// idle connection closes after IdleTimeout, so neither needs a ping.
+func (*pollConn) Keepalive() {}
+
+// Shutdown wakes the connection for shutdown, whatever it is doing:
+// waiting polls answer, idle connections close. The registry calls it
+// once, under its lock (it only sets deadlines and signals), after
+// App.Done is closed.
+func (pc *pollConn) Shutdown() {
+	pc.wakeUp()
+	// A write blocked on a client that does not read gives up within
+	// CloseGrace, so shutdown stays bounded.
+	pc.conn.SetWriteDeadline(time.Now().Add(pc.e.cfg.CloseGrace))
 }
 
-// enter registers pc; false once shutting down.
-func (ps *pollConns) enter(pc *pollConn) bool {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	if ps.closing {
-		return false
-	}
-	if ps.set == nil {
-		ps.set = make(map[*pollConn]struct{})
-	}
-	ps.set[pc] = struct{}{}
-	ps.live.Add(1)
-	return true
-}
-
-// attach gives pc its hijacked connection. From then on the shutdown
-// closer may wake it; before, the connection sees shutdown through
-// App.Done when it first waits.
-func (ps *pollConns) attach(pc *pollConn, conn net.Conn) {
-	ps.mu.Lock()
-	pc.conn = conn
-	ps.mu.Unlock()
-}
-
-// leave ends what enter began. Once it returns the shutdown closer no
-// longer touches pc's connection, which may then go back to net/http.
-func (ps *pollConns) leave(pc *pollConn) {
-	ps.mu.Lock()
-	delete(ps.set, pc)
-	ps.mu.Unlock()
-	ps.live.Done()
-}
-
-// count returns the number of connections held, and of polls among them
-// waiting in the reactor.
-func (ps *pollConns) count() (n, waiting int) {
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	for pc := range ps.set {
-		if pc.stamp().state() == stateWaiting {
-			waiting++
+// waitingPolls returns the number of the engine's connections whose poll
+// waits in the reactor.
+func (e *Engine) waitingPolls() int {
+	n := 0
+	e.conns.Each(func(m outbound.Member) {
+		if pc, ok := m.(*pollConn); ok && pc.e == e && pc.stamp().state() == stateWaiting {
+			n++
 		}
-	}
-	return len(ps.set), waiting
-}
-
-// closeAll wakes every connection for shutdown; it runs once, on the
-// engine's shutdown goroutine, after App.Done is closed. grace bounds the
-// writes of the last answers.
-func (ps *pollConns) closeAll(grace time.Duration) {
-	// Under mu, so that no connection is handed back while it is woken
-	// (waking only sets deadlines and signals: it does not block).
-	ps.mu.Lock()
-	defer ps.mu.Unlock()
-	ps.closing = true
-	for pc := range ps.set {
-		if pc.conn == nil {
-			continue // not attached yet: sees App.Done when it waits
-		}
-		pc.wakeUp()
-		// A write blocked on a client that does not read gives up within
-		// grace, so shutdown stays bounded.
-		pc.conn.SetWriteDeadline(time.Now().Add(grace))
-	}
+	})
+	return n
 }

@@ -42,6 +42,7 @@ import (
 
 	"wall/server/internal/admit"
 	"wall/server/internal/netpoll"
+	"wall/server/internal/outbound"
 	"wall/wall"
 )
 
@@ -67,7 +68,8 @@ type App interface {
 	Syncless(w *wall.Wall, c wall.Cursor) bool
 	// Sync catches w up with c (it may block); its error is the answer.
 	Sync(ctx context.Context, w *wall.Wall, c wall.Cursor) *admit.Error
-	// Done is closed when shutdown begins: waiting polls answer, idle
+	// Done is closed when shutdown begins, before the registry wakes
+	// every connection (pollConn.Shutdown): waiting polls answer, idle
 	// connections close.
 	Done() <-chan struct{}
 }
@@ -93,40 +95,29 @@ type Engine struct {
 	flusher *netpoll.Flusher // shared with the application's other writers
 	done    <-chan struct{}  // app.Done()
 
-	ln    atomic.Pointer[listener] // set by Listener: the engine is enabled
-	conns pollConns                // connections held
+	ln    atomic.Pointer[listener]            // set by Listener: the engine is enabled
+	conns *outbound.Registry[outbound.Member] // the server's held connections, the engine's among them (conns.go)
 	// Buffers lent only while bytes are in flight, never to an idle
 	// connection: requests and answers.
-	bufs  sync.Pool     // *[]byte
-	woken chan struct{} // closed once shutdown has woken every connection
+	bufs sync.Pool // *[]byte
+
+	workerAnswers  atomic.Int64 // polls answered by a flusher worker
+	workerHandoffs atomic.Int64 // of which the goroutine wrote the rest
 }
 
-// New returns an engine for app, whose answers flusher's workers write.
-// It is enabled by Listener; until then Park refuses every poll. Its
-// shutdown goroutine ends once app.Done is closed and every connection
-// woken; Wait waits for it.
-func New(app App, flusher *netpoll.Flusher, log *slog.Logger, cfg Config) *Engine {
-	e := &Engine{app: app, cfg: cfg, log: log, flusher: flusher, done: app.Done(), woken: make(chan struct{})}
+// New returns an engine for app, whose answers flusher's workers write
+// and whose connections join conns, the registry that counts them, wakes
+// them at shutdown (its Run, ended by app.Done) and waits for them (its
+// Wait). It is enabled by Listener; until then Park refuses every poll.
+func New(app App, flusher *netpoll.Flusher, conns *outbound.Registry[outbound.Member], log *slog.Logger, cfg Config) *Engine {
+	e := &Engine{app: app, cfg: cfg, log: log, flusher: flusher, conns: conns, done: app.Done()}
 	e.bufs.New = newPollBuf
-	go e.closeAll()
 	return e
 }
 
-// closeAll is the engine's shutdown goroutine: at shutdown it wakes every
-// connection, so that waiting polls answer and idle connections close.
-func (e *Engine) closeAll() {
-	defer close(e.woken)
-	defer e.crashLogged("shutdown closer")
-	<-e.done
-	e.conns.closeAll(e.cfg.CloseGrace)
-}
-
-// Wait blocks until shutdown has begun and every connection has left the
-// engine (http.Server.Shutdown does not track hijacked connections), then
-// stops the reactor.
-func (e *Engine) Wait() {
-	<-e.woken
-	e.conns.live.Wait()
+// Close stops the reactor. Call it once the engine holds no connection:
+// after the registry's Run has returned (shutdown) and its Wait.
+func (e *Engine) Close() {
 	if l := e.ln.Load(); l != nil && l.rx != nil {
 		l.rx.Close()
 	}
@@ -140,11 +131,11 @@ type Stats struct {
 	WorkerHandoffs int64 // of which a goroutine wrote the rest
 }
 
-// Stats returns the engine's counts now.
+// Stats returns the engine's counts now. Conns is the registry's count of
+// its transport: a registry shared by two engines would count both.
 func (e *Engine) Stats() Stats {
-	conns, waiting := e.conns.count()
-	return Stats{Conns: conns, Waiting: waiting,
-		WorkerAnswers: e.conns.workerAnswers.Load(), WorkerHandoffs: e.conns.workerHandoffs.Load()}
+	return Stats{Conns: e.conns.Count(Transport), Waiting: e.waitingPolls(),
+		WorkerAnswers: e.workerAnswers.Load(), WorkerHandoffs: e.workerHandoffs.Load()}
 }
 
 // newPollBuf makes the buffers of Engine.bufs: a request head and body,
@@ -179,15 +170,15 @@ func (e *Engine) Park(rw http.ResponseWriter, r *http.Request, w *wall.Wall, cur
 	default:
 		return false
 	}
-	pc := &pollConn{e: e, ln: l, wake: make(chan struct{}, 1)}
-	// Registered while http.Server still tracks the request, so Wait
-	// cannot miss a connection that Shutdown let through.
-	if !e.conns.enter(pc) {
+	// Entered while http.Server still tracks the request, so Wait
+	// cannot miss a connection that Shutdown let through (conns.go).
+	if !e.conns.Enter() {
 		return false
 	}
+	pc := &pollConn{e: e, ln: l, wake: make(chan struct{}, 1)}
 	conn, brw, err := http.NewResponseController(rw).Hijack()
 	if err != nil {
-		e.conns.leave(pc)
+		e.conns.Leave(nil)
 		return false
 	}
 	// The answer's write deadline that net/http's side set is the
@@ -213,7 +204,10 @@ func (e *Engine) Park(rw http.ResponseWriter, r *http.Request, w *wall.Wall, cur
 			pc.timer.Stop()
 		}
 	}
-	e.conns.attach(pc, conn)
+	// Added once it has its connection, which Shutdown wakes: at once if
+	// shutdown has begun.
+	pc.conn = conn
+	e.conns.Add(pc)
 	pc.wall = e.app.Acquire(w.Name()) // the caller's hold keeps it the same wall
 	pc.cursor, pc.deadline, pc.keepAlive = cursor, deadline, !r.Close
 	go pc.serve(true)
@@ -227,10 +221,9 @@ func (pc *pollConn) hookParked() {
 	}
 }
 
-// crashLogged is deferred at the root of the engine's own goroutines (the
-// shutdown closer, the accept loop), whose failure leaves the engine
-// unable to shut down or to accept: a panic there is logged with its
-// stack and crashes the process deliberately.
+// crashLogged is deferred at the root of the engine's own goroutine, the
+// accept loop, whose failure leaves the engine unable to accept: a panic
+// there is logged with its stack and crashes the process deliberately.
 func (e *Engine) crashLogged(what string) {
 	if v := recover(); v != nil {
 		e.log.Error("long-poll engine: "+what+" panicked, crashing", "panic", v, "stack", string(debug.Stack()))
