@@ -8,6 +8,7 @@ import (
 
 	"github.com/labstack/echo/v4"
 
+	"wall/server/internal/longpoll"
 	"wall/server/internal/outbound"
 )
 
@@ -30,7 +31,7 @@ func (s *Server) handleMetrics(c echo.Context) error {
 	lp := s.engine.Stats()
 	write("wall_walls", "gauge", "Walls this instance holds.", int64(s.hub.Len()))
 	write("wall_websocket_connections", "gauge", "Open WebSocket connections.", int64(s.streams.Count(wsTransport)))
-	write("wall_longpoll_engine_connections", "gauge", "Keep-alive connections held by the long-poll engine (parked polls and idle).", int64(lp.Conns))
+	write("wall_longpoll_engine_connections", "gauge", "Keep-alive connections held by the long-poll engine (parked polls and idle).", int64(s.streams.Count(longpoll.Transport)))
 	write("wall_longpoll_worker_answers_total", "counter", "Long-polls answered by a flusher worker's non-blocking write.", lp.WorkerAnswers)
 	write("wall_longpoll_worker_handoffs_total", "counter", "Worker answers the socket did not take whole; a goroutine wrote the rest.", lp.WorkerHandoffs)
 	write("wall_posts_total", "counter", "Messages stored through this instance.", s.metrics.posts.Load())
