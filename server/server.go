@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -127,6 +128,7 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	s.keepalive = make(chan struct{})
 	go func() { // owned by the Server, ended by hub.Close
 		defer close(s.keepalive)
+		defer s.crashLogged("keepalive loop")
 		s.streams.Run(hub.Done(), cfg.PingInterval)
 	}()
 	s.engine = s.newEngine()
@@ -146,6 +148,16 @@ func (s *Server) Wait() {
 	s.streams.Wait()
 	s.engine.Close() // no connection is left in its reactor
 	s.flusher.Close()
+}
+
+// crashLogged is deferred at the root of the keepalive loop, whose failure
+// would leave connections unpinged and shutdown unannounced: a panic there
+// is logged with its stack and crashes the process deliberately.
+func (s *Server) crashLogged(what string) {
+	if v := recover(); v != nil {
+		s.log.Error(what+" panicked, crashing", "panic", v, "stack", string(debug.Stack()))
+		panic(v)
+	}
 }
 
 // pongWait is how long a WebSocket peer may stay silent: pings go out every
