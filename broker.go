@@ -8,6 +8,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"wall/wall"
+	"wall/wall/redisbroker"
 )
 
 // newBroker returns the in-process broker, or the Redis one when a Redis URL
@@ -34,7 +35,7 @@ func newBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func()
 	}
 	opts.ContextTimeoutEnabled = true
 	client := redis.NewClient(opts)
-	b := wall.NewRedisBroker(client, hub, wall.RedisConfig{
+	b := redisbroker.New(client, hub, redisbroker.Config{
 		History:   cfg.cacheSize,
 		BodyLimit: cfg.server.BodyLimit,
 		Log:       log,

@@ -16,6 +16,7 @@ import (
 	"net/http/pprof"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"strconv"
 	"strings"
 	"syscall"
@@ -104,9 +105,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	return cfg, nil
 }
 
-// run serves until ctx is done, then shuts down gracefully. If ready is not
-// nil, the bound address is sent on it once the server accepts connections
-// (tests use it with -addr 127.0.0.1:0).
+// run serves until ctx is done (or a part fails, see serve), then shuts
+// down gracefully. If ready is not nil, the bound address is sent on it
+// once the server accepts connections (tests use it with -addr 127.0.0.1:0).
 func run(ctx context.Context, args []string, getenv func(string) string, stderr io.Writer, ready chan<- string) error {
 	cfg, err := parseFlags(args, getenv, stderr)
 	if err != nil {
@@ -143,6 +144,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	if err != nil {
 		return err
 	}
+	return serve(ctx, cfg, log, hub, broker, srv, ln, dln, ready)
+}
+
+// serve runs the broker and the HTTP servers on ln (and dln, if not nil)
+// until ctx is done or one of them fails, then shuts down gracefully: the
+// hub answers pending polls and closes WebSockets, the servers stop, and
+// the broker stops last. It returns the errors of the shutdown and of
+// every part, so a part that failed or panicked makes main exit non-zero.
+func serve(ctx context.Context, cfg config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, srv *server.Server,
+	ln, dln net.Listener, ready chan<- string) error {
 	httpSrv := &http.Server{
 		Handler:           srv,
 		ReadHeaderTimeout: 10 * time.Second,
@@ -150,21 +161,23 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelDebug),
 	}
 
+	// The broker runs on until the servers have stopped; failed is done
+	// as soon as a part returns an error (or panics).
 	brokerCtx, stopBroker := context.WithCancel(context.WithoutCancel(ctx))
 	defer stopBroker()
-	g := new(errgroup.Group)
-	g.Go(func() error { return broker.Run(brokerCtx) })
+	g, failed := errgroup.WithContext(context.Background())
+	goPart(g, log, "broker", func() error { return broker.Run(brokerCtx) })
 	var debugSrv *http.Server
 	if dln != nil {
 		debugSrv = &http.Server{Handler: pprofHandler(), ReadHeaderTimeout: 10 * time.Second}
-		g.Go(func() error {
+		goPart(g, log, "debug server", func() error {
 			if err := debugSrv.Serve(dln); !errors.Is(err, http.ErrServerClosed) {
 				return err
 			}
 			return nil
 		})
 	}
-	g.Go(func() error {
+	goPart(g, log, "http server", func() error {
 		if err := httpSrv.Serve(srv.Listener(ln)); !errors.Is(err, http.ErrServerClosed) {
 			return err
 		}
@@ -175,8 +188,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		ready <- ln.Addr().String()
 	}
 
-	<-ctx.Done()
-	log.Info("shutting down")
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case <-failed.Done():
+		log.Error("shutting down: a part of the server failed (its error is returned)")
+	}
 	// A fresh context: ctx is already cancelled.
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
@@ -184,20 +201,54 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	// accepting and wait for active requests; hijacked WebSockets are not
 	// tracked by Shutdown, so wait for them separately.
 	hub.Close()
-	err = httpSrv.Shutdown(sctx)
+	err := httpSrv.Shutdown(sctx)
 	if debugSrv != nil {
 		debugSrv.Close()
 	}
-	wsDone := make(chan struct{})
-	go func() { srv.Wait(); close(wsDone) }()
+	wsDone := make(chan error, 1)
+	go func() {
+		defer func() {
+			if v := recover(); v != nil {
+				wsDone <- panicked(log, "websocket drain", v) // shut down without it
+			}
+		}()
+		srv.Wait()
+		wsDone <- nil
+	}()
 	select {
-	case <-wsDone:
+	case werr := <-wsDone:
+		err = errors.Join(err, werr)
 	case <-sctx.Done():
 		httpSrv.Close()
 		err = errors.Join(err, errors.New("websocket connections still open at shutdown deadline"))
 	}
 	stopBroker()
 	return errors.Join(err, g.Wait())
+}
+
+// goPart runs f in g as one of the server's long-lived parts. A panic in f
+// is logged at error with its stack and becomes the part's error, so it
+// ends serve's wait like any failure: the server shuts down gracefully and
+// main exits non-zero, instead of the process dying on a raw panic.
+func goPart(g *errgroup.Group, log *slog.Logger, name string, f func() error) {
+	g.Go(func() (err error) {
+		defer func() {
+			if v := recover(); v != nil {
+				err = panicked(log, name, v)
+			}
+		}()
+		if err := f(); err != nil {
+			return fmt.Errorf("%s: %w", name, err)
+		}
+		return nil
+	})
+}
+
+// panicked logs v, recovered at the root of goroutine name, with the
+// stack, and returns it as an error. Call it from the deferred function.
+func panicked(log *slog.Logger, name string, v any) error {
+	log.Error("goroutine panicked; shutting down", "goroutine", name, "panic", v, "stack", string(debug.Stack()))
+	return fmt.Errorf("%s panicked: %v", name, v)
 }
 
 // pprofHandler serves the runtime profiles, on their own listener so the

@@ -2,8 +2,8 @@
 //
 // It keeps the inbox live over a WebSocket (/ws), falls back to long-polling
 // (/a/message/updates) when the socket cannot open, and resumes from the
-// highest seq it has seen (its cursor) after every reconnect, so nothing is
-// missed or shown twice. Posting goes over the socket when it is open and
+// cursor of the newest message it has seen after every reconnect, so nothing
+// is missed or shown twice. Posting goes over the socket when it is open and
 // over POST /a/message/new otherwise. Without JavaScript the page still
 // works: the form posts and the server redirects back.
 (() => {
@@ -28,7 +28,11 @@
   // client never reads anything back from it that it did not write itself.
   const state = {
     wall: body.dataset.wall || "main",
-    cursor: Number(body.dataset.last) || 0, // highest seq in the inbox
+    cursor: parseInt(body.dataset.last, 10) || 0, // highest seq in the inbox, for order
+    // resume is what the server is sent: the newest message's "cursor"
+    // ("<seq>.<epoch>"), so a cursor from before a server restart is
+    // answered with a reset rather than read in the new numbering.
+    resume: body.dataset.last || "0",
     transport: "none", // "websocket", "longpoll" or "none"
     status: "connecting",
     attempt: 0, // failed connection attempts since the last success
@@ -123,7 +127,10 @@
   function apply(m) {
     if (!m || typeof m.html !== "string") return false;
     if (typeof m.seq === "number" && m.seq <= state.cursor) return false;
-    if (typeof m.seq === "number") state.cursor = m.seq;
+    if (typeof m.seq === "number") {
+      state.cursor = m.seq;
+      state.resume = typeof m.cursor === "string" ? m.cursor : String(m.seq);
+    }
     if (document.getElementById("m" + m.id)) return false;
     const stick = inbox.scrollHeight - inbox.scrollTop - inbox.clientHeight < 40;
     // The fragment was escaped and linkified by the server.
@@ -137,6 +144,7 @@
   function replaceAll(msgs) {
     inbox.replaceChildren();
     state.cursor = 0;
+    state.resume = "0";
     msgs.forEach(apply);
     inbox.scrollTop = inbox.scrollHeight;
   }
@@ -149,7 +157,7 @@
 
   function socketURL() {
     const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const q = new URLSearchParams({ wall: state.wall, cursor: String(state.cursor) });
+    const q = new URLSearchParams({ wall: state.wall, cursor: state.resume });
     return `${proto}//${location.host}/ws?${q}`;
   }
 
@@ -190,6 +198,7 @@
         // cache follows.
         inbox.replaceChildren();
         state.cursor = 0;
+        state.resume = "0";
         return;
       }
       if (m.missed) return missed(m.missed);
@@ -241,7 +250,7 @@
     while (gen === state.gen) {
       const ctrl = new AbortController();
       poll = ctrl;
-      const q = new URLSearchParams({ wall: state.wall, cursor: String(state.cursor) });
+      const q = new URLSearchParams({ wall: state.wall, cursor: state.resume });
       const started = Date.now();
       // An empty wall holds the poll until a message comes, so a poll that
       // is still held after a moment also counts as connected.

@@ -36,17 +36,28 @@ func readArgs(c echo.Context, limit int64) (args, error) {
 		return nil, echo.NewHTTPError(http.StatusRequestEntityTooLarge, "request body too large")
 	}
 	r.Body = http.MaxBytesReader(c.Response(), r.Body, limit)
+	if err := readBody(r, a, limit); err != nil {
+		// The read deadline stays: net/http then gives up on the rest of
+		// the body at once and closes the connection after the answer.
+		return nil, err
+	}
+	doneReading(c)
+	return a, nil
+}
+
+// readBody merges a request's form body into a.
+func readBody(r *http.Request, a args, limit int64) error {
 	ct, _, _ := mime.ParseMediaType(r.Header.Get("Content-Type"))
 	switch ct {
 	case "application/x-www-form-urlencoded", "":
 		body, err := io.ReadAll(r.Body)
 		if err != nil {
-			return nil, bodyError(err)
+			return bodyError(err)
 		}
 		mergeQuery(a, string(body))
 	case "multipart/form-data":
 		if err := r.ParseMultipartForm(limit); err != nil {
-			return nil, bodyError(err)
+			return bodyError(err)
 		}
 		for k, vs := range r.MultipartForm.Value {
 			if len(vs) > 0 {
@@ -57,10 +68,10 @@ func readArgs(c echo.Context, limit int64) (args, error) {
 		// Tornado ignores other bodies (a JSON body gives "missing
 		// argument"); drain it under the limit so keep-alive still works.
 		if _, err := io.Copy(io.Discard, r.Body); err != nil {
-			return nil, bodyError(err)
+			return bodyError(err)
 		}
 	}
-	return a, nil
+	return nil
 }
 
 func bodyError(err error) error {

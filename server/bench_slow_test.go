@@ -14,6 +14,8 @@ import (
 
 	"github.com/google/uuid"
 	"github.com/gorilla/websocket"
+
+	"wall/server/internal/outbound"
 )
 
 // BenchmarkFanoutWSStalled measures what subscribers that stop reading cost
@@ -81,7 +83,7 @@ func benchFanoutStalled(b *testing.B, n, pct int) {
 		benchWaitUnsubscribed(b, e.hub)
 	}()
 
-	slow0 := e.srv.clients.slow.Load()
+	slow0 := e.srv.wsEnded.Load(outbound.SlowReader)
 	i := int64(0)
 	for b.Loop() {
 		i++
@@ -94,7 +96,7 @@ func benchFanoutStalled(b *testing.B, n, pct int) {
 	}
 	b.ReportMetric(hist.quantile(0.50).Seconds()*1e3, "p50-ms")
 	b.ReportMetric(hist.quantile(0.99).Seconds()*1e3, "p99-ms")
-	b.ReportMetric(float64(e.srv.clients.slow.Load()-slow0), "cut-off")
+	b.ReportMetric(float64(e.srv.wsEnded.Load(outbound.SlowReader)-slow0), "cut-off")
 }
 
 // benchHist is a lock-free log-linear latency histogram (5% buckets).

@@ -26,7 +26,6 @@ import (
 	"github.com/gorilla/websocket"
 
 	"wall/assets"
-	"wall/server/internal/admit"
 	"wall/views"
 	"wall/wall"
 )
@@ -741,32 +740,4 @@ func BenchmarkPollResponse(b *testing.B) {
 		size = len(appendPollResponse(nil, res))
 	}
 	b.ReportMetric(float64(size), "resp-bytes")
-}
-
-// BenchmarkPollHead is the engine's parse of a legacy re-poll, as
-// wallbench's longpoll-tornado client sends it: head, arguments and, for
-// a POST, the XSRF check.
-func BenchmarkPollHead(b *testing.B) {
-	const cursor = "3f2a8c1e-5b7d-4e9a-8c6f-1d2e3f4a5b6c"
-	agent := "User-Agent: Go-http-client/1.1\r\nAccept-Encoding: gzip\r\n"
-	for _, tc := range []struct{ name, req string }{
-		{"GET", getPoll("wall=bench&cursor="+cursor, agent)},
-		{"POST", postPoll(url.Values{"cursor": {cursor}, "wall": {"bench"}}, agent)},
-	} {
-		b.Run(tc.name, func(b *testing.B) {
-			req := []byte(tc.req)
-			n := headEnd(req)
-			ad := admit.New(admit.Config{})
-			b.ReportAllocs()
-			for b.Loop() {
-				h, ok := parsePollHead(req[:n])
-				if !ok {
-					b.Fatal("refused")
-				}
-				if _, err := ad.Admit(&pollRequest{h, viewString(req[n:])}, admit.Poll); err != nil {
-					b.Fatal("args refused")
-				}
-			}
-		})
-	}
 }

@@ -3,18 +3,18 @@ package server
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 
 	"wall/server/internal/admit"
+	"wall/server/internal/longpoll"
 	"wall/wall"
 )
 
 // pollArgsLimit bounds the body of a poll request: it only carries a cursor,
 // a wall and a token.
-const pollArgsLimit = 8 << 10
+const pollArgsLimit = longpoll.MaxBody
 
 // handleUpdates serves the long-poll, POST (legacy, XSRF-checked) and GET
 // (a plain read). It answers at once when there are messages after the
@@ -22,7 +22,7 @@ const pollArgsLimit = 8 << 10
 // shutdown. Waiting registers nothing, so a client that hangs up leaves
 // nothing behind: the handler returns and the wall's wake-up channel it was
 // watching is simply dropped. When the server has a Listener, a poll that
-// has to wait is handed to the long-poll engine instead (pollconn.go).
+// has to wait is handed to the long-poll engine instead (engine.go).
 func (s *Server) handleUpdates(c echo.Context) error {
 	_, t, err := s.admitHTTP(c, admit.Poll, pollArgsLimit)
 	if err != nil {
@@ -42,10 +42,11 @@ func (s *Server) handleUpdates(c echo.Context) error {
 	for first := true; ; first = false {
 		res, changed := w.Poll(cursor)
 		if len(res.Messages) > 0 {
+			s.answerBy(c)
 			return c.Blob(http.StatusOK, jsonType, appendPollResponse(nil, res))
 		}
-		// With the engine enabled, the wait leaves net/http (pollconn.go).
-		if first && s.parkPoll(c, w, cursor, deadline) {
+		// With the engine enabled, the wait leaves net/http.
+		if first && s.engine.Park(c.Response(), r, w, cursor, deadline) {
 			return nil
 		}
 		select {
@@ -53,8 +54,10 @@ func (s *Server) handleUpdates(c echo.Context) error {
 		case <-r.Context().Done():
 			return nil // the client hung up: write nothing
 		case <-timer.C:
+			s.answerBy(c)
 			return c.Blob(http.StatusOK, jsonType, timeoutResponse(cursor))
 		case <-s.hub.Done():
+			s.answerBy(c)
 			return c.Blob(http.StatusOK, jsonType, timeoutResponse(cursor))
 		}
 	}
@@ -84,44 +87,3 @@ func (s *Server) sync(ctx context.Context, w *wall.Wall, c wall.Cursor) *echo.HT
 // syncless reports whether w can serve a poll from c without asking the
 // broker: it holds the cursor's message, or c is unset and w has some.
 func syncless(w *wall.Wall, c wall.Cursor) bool { return w.Has(c) && w.Last() > 0 }
-
-// appendPollResponse writes {"messages": [...], "cursor": "<seq>"} plus
-// "missed" or "reset" when the cursor fell behind the cache. The messages
-// are the bytes encoded when they entered: nothing is re-encoded per poll.
-func appendPollResponse(b []byte, r wall.Result) []byte {
-	n := 64
-	for _, m := range r.Messages {
-		n += len(m.JSON) + 2
-	}
-	if b == nil {
-		b = make([]byte, 0, n)
-	}
-	b = append(b, `{"messages": [`...)
-	for i, m := range r.Messages {
-		if i > 0 {
-			b = append(b, ", "...)
-		}
-		b = append(b, m.JSON...)
-	}
-	b = append(b, `], "cursor": "`...)
-	b = strconv.AppendUint(b, r.Messages[len(r.Messages)-1].Seq, 10)
-	b = append(b, '"')
-	if r.Missed > 0 {
-		b = append(b, `, "missed": `...)
-		b = strconv.AppendUint(b, r.Missed, 10)
-	}
-	if r.Reset {
-		b = append(b, `, "reset": true`...)
-	}
-	return append(b, '}')
-}
-
-// timeoutResponse answers a poll that waited its full time (or was cut by
-// shutdown) without a "messages" key: legacy chat.js then polls again at
-// once, where an empty list would make it back off.
-func timeoutResponse(c wall.Cursor) []byte {
-	// ParseCursor admits printable ASCII only, for which Go quoting is
-	// valid JSON.
-	b := strconv.AppendQuote([]byte(`{"cursor": `), c.String())
-	return append(b, '}')
-}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"testing"
@@ -61,6 +62,18 @@ func awaitPoll(t *testing.T, ch <-chan pollResult, d time.Duration) pollResult {
 	panic("unreachable")
 }
 
+// pollNow polls through e.client and requires an immediate 200 with
+// messages.
+func (e *testEnv) pollNow(form url.Values) pollResp {
+	e.t.Helper()
+	r := awaitPoll(e.t, e.pollAsync(form), 5*time.Second)
+	if r.code != http.StatusOK {
+		e.t.Fatalf("poll %v: %d %s", form, r.code, r.body)
+	}
+	return wantMessages(e.t, &wireResponse{Status: r.code, Body: r.body,
+		Header: http.Header{"Content-Type": {"application/json; charset=UTF-8"}}})
+}
+
 // parked waits until n requests are inside the handler.
 func (e *testEnv) parked(n int64) {
 	e.t.Helper()
@@ -83,6 +96,7 @@ func TestLongPollCursors(t *testing.T) {
 		for i := 1; i <= 5; i++ {
 			ids = append(ids, e.post("", "m"+strconv.Itoa(i)).ID)
 		}
+		epoch := e.hub.Wall("main").Epoch()
 		type cursorCase struct {
 			name   string
 			cursor string
@@ -113,10 +127,23 @@ func TestLongPollCursors(t *testing.T) {
 			{name: "older id", cursor: ids[2], want: seqRange(4, 5)},
 			{name: "seq 0", cursor: "0", want: seqRange(1, 5)},
 			{name: "seq inside", cursor: "3", want: seqRange(4, 5)},
-			// Cursor rule: unknown cursors get the whole cache and reset.
+			{name: "own epoch", cursor: "3." + epoch, want: seqRange(4, 5)},
+			{name: "own epoch, newest but one", cursor: "4." + epoch, want: seqRange(5, 5)},
+			// Unknown cursors get the whole cache and reset, whatever
+			// their length or bytes (as Tornado answers them with the
+			// whole cache).
 			{name: "unknown id", cursor: "0f0f0f0f-0000-4000-8000-000000000000", want: seqRange(1, 5), reset: true},
 			{name: "future seq", cursor: "99", want: seqRange(1, 5), reset: true},
+			{name: "another epoch", cursor: "3.0123456789abcdef", want: seqRange(1, 5), reset: true},
 			{name: "any printable string", cursor: "nope.x_~!", want: seqRange(1, 5), reset: true},
+			{name: "a space", cursor: "has space", want: seqRange(1, 5), reset: true},
+			{name: "65 characters", cursor: strings.Repeat("a", 65), want: seqRange(1, 5), reset: true},
+			{name: "4000 characters", cursor: strings.Repeat("b", 4000), want: seqRange(1, 5), reset: true},
+			{name: "invalid UTF-8", cursor: "\xff", want: seqRange(1, 5), reset: true},
+			{name: "non-ASCII", cursor: "caf\u00e9", want: seqRange(1, 5), reset: true},
+			{name: "control characters", cursor: "tab\there nul\x00", want: seqRange(1, 5), reset: true},
+			{name: "JSON syntax", cursor: `quote"}`, want: seqRange(1, 5), reset: true},
+			{name: "seq and a dot", cursor: "1.", want: seqRange(1, 5), reset: true},
 		})
 
 		// Evict: cache+6 posts in all; the first id and seqs 1..6 are gone.
@@ -144,11 +171,11 @@ func TestLongPollOnTheWire(t *testing.T) {
 		}
 		cached := e.hub.Lookup("main").Messages() // seqs 4 and 5
 		m4, m5 := string(cached[0].JSON), string(cached[1].JSON)
+		c5 := `"cursor": "5.` + e.hub.Wall("main").Epoch() + `"`
 		for _, tc := range []struct{ cursor, want string }{
-			{"4", `{"messages": [` + m5 + `], "cursor": "5"}`},
-			{"1", `{"messages": [` + m4 + `, ` + m5 + `], "cursor": "5", "missed": 2}`},
-			// Cursor rule: an unknown cursor.
-			{"nope", `{"messages": [` + m4 + `, ` + m5 + `], "cursor": "5", "reset": true}`},
+			{"4", `{"messages": [` + m5 + `], ` + c5 + `}`},
+			{"1", `{"messages": [` + m4 + `, ` + m5 + `], ` + c5 + `, "missed": 2}`},
+			{"nope", `{"messages": [` + m4 + `, ` + m5 + `], ` + c5 + `, "reset": true}`},
 		} {
 			r := e.pollOver(p, pollReq(method, url.Values{"cursor": {tc.cursor}}, "Accept-Encoding: gzip"))
 			if r.Status != http.StatusOK || string(r.Body) != tc.want {
@@ -226,16 +253,7 @@ func TestLongPollErrors(t *testing.T) {
 		}{
 			{"bad wall name", url.Values{"wall": {"bad wall"}}, 400},
 			{"too long wall name", url.Values{"wall": {strings.Repeat("w", 65)}}, 400},
-			// Cursor rule: today a cursor that is not 1-64 printable
-			// ASCII characters without space is a 400; with cursor
-			// epochs, any cursor Tornado would not know gets the whole
-			// cache and reset, as "any printable string" in
-			// TestLongPollCursors.
-			{"cursor with a space", url.Values{"cursor": {"has space"}}, 400},
-			{"cursor of 65 characters", url.Values{"cursor": {strings.Repeat("a", 65)}}, 400},
-			{"cursor of invalid UTF-8", url.Values{"cursor": {"\xff"}}, 400},
-			{"non-ASCII cursor", url.Values{"cursor": {"caf\u00e9"}}, 400},
-			{"cursor with a tab", url.Values{"cursor": {"tab\there"}}, 400},
+			// No cursor is refused: see TestLongPollCursors.
 		} {
 			wc := e.pollConn(p)
 			r := e.startPollOn(p, wc, pollReq(method, tc.args)).answer()
@@ -320,9 +338,15 @@ func TestLongPollTimeout(t *testing.T) {
 	forEachPathMethod(t, func(t *testing.T, p pollPath, method string) {
 		e := p.env(t, Config{PollTimeout: timeout}, 10)
 		m := e.post("", "only")
-		for _, tc := range []struct{ wall, cursor string }{
-			{"", m.ID}, {"", "1"}, {"empty", ""}, {"empty", "7"},
-		} {
+		cases := []struct{ wall, cursor string }{
+			{"", m.ID}, {"", "1"}, {"", m.Cursor}, {"empty", ""}, {"empty", "7"},
+		}
+		// On an empty wall any cursor waits, so each one times out.
+		for _, c := range []string{"quote\"}", "back\\slash", "ctl\x00\x01\x1f\x7f", "caf\u00e9 \u65e5\u672c \U0001F600",
+			"bad\xffutf8", "</script>", "3.0123456789abcdef", strings.Repeat("x", 3000)} {
+			cases = append(cases, struct{ wall, cursor string }{"empty", c})
+		}
+		for _, tc := range cases {
 			args := url.Values{"cursor": {tc.cursor}}
 			if tc.wall != "" {
 				args.Set("wall", tc.wall)
@@ -336,10 +360,15 @@ func TestLongPollTimeout(t *testing.T) {
 			if r.Status != http.StatusOK || r.Header.Get("Content-Type") != "application/json; charset=UTF-8" || r.Closes() {
 				t.Fatalf("cursor %q: %s%s", tc.cursor, r.Head, r.Body)
 			}
-			// Cursor rule: the timeout answer gives the cursor back as sent.
-			want, _ := json.Marshal(tc.cursor)
-			if string(r.Body) != `{"cursor": `+string(want)+`}` {
-				t.Errorf("cursor %q: answer %s", tc.cursor, r.Body)
+			// The cursor comes back as sent, as valid JSON whatever its
+			// bytes (invalid UTF-8 becomes U+FFFD).
+			var obj map[string]any
+			if err := json.Unmarshal(r.Body, &obj); err != nil || len(obj) != 1 || obj["cursor"] != strings.ToValidUTF8(tc.cursor, "\uFFFD") {
+				t.Errorf("cursor %q: answer %s %v", tc.cursor, r.Body, err)
+			}
+			if plain := regexp.MustCompile(`^[ -~]{0,64}$`).MatchString(tc.cursor) && !strings.ContainsAny(tc.cursor, "\"\\<>&"); plain &&
+				string(r.Body) != `{"cursor": "`+tc.cursor+`"}` {
+				t.Errorf("cursor %q: answer %s, want Python's separators", tc.cursor, r.Body)
 			}
 			wc.send(pollReq(method, nil))
 			if got := wantMessages(t, wc.response(5*time.Second)); (*got.Messages)[0] != m {

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"wall/wall"
 )
 
 func TestPageDefaultWall(t *testing.T) {
@@ -48,8 +50,9 @@ func TestPageDefaultWall(t *testing.T) {
 	if strings.Contains(page, "not here") || strings.Contains(page, ">m3<") || !strings.Contains(page, ">m4<") {
 		t.Errorf("wrong messages on the page:\n%s", inbox[1])
 	}
-	if !strings.Contains(page, `data-last="8"`) {
-		t.Errorf("page lacks data-last=\"8\"")
+	// The client's first cursor: the newest message's, with the epoch.
+	if want := `data-last="8.` + e.hub.Wall(wall.DefaultWall).Epoch() + `"`; !strings.Contains(page, want) {
+		t.Errorf("page lacks %s", want)
 	}
 
 	for _, field := range []string{

@@ -27,7 +27,7 @@ type pageData struct {
 	Messages []template.HTML // cached messages' html fragments, oldest first
 	XSRF     string          // value for the hidden _xsrf field
 	Next     string          // request path, for the hidden next field
-	Last     uint64          // seq of the newest message on the page: the client's first cursor
+	Last     string          // cursor after the newest message on the page ("<seq>.<epoch>"): the client's first cursor
 	Static   func(name string) string
 }
 
@@ -73,7 +73,7 @@ func (s *Server) handlePage(c echo.Context) error {
 	def := c.Param("wall") == ""
 	w := s.hub.Acquire(name)
 	s.sync(c.Request().Context(), w, wall.Cursor{})
-	msgs := w.Messages()
+	msgs, cursor := w.Snapshot()
 	s.hub.Release(w)
 
 	data := pageData{
@@ -88,9 +88,7 @@ func (s *Server) handlePage(c echo.Context) error {
 		// The fragment was escaped and linkified when the message entered.
 		data.Messages[i] = template.HTML(m.HTML)
 	}
-	if len(msgs) > 0 {
-		data.Last = msgs[len(msgs)-1].Seq
-	}
+	data.Last = cursor.String()
 	var buf bytes.Buffer
 	if err := s.pages.tmpl.ExecuteTemplate(&buf, "index.html", data); err != nil {
 		return err

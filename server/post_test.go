@@ -42,8 +42,9 @@ func TestPostMessageExactJSON(t *testing.T) {
 	if m.HTML != wantHTML {
 		t.Errorf("html\n got %q\nwant %q", m.HTML, wantHTML)
 	}
-	// Python's separators, field order, and Tornado's "</" escaping.
-	want := `{"id": "` + m.ID + `", "seq": 1, "body": "see http://example.com/?a=1&b=2 '", "html": ` +
+	// Python's separators, field order (the cursor after seq), and
+	// Tornado's "</" escaping.
+	want := `{"id": "` + m.ID + `", "seq": 1, "cursor": "1.` + e.hub.Wall(wall.DefaultWall).Epoch() + `", "body": "see http://example.com/?a=1&b=2 '", "html": ` +
 		`"<div class=\"message\" id=\"m` + m.ID + `\">see <a href=\"http://example.com/?a=1&amp;b=2\">` +
 		`http://example.com/?a=1&amp;b=2<\/a> &#39;<\/div>\n"}`
 	if rec.Body.String() != want {

@@ -50,8 +50,9 @@ func (s *Server) readPublish(c echo.Context) (publishRequest, error) {
 	r := c.Request()
 	data, err := io.ReadAll(http.MaxBytesReader(c.Response(), r.Body, int64(s.cfg.BodyLimit)*6+frameOverhead))
 	if err != nil {
-		return p, bodyError(err)
+		return p, bodyError(err) // the read deadline stays: see readArgs
 	}
+	doneReading(c)
 	// encoding/json would silently replace invalid UTF-8; refuse it instead.
 	if !utf8.Valid(data) {
 		return p, echo.NewHTTPError(http.StatusBadRequest, "Invalid unicode in body")

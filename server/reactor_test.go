@@ -77,7 +77,7 @@ func TestEngineIdleTimeout(t *testing.T) {
 			busy.send(getPoll("cursor=" + m.ID))
 			e.waitingFast(1)
 			time.Sleep(cfg.IdleTimeout)
-			if e.srv.polls.len() != 1 {
+			if e.srv.engine.Stats().Conns != 1 {
 				t.Fatal("waiting poll cut")
 			}
 			e.post("", "y")

@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -17,6 +18,7 @@ func (s *Server) routes(assets fs.FS) *echo.Echo {
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.Recover())
 	e.Use(s.requestLogger())
+	e.Use(s.deadlines)
 	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
 		// Only pages and assets: long-polls and WebSockets are streamed
 		// pre-encoded bytes.
@@ -56,8 +58,9 @@ func (s *Server) routes(assets fs.FS) *echo.Echo {
 	return e
 }
 
-// handleError writes every error as a short JSON object with its status.
-// Legacy clients never read error bodies; ours show the message.
+// handleError writes every error as a short JSON object with its status
+// (appendErrorBody: the long-poll engine writes the same bytes). Legacy
+// clients never read error bodies; ours show the message.
 func (s *Server) handleError(err error, c echo.Context) {
 	if c.Response().Committed {
 		return
@@ -72,7 +75,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(code)
 	} else {
-		err = c.JSON(code, map[string]string{"error": msg})
+		err = c.Blob(code, jsonType, appendErrorBody(nil, msg))
 	}
 	if err != nil {
 		s.log.Debug("writing error response", "err", err)
@@ -96,4 +99,40 @@ func (s *Server) requestLogger() echo.MiddlewareFunc {
 			return nil
 		},
 	})
+}
+
+// deadlines sets the read deadline for a request's body (BodyTimeout: a
+// client that trickles its body is cut off instead of holding a
+// connection for as long as it likes) and the write deadline for its
+// answer (WriteTimeout: a client that does not read a large answer is cut
+// off). A GET's read deadline is left alone: net/http
+// is already reading ahead to notice a hang-up, and a deadline would end
+// that read and cancel the request. A body's read deadline is cleared as
+// soon as the body is read (doneReading), for the same reason. Handlers
+// that answer late (long-polls) set the write deadline again when their
+// answer is ready (answerBy). WebSocket handshakes are left alone: the
+// connection is hijacked and sets its own.
+func (s *Server) deadlines(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		r := c.Request()
+		if r.Header.Get("Upgrade") == "" {
+			rc := http.NewResponseController(c.Response())
+			now := time.Now()
+			if r.ContentLength != 0 && r.Body != nil && r.Body != http.NoBody {
+				rc.SetReadDeadline(now.Add(s.cfg.BodyTimeout))
+			}
+			rc.SetWriteDeadline(now.Add(s.cfg.WriteTimeout))
+		}
+		return next(c)
+	}
+}
+
+// doneReading clears the body's read deadline once the body is read.
+func doneReading(c echo.Context) {
+	http.NewResponseController(c.Response()).SetReadDeadline(time.Time{})
+}
+
+// answerBy sets the write deadline of an answer that is ready now.
+func (s *Server) answerBy(c echo.Context) {
+	http.NewResponseController(c.Response()).SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
 }

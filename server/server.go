@@ -7,15 +7,17 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"runtime/debug"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
 
 	"wall/server/internal/admit"
+	"wall/server/internal/longpoll"
 	"wall/server/internal/netpoll"
+	"wall/server/internal/outbound"
 	"wall/wall"
 )
 
@@ -29,6 +31,10 @@ type Config struct {
 	PingInterval   time.Duration // WebSocket ping period; a peer silent for 10/9 of it is cut off
 	IdleTimeout    time.Duration // longest a keep-alive connection held by the long-poll engine waits for its next request
 	MaxWalls       int           // walls an instance holds before posts to new walls get 503; 0 takes the default, <0 is no limit
+	BodyTimeout    time.Duration // longest a request body may take to arrive (net/http paths)
+	WriteTimeout   time.Duration // longest an answer may take to be written, from when it is ready (net/http paths)
+
+	testHookParked func() // tests: longpoll.Config.TestHookParked
 }
 
 // Defaults.
@@ -39,6 +45,8 @@ const (
 	DefaultPingInterval = 54 * time.Second
 	DefaultIdleTimeout  = 2 * time.Minute // main's http.Server IdleTimeout
 	DefaultMaxWalls     = 10000
+	DefaultBodyTimeout  = 10 * time.Second
+	DefaultWriteTimeout = 30 * time.Second
 )
 
 func (c *Config) setDefaults() {
@@ -60,6 +68,12 @@ func (c *Config) setDefaults() {
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
 	}
+	if c.BodyTimeout <= 0 {
+		c.BodyTimeout = DefaultBodyTimeout
+	}
+	if c.WriteTimeout <= 0 {
+		c.WriteTimeout = DefaultWriteTimeout
+	}
 }
 
 // Server holds the dependencies of the handlers. Build it with New.
@@ -72,32 +86,33 @@ type Server struct {
 	pages  *pages
 	admit  *admit.Admitter // every entry path's admission (admission.go)
 
-	upgrader  websocket.Upgrader
-	clients   wsClients        // live WebSocket connections
-	flusher   *netpoll.Flusher // writes to them
-	keepalive chan struct{}    // closed when the keepalive loop has ended
+	upgrader websocket.Upgrader
+	// streams holds every connection kept outside net/http: WebSocket
+	// sessions and the long-poll engine's connections. It counts them
+	// per transport, pings them, shuts them down when the hub closes and
+	// lets Wait wait for them.
+	streams   outbound.Registry[outbound.Member]
+	wsOpts    *outbound.Options // what every WebSocket session shares
+	wsEnded   outbound.Counters // WebSocket sessions ended, per reason
+	flusher   *netpoll.Flusher  // writes to them
+	keepalive chan struct{}     // closed when the keepalive loop has ended
 
-	// The long-poll engine (pollconn.go): enabled by Listener.
-	ln      atomic.Pointer[listener]
-	polls   pollConns // connections the engine holds
+	engine  *longpoll.Engine // the long-poll engine (engine.go): enabled by Listener
 	metrics metrics
 
 	// Buffers lent only while bytes are in flight, never to an idle
-	// connection: client frames being read, long-poll requests and answers.
-	frameReaders sync.Pool     // *bufio.Reader
-	pollBufs     sync.Pool     // *[]byte
-	pollsWoken   chan struct{} // closed once shutdown has woken them all
+	// connection: client frames being read.
+	frameReaders sync.Pool // *bufio.Reader
 }
 
 // New builds a server over hub and broker. views holds the HTML templates and
 // assets the static files (both embedded by main). The server's own
-// goroutines (keepalive, flusher workers, the engine's shutdown closer)
-// end when hub is closed and Wait has returned.
+// goroutines (keepalive and shutdown, flusher workers, the engine's
+// reactor) end when hub is closed and Wait has returned.
 func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views, assets fs.FS) (*Server, error) {
 	cfg.setDefaults()
 	s := &Server{cfg: cfg, log: log, hub: hub, broker: broker}
 	s.frameReaders.New = newFrameReader
-	s.pollBufs.New = newPollBuf
 	p, err := newPages(views, assets)
 	if err != nil {
 		return nil, err
@@ -106,18 +121,17 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	s.admit = admit.New(admit.Config{PublishToken: cfg.PublishToken})
 	s.upgrader = s.newUpgrader()
 	s.echo = s.routes(assets)
-	s.flusher = netpoll.NewFlusher()
+	s.flusher = netpoll.NewFlusher(func(v any, stack []byte) {
+		s.log.Error("flusher job panicked", "panic", v, "stack", string(stack))
+	})
+	s.wsOpts = s.wsOptions()
 	s.keepalive = make(chan struct{})
 	go func() { // owned by the Server, ended by hub.Close
 		defer close(s.keepalive)
-		s.clients.run(hub.Done(), cfg.PingInterval)
+		defer s.crashLogged("keepalive loop")
+		s.streams.Run(hub.Done(), cfg.PingInterval)
 	}()
-	s.pollsWoken = make(chan struct{})
-	go func() { // owned by the Server, ended by hub.Close
-		defer close(s.pollsWoken)
-		<-hub.Done()
-		s.polls.closeAll()
-	}()
+	s.engine = s.newEngine()
 	return s, nil
 }
 
@@ -127,17 +141,23 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 // Wait blocks until every WebSocket connection and every connection held
 // by the long-poll engine has ended. http.Server's Shutdown does not track
 // hijacked connections, so main calls Wait after closing the hub, which
-// tells every WebSocket to send its close frame and every held poll to
-// answer.
+// ends the keepalive loop: it tells every WebSocket to send its close
+// frame and every held poll to answer (idle ones close).
 func (s *Server) Wait() {
 	<-s.keepalive
-	<-s.pollsWoken
-	s.clients.live.Wait()
-	s.polls.live.Wait()
-	if l := s.ln.Load(); l != nil && l.rx != nil {
-		l.rx.Close()
-	}
+	s.streams.Wait()
+	s.engine.Close() // no connection is left in its reactor
 	s.flusher.Close()
+}
+
+// crashLogged is deferred at the root of the keepalive loop, whose failure
+// would leave connections unpinged and shutdown unannounced: a panic there
+// is logged with its stack and crashes the process deliberately.
+func (s *Server) crashLogged(what string) {
+	if v := recover(); v != nil {
+		s.log.Error(what+" panicked, crashing", "panic", v, "stack", string(debug.Stack()))
+		panic(v)
+	}
 }
 
 // pongWait is how long a WebSocket peer may stay silent: pings go out every

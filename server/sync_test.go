@@ -17,10 +17,12 @@ import (
 // set, as the Redis broker's does when Redis is away.
 type syncFailBroker struct {
 	*wall.MemoryBroker
-	fail atomic.Bool
+	fail  atomic.Bool
+	calls atomic.Int64 // Sync calls
 }
 
 func (b *syncFailBroker) Sync(ctx context.Context, name string, c wall.Cursor) error {
+	b.calls.Add(1)
 	if b.fail.Load() {
 		return wall.ErrUnavailable
 	}
@@ -71,6 +73,8 @@ func TestSyncUnavailable(t *testing.T) {
 	if resp, body := rc.read(); resp.StatusCode != http.StatusOK || len(*decodePoll(t, body).Messages) != 1 {
 		t.Errorf("engine re-poll of a held cursor: %d %s", resp.StatusCode, body)
 	}
+	rc.c.Close() // it stays subscribed to s between polls
+	e.held(0)
 	e.mustDialWS(fmt.Sprintf("/ws?wall=s&cursor=%d", last.Seq), "s", 1)
 
 	// Once the broker can tell, a cursor unknown to it gets the cache with

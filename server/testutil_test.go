@@ -240,10 +240,11 @@ func (e *testEnv) publish(name, body string) *wall.Message {
 
 // testMsg is a decoded message object.
 type testMsg struct {
-	ID   string `json:"id"`
-	Seq  uint64 `json:"seq"`
-	Body string `json:"body"`
-	HTML string `json:"html"`
+	ID     string `json:"id"`
+	Seq    uint64 `json:"seq"`
+	Cursor string `json:"cursor"`
+	Body   string `json:"body"`
+	HTML   string `json:"html"`
 }
 
 // pollResp is a decoded long-poll answer; Messages is nil when the key is
@@ -632,9 +633,14 @@ func wantMessages(t *testing.T, r *wireResponse) pollResp {
 	return p
 }
 
-// cursorOf is the cursor a poll answer gives after m. Cursor rule: today
-// its seq; with cursor epochs it becomes "<seq>.<epoch>".
-func cursorOf(m testMsg) string { return strconv.FormatUint(m.Seq, 10) }
+// cursorOf is the cursor a poll answer gives after m: the message's own,
+// "<seq>.<epoch>".
+func cursorOf(m testMsg) string {
+	if !strings.HasPrefix(m.Cursor, strconv.FormatUint(m.Seq, 10)+".") {
+		return "<no cursor of seq " + strconv.FormatUint(m.Seq, 10) + " in the message>"
+	}
+	return m.Cursor
+}
 
 // wantError checks a refusal: status code and {"error": msg} (any message
 // if msg is empty).

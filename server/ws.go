@@ -8,10 +8,12 @@ import (
 	"strings"
 	"time"
 	"unicode/utf8"
-	"wall/server/internal/admit"
 
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
+
+	"wall/server/internal/admit"
+	"wall/server/internal/outbound"
 )
 
 // WebSocket deadlines and limits.
@@ -19,6 +21,7 @@ const (
 	writeWait       = 10 * time.Second // every write must finish within this
 	closeGrace      = 2 * time.Second  // how long to wait for the peer's close reply
 	sendQueueMax    = 256              // queued messages before a reader counts as slow
+	notesMax        = 64               // queued pongs and error frames before a peer counts as flooding
 	frameOverhead   = 1024             // JSON framing around a body
 	closeSlowReason = "too slow: reconnect and resume from your cursor"
 )
@@ -28,7 +31,7 @@ const (
 func (s *Server) newUpgrader() websocket.Upgrader {
 	return websocket.Upgrader{
 		// Zero sizes make gorilla reuse net/http's hijacked buffers for the
-		// handshake; its Conn is dropped right after (see wsframe.go).
+		// handshake; its Conn is dropped right after (see wsconn.go).
 		CheckOrigin: s.checkOrigin,
 	}
 }
@@ -68,7 +71,7 @@ func (s *Server) handleWS(c echo.Context) error {
 	name, cursor := t.Wall, t.Cursor
 	// Registered before the upgrade, while http.Server still tracks the
 	// request, so Wait cannot miss a connection that Shutdown let through.
-	if !s.clients.enter() {
+	if !s.streams.Enter() {
 		return echo.NewHTTPError(http.StatusServiceUnavailable, "server shutting down")
 	}
 	// Subscribed before the handshake is answered, with writes held until
@@ -77,22 +80,22 @@ func (s *Server) handleWS(c echo.Context) error {
 	w := s.hub.Acquire(name)
 	if herr := s.sync(c.Request().Context(), w, cursor); herr != nil {
 		s.hub.Release(w)
-		s.clients.leave(nil)
+		s.streams.Leave(nil)
 		return herr
 	}
-	cl := newWSClient(s, w)
-	backlog := w.Subscribe(cl, cursor)
+	sess := outbound.New(s.wsOpts)
+	backlog := w.Subscribe(sess, cursor)
 	conn, err := s.upgrader.Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
-		w.Unsubscribe(cl)
+		w.Unsubscribe(sess)
 		s.hub.Release(w)
-		s.clients.leave(nil)
+		s.streams.Leave(nil)
 		return nil // the upgrader has answered (400/403)
 	}
-	// From here on gorilla's Conn is not used: see wsframe.go.
-	cl.attach(conn.NetConn(), backlog)
-	s.clients.add(cl)
-	go cl.readPump()
+	// From here on gorilla's Conn is not used: see wsconn.go.
+	sess.Attach(conn.NetConn(), backlog)
+	s.streams.Add(sess)
+	go (&wsConn{s: s, sess: sess, wall: w}).readPump()
 	return nil
 }
 
@@ -102,7 +105,7 @@ type wsPost struct {
 }
 
 // post publishes one frame's body and returns the error to report, if any.
-func (cl *wsClient) post(data []byte) string {
+func (c *wsConn) post(data []byte) string {
 	if !utf8.Valid(data) { // a binary frame; text frames were checked
 		return "Invalid unicode in body"
 	}
@@ -114,11 +117,11 @@ func (cl *wsClient) post(data []byte) string {
 	if p.Body == nil || json.Unmarshal(*p.Body, &raw) != nil {
 		return `frame needs a string "body"`
 	}
-	body, herr := cl.s.cleanBody(raw)
+	body, herr := c.s.cleanBody(raw)
 	if herr != nil {
 		return herr.Message.(string)
 	}
-	if _, herr := cl.s.publish(context.Background(), cl.wall.Name(), body); herr != nil {
+	if _, herr := c.s.publish(context.Background(), c.wall.Name(), body); herr != nil {
 		return herr.Message.(string)
 	}
 	return ""

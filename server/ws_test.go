@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -270,9 +271,12 @@ func TestWSEvictedCursor(t *testing.T) {
 		{"2", `{"missed":4}`},
 		{first.ID, `{"reset":true}`},
 		{"99", `{"reset":true}`},
+		{"2." + first.Epoch, `{"missed":4}`},
+		{"8.0123456789abcdef", `{"reset":true}`}, // another epoch: its seq means nothing here
+		{"a b\x00\"", `{"reset":true}`},          // any cursor parses; unknown is a reset
 	} {
 		t.Run(tc.cursor, func(t *testing.T) {
-			c := e.mustDialWS("/ws?cursor="+tc.cursor, "main", 1)
+			c := e.mustDialWS("/ws?cursor="+url.QueryEscape(tc.cursor), "main", 1)
 			if f := readFrame(t, c, 5*time.Second); string(f) != tc.frame {
 				t.Fatalf("first frame %s, want %s", f, tc.frame)
 			}
@@ -284,6 +288,31 @@ func TestWSEvictedCursor(t *testing.T) {
 			c.Close()
 			e.subscribed("main", 0)
 		})
+	}
+}
+
+// TestCursorAcrossTransports: the cursor of a WebSocket frame resumes a
+// long-poll, and a long-poll's cursor resumes a WebSocket (PROTOCOL.md part
+// 3, "Cursors and epochs").
+func TestCursorAcrossTransports(t *testing.T) {
+	e := newTestEnv(t, Config{}, 10)
+	c := e.mustDialWS("/ws", "main", 1)
+	e.publish("", "one")
+	e.publish("", "two")
+	readWSMsg(t, c)
+	m := readWSMsg(t, c)
+	if m.Seq != 2 || m.Cursor != "2."+e.hub.Wall("main").Epoch() {
+		t.Fatalf("frame seq %d cursor %q", m.Seq, m.Cursor)
+	}
+	e.publish("", "three")
+	p := e.pollNow(url.Values{"cursor": {m.Cursor}})
+	if !equalSeqs(seqs(*p.Messages), []uint64{3}) || p.Reset || p.Missed != 0 {
+		t.Fatalf("poll from the frame's cursor: %+v", p)
+	}
+	e.publish("", "four")
+	c2 := e.mustDialWS("/ws?cursor="+url.QueryEscape(*p.Cursor), "main", 2)
+	if m := readWSMsg(t, c2); m.Seq != 4 {
+		t.Fatalf("WebSocket from the poll's cursor: first frame seq %d, want 4", m.Seq)
 	}
 }
 
@@ -377,7 +406,7 @@ func TestWSHandshake(t *testing.T) {
 		{name: "other origin not allowed", cfg: Config{AllowedOrigins: []string{"http://good.example"}}, path: "/ws", origin: "http://evil.example", code: 403},
 		{name: "any origin", cfg: Config{AllowedOrigins: []string{"*"}}, path: "/ws", origin: "http://evil.example"},
 		{name: "bad wall", path: "/ws?wall=bad!", code: 400},
-		{name: "bad cursor", path: "/ws?cursor=a+b", code: 400},
+		{name: "any cursor", path: "/ws?cursor=a+b%00%22"}, // unknown: the whole cache and reset
 		{name: "plain GET", path: "/ws", code: 400},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

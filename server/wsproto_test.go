@@ -2,6 +2,7 @@ package server
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -14,11 +15,64 @@ import (
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"wall/server/internal/wsframe"
 )
 
 // Protocol-level tests of the server's own RFC 6455 reader and writer,
 // against a real listener: gorilla does the handshake, then frames are
 // written by hand on its net.Conn where gorilla would not write them.
+
+// testMask is the masking key of the test's client frames. It is not zero,
+// so a reader that forgot to unmask would return garbage.
+var testMask = [4]byte{0x37, 0xfa, 0x21, 0x3d}
+
+// frameHeader encodes the header of a frame whose first byte is b0 (FIN,
+// RSV and opcode) and whose payload is n bytes, with the masking key when
+// masked.
+func frameHeader(b0 byte, masked bool, n uint64) []byte {
+	h := []byte{b0, 0}
+	switch {
+	case n < 126:
+		h[1] = byte(n)
+	case n <= 0xffff:
+		h[1] = 126
+		h = binary.BigEndian.AppendUint16(h, uint16(n))
+	default:
+		h[1] = 127
+		h = binary.BigEndian.AppendUint64(h, n)
+	}
+	if masked {
+		h[1] |= 0x80
+		h = append(h, testMask[:]...)
+	}
+	return h
+}
+
+// rawFrame encodes a whole frame with first byte b0; the payload is masked
+// when masked is set, as a client must.
+func rawFrame(b0 byte, masked bool, payload []byte) []byte {
+	b := frameHeader(b0, masked, uint64(len(payload)))
+	for i, c := range payload {
+		if masked {
+			c ^= testMask[i&3]
+		}
+		b = append(b, c)
+	}
+	return b
+}
+
+// clientFrame encodes a masked client frame.
+func clientFrame(fin bool, op byte, payload string) []byte {
+	b0 := op
+	if fin {
+		b0 |= 0x80
+	}
+	return rawFrame(b0, true, []byte(payload))
+}
+
+// frames concatenates encoded frames.
+func frames(fs ...[]byte) []byte { return bytes.Join(fs, nil) }
 
 // wallSubs returns the subscribers of wall name; a wall dropped by the hub
 // has none.
@@ -168,9 +222,9 @@ func TestWSProtoFragmentedPost(t *testing.T) {
 	a := e.mustDialWS("/ws", "main", 1)
 	b := e.mustDialWS("/ws", "main", 2)
 	writeRaw(t, a,
-		clientFrame(false, opText, `{"bo`),
-		clientFrame(false, opContinuation, ``),
-		clientFrame(true, opContinuation, `dy": "hi"}`),
+		clientFrame(false, wsframe.OpText, `{"bo`),
+		clientFrame(false, wsframe.OpContinuation, ``),
+		clientFrame(true, wsframe.OpContinuation, `dy": "hi"}`),
 	)
 	for _, c := range []*websocket.Conn{a, b} {
 		if m := readWSMsg(t, c); m.Seq != 1 || m.Body != "hi" {
@@ -179,8 +233,8 @@ func TestWSProtoFragmentedPost(t *testing.T) {
 	}
 	// A UTF-8 sequence split between fragments is one valid character.
 	writeRaw(t, a,
-		clientFrame(false, opText, "{\"body\": \"caf\xc3"),
-		clientFrame(true, opContinuation, "\xa9\"}"),
+		clientFrame(false, wsframe.OpText, "{\"body\": \"caf\xc3"),
+		clientFrame(true, wsframe.OpContinuation, "\xa9\"}"),
 	)
 	if m := readWSMsg(t, b); m.Seq != 2 || m.Body != "café" {
 		t.Fatalf("got %+v", m)
@@ -194,11 +248,11 @@ func TestWSProtoPingInsideFragmentedPost(t *testing.T) {
 	a := e.mustDialWS("/ws", "main", 1)
 	b := e.mustDialWS("/ws", "main", 2)
 	ev := readEvents(a)
-	writeRaw(t, a, clientFrame(false, opText, `{"bo`), clientFrame(true, opPing, "mid"))
+	writeRaw(t, a, clientFrame(false, wsframe.OpText, `{"bo`), clientFrame(true, wsframe.OpPing, "mid"))
 	if got := recv(t, "pong", ev.pongs); got != "mid" {
 		t.Fatalf("pong %q", got)
 	}
-	writeRaw(t, a, clientFrame(true, opContinuation, `dy": "hi"}`))
+	writeRaw(t, a, clientFrame(true, wsframe.OpContinuation, `dy": "hi"}`))
 	if m := readWSMsg(t, b); m.Seq != 1 || m.Body != "hi" {
 		t.Fatalf("got %+v", m)
 	}
@@ -217,9 +271,9 @@ func TestWSProtoPingInsideMessageAtLimit(t *testing.T) {
 	head := `{"body": "full", "pad": "`
 	post := head + strings.Repeat("x", limit-len(head)-2) + `"}`
 	writeRaw(t, a,
-		clientFrame(false, opText, post),
-		clientFrame(true, opPing, strings.Repeat("p", 125)),
-		clientFrame(true, opContinuation, ""),
+		clientFrame(false, wsframe.OpText, post),
+		clientFrame(true, wsframe.OpPing, strings.Repeat("p", 125)),
+		clientFrame(true, wsframe.OpContinuation, ""),
 	)
 	if got := recv(t, "pong", ev.pongs); len(got) != 125 {
 		t.Fatalf("pong %q", got)
@@ -228,7 +282,7 @@ func TestWSProtoPingInsideMessageAtLimit(t *testing.T) {
 		t.Fatalf("got %+v", m)
 	}
 	// One byte more is too big.
-	writeRaw(t, a, clientFrame(false, opText, post), clientFrame(true, opContinuation, " "))
+	writeRaw(t, a, clientFrame(false, wsframe.OpText, post), clientFrame(true, wsframe.OpContinuation, " "))
 	select {
 	case err := <-ev.err:
 		var ce *websocket.CloseError
@@ -253,11 +307,23 @@ func TestWSProtoClientClose(t *testing.T) {
 		{"1000 bye", "\x03\xe8bye", 1000},
 		{"4000", "\x0f\xa0", 4000},
 		{"no code", "", 1000},
+		// Codes a peer may not send are answered with 1002, not echoed
+		// (RFC 6455 section 7.4), and so is a one-byte payload.
+		{"999", "\x03\xe7", 1002},
+		{"1004 reserved", "\x03\xec", 1002},
+		{"1005 no status", "\x03\xed", 1002},
+		{"1006 abnormal", "\x03\xee", 1002},
+		{"1015 TLS", "\x03\xf7", 1002},
+		{"1016 unassigned", "\x03\xf8", 1002},
+		{"2999 unassigned", "\x0b\xb7", 1002},
+		{"5000", "\x13\x88", 1002},
+		{"one byte", "\x03", 1002},
+		{"invalid UTF-8 reason", "\x03\xe8\xff", 1007},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t, Config{}, 10)
 			c := e.mustDialWS("/ws", "main", 1)
-			writeRaw(t, c, clientFrame(true, opClose, tc.payload))
+			writeRaw(t, c, clientFrame(true, wsframe.OpClose, tc.payload))
 			nc := c.NetConn()
 			nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 			br := bufio.NewReader(nc)
@@ -265,7 +331,7 @@ func TestWSProtoClientClose(t *testing.T) {
 			if err != nil {
 				t.Fatalf("reading the close reply: %v", err)
 			}
-			if f.op != opClose || !f.fin || len(f.payload) < 2 {
+			if f.op != wsframe.OpClose || !f.fin || len(f.payload) < 2 {
 				t.Fatalf("reply op %x fin %v payload %q, want a close frame", f.op, f.fin, f.payload)
 			}
 			if code := int(binary.BigEndian.Uint16(f.payload)); code != tc.code {
@@ -289,24 +355,24 @@ func TestWSProtoViolations(t *testing.T) {
 		input []byte
 		code  int
 	}{
-		{"unmasked", rawFrame(0x80|opText, false, []byte(`{"body": "x"}`)), websocket.CloseProtocolError},
-		{"reserved bit", rawFrame(0x80|0x40|opText, true, []byte(`{"body": "x"}`)), websocket.CloseProtocolError},
+		{"unmasked", rawFrame(0x80|wsframe.OpText, false, []byte(`{"body": "x"}`)), websocket.CloseProtocolError},
+		{"reserved bit", rawFrame(0x80|0x40|wsframe.OpText, true, []byte(`{"body": "x"}`)), websocket.CloseProtocolError},
 		{"unknown opcode", rawFrame(0x80|0x3, true, nil), websocket.CloseProtocolError},
-		{"long ping", clientFrame(true, opPing, strings.Repeat("p", 126)), websocket.CloseProtocolError},
-		{"fragmented ping", clientFrame(false, opPing, "p"), websocket.CloseProtocolError},
-		{"continuation without a start", clientFrame(true, opContinuation, "x"), websocket.CloseProtocolError},
-		{"text inside a fragmented text", frames(clientFrame(false, opText, "{"), clientFrame(true, opText, "}")),
+		{"long ping", clientFrame(true, wsframe.OpPing, strings.Repeat("p", 126)), websocket.CloseProtocolError},
+		{"fragmented ping", clientFrame(false, wsframe.OpPing, "p"), websocket.CloseProtocolError},
+		{"continuation without a start", clientFrame(true, wsframe.OpContinuation, "x"), websocket.CloseProtocolError},
+		{"text inside a fragmented text", frames(clientFrame(false, wsframe.OpText, "{"), clientFrame(true, wsframe.OpText, "}")),
 			websocket.CloseProtocolError},
 		// Only a header: the server answers without waiting for the payload.
-		{"oversized", frameHeader(0x80|opText, true, 1<<40), websocket.CloseMessageTooBig},
+		{"oversized", frameHeader(0x80|wsframe.OpText, true, 1<<40), websocket.CloseMessageTooBig},
 		{"oversized across fragments", frames(
-			clientFrame(false, opText, strings.Repeat("x", 1000)),
-			frameHeader(opContinuation, true, 1000),
+			clientFrame(false, wsframe.OpText, strings.Repeat("x", 1000)),
+			frameHeader(wsframe.OpContinuation, true, 1000),
 		), websocket.CloseMessageTooBig},
-		{"invalid UTF-8", clientFrame(true, opText, "{\"body\": \"\xff\"}"), websocket.CloseInvalidFramePayloadData},
+		{"invalid UTF-8", clientFrame(true, wsframe.OpText, "{\"body\": \"\xff\"}"), websocket.CloseInvalidFramePayloadData},
 		{"invalid UTF-8 after an empty fragment", frames(
-			clientFrame(false, opText, ""),
-			clientFrame(true, opContinuation, "{\"body\": \"\xff\"}"),
+			clientFrame(false, wsframe.OpText, ""),
+			clientFrame(true, wsframe.OpContinuation, "{\"body\": \"\xff\"}"),
 		), websocket.CloseInvalidFramePayloadData},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -343,7 +409,7 @@ func TestWSProtoBinary(t *testing.T) {
 		t.Fatalf("error %q", msg)
 	}
 	// A fragmented binary post works too, and the connection is still up.
-	writeRaw(t, a, clientFrame(false, opBinary, `{"body":`), clientFrame(true, opContinuation, `"bin2"}`))
+	writeRaw(t, a, clientFrame(false, wsframe.OpBinary, `{"body":`), clientFrame(true, wsframe.OpContinuation, `"bin2"}`))
 	for _, c := range []*websocket.Conn{a, b} {
 		if m := readWSMsg(t, c); m.Seq != 2 || m.Body != "bin2" {
 			t.Fatalf("got %+v", m)
@@ -412,7 +478,7 @@ func TestWSProtoSilentPeerCutOff(t *testing.T) {
 			}
 			break
 		}
-		if f.op != opPing {
+		if f.op != wsframe.OpPing {
 			t.Fatalf("frame op %x payload %q, want only pings", f.op, f.payload)
 		}
 	}
@@ -437,7 +503,7 @@ func TestWSProtoWriteCoalescing(t *testing.T) {
 		if err != nil {
 			t.Fatalf("frame %d: %v", i, err)
 		}
-		if f.op != opText || !f.fin {
+		if f.op != wsframe.OpText || !f.fin {
 			t.Fatalf("frame %d: op %x fin %v", i, f.op, f.fin)
 		}
 		var m testMsg

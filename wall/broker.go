@@ -2,12 +2,19 @@ package wall
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 )
 
-// ErrUnavailable is returned by Publish when the sequencer cannot be reached
-// (Redis is down). Nothing was stored; the client may retry.
-var ErrUnavailable = errors.New("message store unavailable")
+// Errors a Broker's Publish returns. Nothing was stored.
+var (
+	// ErrUnavailable: the sequencer cannot be reached (Redis is down); the
+	// client may retry.
+	ErrUnavailable = errors.New("message store unavailable")
+	// ErrBodyTooLarge: the body is over the broker's limit.
+	ErrBodyTooLarge = errors.New("message body too large")
+)
 
 // Broker sequences new messages and delivers them to every instance's Hub.
 // Whatever the implementation, messages reach subscribers through one path,
@@ -25,6 +32,14 @@ type Broker interface {
 	Run(ctx context.Context) error
 }
 
+// NewEpoch returns a new random epoch: 16 lowercase hex characters, like
+// those the Redis sequencer makes.
+func NewEpoch() string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return hex.EncodeToString(b[:])
+}
+
 // MemoryBroker is the in-process broker: each wall is its own sequencer.
 // It is the default when no Redis is configured.
 type MemoryBroker struct {
@@ -33,8 +48,17 @@ type MemoryBroker struct {
 
 var _ Broker = (*MemoryBroker)(nil)
 
-// NewMemoryBroker returns a broker that delivers into hub.
-func NewMemoryBroker(hub *Hub) *MemoryBroker { return &MemoryBroker{hub: hub} }
+// NewMemoryBroker returns a broker that delivers into hub. It gives hub
+// one new epoch, which every wall the hub creates from then on takes: the
+// process's history is lost when it stops, so a restarted server numbers
+// in a new epoch and answers older cursors with a reset. Call it before
+// the hub is used.
+func NewMemoryBroker(hub *Hub) *MemoryBroker {
+	hub.mu.Lock()
+	hub.epoch = NewEpoch()
+	hub.mu.Unlock()
+	return &MemoryBroker{hub: hub}
+}
 
 // Publish applies the message synchronously, so it is in the cache when
 // Publish returns.
@@ -45,7 +69,9 @@ func (b *MemoryBroker) Publish(ctx context.Context, wall, id, body string) (*Mes
 	html := RenderHTML(id, body) // outside the wall lock
 	w := b.hub.Acquire(wall)
 	defer b.hub.Release(w)
-	return w.sequence(func(seq uint64) *Message { return newMessageHTML(id, seq, body, html) }), nil
+	return w.sequence(func(seq uint64, epoch string) *Message {
+		return newMessageHTML(id, seq, epoch, body, html)
+	}), nil
 }
 
 // Sync has nothing to do: one process is always up to date with itself.

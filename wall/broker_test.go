@@ -19,7 +19,10 @@ func TestMemoryBrokerPublish(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := NewMessage(id, 1, "see www.x.com")
+	if len(m.Epoch) != 16 || m.Epoch != h.Lookup("a").Epoch() {
+		t.Fatalf("message epoch %q, wall's %q: want the hub's 16-hex epoch", m.Epoch, h.Lookup("a").Epoch())
+	}
+	want := NewMessage(id, 1, m.Epoch, "see www.x.com")
 	if m.ID != want.ID || m.Seq != 1 || m.Body != want.Body || m.HTML != want.HTML || string(m.JSON) != string(want.JSON) {
 		t.Fatalf("Publish = %+v, want %+v", m, want)
 	}
@@ -167,5 +170,78 @@ func TestMemoryBrokerRun(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("Run did not return after cancel")
+	}
+}
+
+// TestMemoryBrokerRestartResets is the restart bug: a page open across a
+// restart of the in-memory server, 7 posts after it, showed 5 messages the
+// server no longer had and skipped the first 5 new ones, because its seq
+// cursor was read in the new numbering. Each process start (a new
+// Hub+MemoryBroker) has its own epoch, so the old cursor gets the whole
+// cache with Reset, by Poll, Subscribe and Has alike.
+func TestMemoryBrokerRestartResets(t *testing.T) {
+	ctx := context.Background()
+	publish := func(b *MemoryBroker, n int) *Message {
+		var m *Message
+		for i := range n {
+			var err error
+			if m, err = b.Publish(ctx, "main", fmt.Sprint(i), fmt.Sprint("post ", i)); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return m
+	}
+	before := NewHub(10)
+	last := publish(NewMemoryBroker(before), 5)
+	cursor, _ := ParseCursor(last.Cursor().String()) // what the page holds: "5.<epoch>"
+
+	after := NewHub(10) // the restarted process
+	publish(NewMemoryBroker(after), 7)
+	w := after.Lookup("main")
+	if w.Epoch() == before.Lookup("main").Epoch() || w.Epoch() == "" {
+		t.Fatalf("epoch %q after a restart, %q before: want a new one", w.Epoch(), before.Lookup("main").Epoch())
+	}
+	if w.Has(cursor) {
+		t.Fatalf("Has(%v) on the restarted wall", cursor)
+	}
+	r, _ := w.Poll(cursor)
+	if !r.Reset || len(r.Messages) != 7 || r.Messages[0].Seq != 1 {
+		t.Fatalf("Poll(%v) after a restart: %d messages, reset %v; want all 7 with reset", cursor, len(r.Messages), r.Reset)
+	}
+	s := &seqRecorder{}
+	if r := w.Subscribe(s, cursor); !r.Reset || len(r.Messages) != 7 {
+		t.Fatalf("Subscribe(%v) after a restart: %d messages, reset %v; want all 7 with reset", cursor, len(r.Messages), r.Reset)
+	}
+	// The same cursor in the current epoch is a position.
+	cur := Cursor{Set: true, Seq: 5, Epoch: w.Epoch()}
+	if r, _ := w.Poll(cur); r.Reset || len(r.Messages) != 2 || r.Messages[0].Seq != 6 || !w.Has(cur) {
+		t.Fatalf("Poll(%v): %d messages, reset %v; want 6 and 7", cur, len(r.Messages), r.Reset)
+	}
+	// A part-2 client's plain seq is still taken in the current epoch.
+	if r, _ := w.Poll(Cursor{Set: true, Seq: 5}); r.Reset || len(r.Messages) != 2 {
+		t.Fatalf("plain seq 5: %d messages, reset %v; want 2", len(r.Messages), r.Reset)
+	}
+}
+
+// TestWallEpochApply: Apply refuses a message of another epoch (the broker
+// must Replace), and a wall without an epoch takes its first message's.
+func TestWallEpochApply(t *testing.T) {
+	w := newWall("w", 10, "")
+	if err := w.Apply(NewMessage("a", 1, "e1", "x")); err != nil {
+		t.Fatal(err)
+	}
+	if w.Epoch() != "e1" {
+		t.Fatalf("epoch %q after the first message, want e1", w.Epoch())
+	}
+	if err := w.Apply(NewMessage("b", 2, "e2", "x")); !errors.Is(err, ErrEpoch) {
+		t.Fatalf("Apply of another epoch: %v, want ErrEpoch", err)
+	}
+	w.Replace([]*Message{NewMessage("c", 1, "e2", "y")}, "e2")
+	if w.Epoch() != "e2" || w.Last() != 1 {
+		t.Fatalf("after Replace: epoch %q last %d", w.Epoch(), w.Last())
+	}
+	msgs, c := w.Snapshot()
+	if len(msgs) != 1 || c != msgs[0].Cursor() {
+		t.Fatalf("Snapshot = %v, %+v", msgs, c)
 	}
 }

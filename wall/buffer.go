@@ -76,11 +76,13 @@ func (b *Buffer) indexOfID(id string) int {
 //   - a seq cursor older than the cache: the whole cache, and Missed counts
 //     the evicted messages in between;
 //   - an id cursor in the cache: the messages after it;
-//   - an unknown id, or a seq newer than the newest message (another epoch):
-//     the whole cache with Reset set, because what was missed is unknown.
+//   - an unknown id, a seq cursor of another epoch, or a seq newer than the
+//     newest message (a plain seq from another epoch): the whole cache with
+//     Reset set, because what was missed is unknown.
 //
-// last is the seq of the newest message the wall has applied.
-func (b *Buffer) Since(c Cursor, last uint64) Result {
+// last is the seq of the newest message the wall has applied and epoch the
+// numbering it belongs to. A plain seq (no epoch) is taken in it.
+func (b *Buffer) Since(c Cursor, last uint64, epoch string) Result {
 	switch {
 	case !c.Set:
 		return Result{Messages: b.Slice(0)}
@@ -89,7 +91,7 @@ func (b *Buffer) Since(c Cursor, last uint64) Result {
 			return Result{Messages: b.Slice(i + 1)}
 		}
 		return Result{Messages: b.Slice(0), Reset: true}
-	case c.Seq > last:
+	case c.Epoch != "" && c.Epoch != epoch, c.Seq > last:
 		return Result{Messages: b.Slice(0), Reset: true}
 	case b.Len() == 0:
 		return Result{}

@@ -166,7 +166,7 @@ func TestBufferSince(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := filledBuffer(5, tt.first, tt.last)
-			r := b.Since(tt.c, tt.last)
+			r := b.Since(tt.c, tt.last, "")
 			want := tt.want
 			if want == nil {
 				want = []uint64{}

@@ -43,9 +43,17 @@ type Hub struct {
 
 	mu    sync.Mutex
 	walls map[string]*Wall
+	epoch string // given to the walls it creates; set by NewMemoryBroker
 
 	done      chan struct{}
 	closeOnce sync.Once
+
+	// interestMu serializes the calls to interest (see Interest) and
+	// guards interest and told. It is held while calling out, so it is
+	// never taken with mu held.
+	interestMu sync.Mutex
+	interest   Interest
+	told       map[string]struct{} // walls interest was last told are active
 }
 
 // NewHub returns an empty hub whose walls cache cacheSize messages each.
@@ -57,22 +65,32 @@ func NewHub(cacheSize int) *Hub {
 func (h *Hub) CacheSize() int { return h.cacheSize }
 
 // Acquire returns the named wall, creating it if needed, and counts a user
-// of it until Release. Callers must have validated the name.
+// of it until Release. Callers must have validated the name. The first
+// user is told to the Interest, if any, before Acquire returns.
 func (h *Hub) Acquire(name string) *Wall {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	w := h.getLocked(name)
 	w.refs++
+	first := w.refs == 1
+	h.mu.Unlock()
+	if first {
+		h.settle(name)
+	}
 	return w
 }
 
 // Release ends a use begun by Acquire and drops the wall if it is idle.
+// The last user's leaving is told to the Interest, if any.
 func (h *Hub) Release(w *Wall) {
 	h.mu.Lock()
-	defer h.mu.Unlock()
 	w.refs--
+	last := w.refs == 0
 	if w.idle() && h.walls[w.name] == w {
 		delete(h.walls, w.name)
+	}
+	h.mu.Unlock()
+	if last {
+		h.settle(w.name)
 	}
 }
 
@@ -115,7 +133,7 @@ func (h *Hub) Names() []string {
 func (h *Hub) getLocked(name string) *Wall {
 	w := h.walls[name]
 	if w == nil {
-		w = newWall(name, h.cacheSize)
+		w = newWall(name, h.cacheSize, h.epoch)
 		h.walls[name] = w
 	}
 	return w

@@ -10,13 +10,16 @@ import (
 // enters an instance, and those bytes are shared by every reader on every
 // transport.
 type Message struct {
-	ID   string // UUID4, 36 lowercase characters
-	Seq  uint64 // per-wall sequence number, starting at 1
-	Body string // the cleaned body
-	HTML string // <div class="message" id="m<id>">linkified body</div>\n
+	ID    string // UUID4, 36 lowercase characters
+	Seq   uint64 // per-wall sequence number, starting at 1
+	Epoch string // the numbering Seq belongs to; see Cursor
+	Body  string // the cleaned body
+	HTML  string // <div class="message" id="m<id>">linkified body</div>\n
 	// JSON is the message object as legacy clients expect it, encoded like
-	// Python's json.dumps plus Tornado's "</" escaping:
-	// {"id": ..., "seq": ..., "body": ..., "html": ...}.
+	// Python's json.dumps plus Tornado's "</" escaping, keys in this order:
+	// {"id": ..., "seq": ..., "cursor": "<seq>.<epoch>", "body": ...,
+	// "html": ...}. "cursor" (absent when Epoch is empty) is the string a
+	// client sends to resume after this message, on any transport.
 	JSON []byte
 	// Frame is JSON as one unmasked WebSocket text frame, header included.
 	// It shares JSON's bytes (the header sits in room left before them), so
@@ -27,9 +30,15 @@ type Message struct {
 // maxFrameHeader is the longest header of an unmasked WebSocket frame.
 const maxFrameHeader = 10
 
-// NewMessage renders and encodes a message. body must already be cleaned.
-func NewMessage(id string, seq uint64, body string) *Message {
-	return newMessageHTML(id, seq, body, RenderHTML(id, body))
+// NewMessage renders and encodes message seq of a wall's numbering epoch.
+// body must already be cleaned.
+func NewMessage(id string, seq uint64, epoch, body string) *Message {
+	return newMessageHTML(id, seq, epoch, body, RenderHTML(id, body))
+}
+
+// Cursor returns the position just after m.
+func (m *Message) Cursor() Cursor {
+	return Cursor{Set: true, Seq: m.Seq, Epoch: m.Epoch}
 }
 
 // RenderHTML renders the legacy message fragment: the div, the escaped and
@@ -40,13 +49,28 @@ func RenderHTML(id, body string) string {
 
 // newMessageHTML builds a message whose fragment is already rendered, so a
 // sequencer can render outside its lock and only encode under it.
-func newMessageHTML(id string, seq uint64, body, html string) *Message {
-	m := &Message{ID: id, Seq: seq, Body: body, HTML: html}
-	b := make([]byte, maxFrameHeader, maxFrameHeader+64+len(id)+2*len(body)+2*len(m.HTML))
+func newMessageHTML(id string, seq uint64, epoch, body, html string) *Message {
+	m := &Message{ID: id, Seq: seq, Epoch: epoch, Body: body, HTML: html}
+	// One allocation of exactly the encoded size: non-ASCII text escapes to
+	// six bytes a rune, so any guess from len(body) either reallocates or,
+	// for a long body, pins several times what the message holds.
+	n := len(`{"id": , "seq": , "body": , "html": }`) + pyStringLen(id) +
+		uintLen(seq) + pyStringLen(body) + pyStringLen(html)
+	if epoch != "" {
+		n += len(`, "cursor": "."`) + uintLen(seq) + pyStringLen(epoch) - 2
+	}
+	b := make([]byte, maxFrameHeader, maxFrameHeader+n)
 	b = append(b, `{"id": `...)
 	b = appendPyString(b, id)
 	b = append(b, `, "seq": `...)
 	b = strconv.AppendUint(b, seq, 10)
+	if epoch != "" {
+		b = append(b, `, "cursor": "`...)
+		b = strconv.AppendUint(b, seq, 10)
+		b = append(b, '.')
+		b = appendPyStringBody(b, epoch)
+		b = append(b, '"')
+	}
 	b = append(b, `, "body": `...)
 	b = appendPyString(b, body)
 	b = append(b, `, "html": `...)
@@ -89,6 +113,12 @@ const hexDigits = "0123456789abcdef"
 // safe inside a <script> element too.
 func appendPyString(b []byte, s string) []byte {
 	b = append(b, '"')
+	b = appendPyStringBody(b, s)
+	return append(b, '"')
+}
+
+// appendPyStringBody is appendPyString without the quotes.
+func appendPyStringBody(b []byte, s string) []byte {
 	for i := 0; i < len(s); {
 		c := s[i]
 		if c < utf8.RuneSelf {
@@ -128,7 +158,46 @@ func appendPyString(b []byte, s string) []byte {
 		}
 		i += size
 	}
-	return append(b, '"')
+	return b
+}
+
+// pyStringLen returns len(appendPyString(nil, s)) without encoding.
+func pyStringLen(s string) int {
+	n := 2
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"', c == '\\', c == '\n', c == '\r', c == '\t', c == '\b', c == '\f':
+				n += 2
+			case c < 0x20 || c == 0x7f:
+				n += 6
+			case c == '/' && i > 0 && s[i-1] == '<':
+				n += 2
+			default:
+				n++
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r > 0xffff {
+			n += 12 // a surrogate pair
+		} else {
+			n += 6
+		}
+		i += size
+	}
+	return n
+}
+
+// uintLen returns the number of decimal digits of v.
+func uintLen(v uint64) int {
+	n := 1
+	for ; v >= 10; v /= 10 {
+		n++
+	}
+	return n
 }
 
 func appendU(b []byte, r rune) []byte {

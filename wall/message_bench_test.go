@@ -21,7 +21,7 @@ func BenchmarkNewMessage(b *testing.B) {
 			b.ReportAllocs()
 			var m *Message
 			for b.Loop() {
-				m = NewMessage(id, 12345, tc.body)
+				m = NewMessage(id, 12345, "0123456789abcdef", tc.body)
 			}
 			b.ReportMetric(float64(len(m.JSON)), "json-bytes")
 		})

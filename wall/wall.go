@@ -23,24 +23,32 @@ type Subscriber interface {
 var (
 	ErrDuplicate = errors.New("message already applied")
 	ErrGap       = errors.New("message seq leaves a gap")
+	ErrEpoch     = errors.New("message belongs to another epoch")
 )
 
-// Wall is one named room: a bounded cache, the seq of its newest message,
-// the live subscribers and a wake-up channel for long-pollers.
+// Wall is one named room: a bounded cache, the seq and epoch of its newest
+// message, the live subscribers and a wake-up channel for long-pollers.
+//
+// The epoch names the wall's numbering: it changes when the history is lost
+// (the in-process broker's process restarted; Redis lost the wall and no
+// instance could restore it), so a cursor of an older numbering is answered
+// with the whole cache and Reset rather than read as a position in the new
+// one. It is empty until a broker sets it (a Redis wall not loaded yet).
 type Wall struct {
 	name string
 
 	mu      sync.Mutex
 	buf     Buffer
 	last    uint64                  // seq of the newest applied message
+	epoch   string                  // numbering of last; see Wall
 	changed chan struct{}           // closed and replaced on every change
 	subs    map[Subscriber]struct{} // live subscribers
 
 	refs int // active users (pollers, subscribers, pages); guarded by Hub.mu
 }
 
-func newWall(name string, cacheSize int) *Wall {
-	return &Wall{name: name, buf: NewBuffer(cacheSize), changed: make(chan struct{})}
+func newWall(name string, cacheSize int, epoch string) *Wall {
+	return &Wall{name: name, buf: NewBuffer(cacheSize), epoch: epoch, changed: make(chan struct{})}
 }
 
 // Name returns the wall's name.
@@ -53,11 +61,29 @@ func (w *Wall) Last() uint64 {
 	return w.last
 }
 
+// Epoch returns the wall's epoch: the numbering its seqs belong to.
+func (w *Wall) Epoch() string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.epoch
+}
+
 // Messages returns the cached messages, oldest first.
 func (w *Wall) Messages() []*Message {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.buf.Slice(0)
+}
+
+// Snapshot returns the cached messages, oldest first, and the cursor just
+// after the newest one, read together: a page that shows msgs and resumes
+// from the cursor misses nothing and shows nothing twice. On an empty wall
+// the cursor is the wall's position (seq 0 of its epoch, or the last seq if
+// everything was dropped by Replace).
+func (w *Wall) Snapshot() ([]*Message, Cursor) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.buf.Slice(0), Cursor{Set: true, Seq: w.last, Epoch: w.epoch}
 }
 
 // Poll returns the messages after c if there are any. Otherwise it returns
@@ -67,7 +93,7 @@ func (w *Wall) Messages() []*Message {
 func (w *Wall) Poll(c Cursor) (Result, <-chan struct{}) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	r := w.buf.Since(c, w.last)
+	r := w.buf.Since(c, w.last, w.epoch)
 	if len(r.Messages) > 0 {
 		return r, nil
 	}
@@ -87,7 +113,7 @@ func (w *Wall) Subscribe(s Subscriber, c Cursor) Result {
 	if !c.Set {
 		return Result{}
 	}
-	return w.buf.Since(c, w.last)
+	return w.buf.Since(c, w.last, w.epoch)
 }
 
 // Unsubscribe removes s. It is safe to call more than once.
@@ -106,27 +132,32 @@ func (w *Wall) Subscribers() int {
 
 // Apply adds m, which must carry the next seq, to the cache and hands it to
 // every subscriber and waiting poller. This is the one delivery path: every
-// broker ends here, for local and remote posts alike.
+// broker ends here, for local and remote posts alike. A wall without an
+// epoch takes m's; a message of another epoch is refused (ErrEpoch): the
+// broker replaces the history instead.
 func (w *Wall) Apply(m *Message) error {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
+	case w.epoch != "" && m.Epoch != w.epoch:
+		return ErrEpoch
 	case m.Seq <= w.last:
 		return ErrDuplicate
 	case m.Seq != w.last+1:
 		return ErrGap
 	}
+	w.epoch = m.Epoch
 	w.applyLocked(m)
 	return nil
 }
 
 // sequence assigns the next seq under the lock and applies the message that
-// build returns for it. Used by the in-process broker, which is its own
-// sequencer.
-func (w *Wall) sequence(build func(seq uint64) *Message) *Message {
+// build returns for it, in the wall's epoch. Used by the in-process broker,
+// which is its own sequencer.
+func (w *Wall) sequence(build func(seq uint64, epoch string) *Message) *Message {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	m := build(w.last + 1)
+	m := build(w.last+1, w.epoch)
 	w.applyLocked(m)
 	return m
 }
@@ -147,15 +178,16 @@ func (w *Wall) notifyLocked() {
 	w.changed = make(chan struct{})
 }
 
-// Restore loads msgs (oldest first, consecutive seqs) as the cache of a
-// wall this instance held nothing of, or continues it: subscribers are
-// sent the messages newer than what the wall had; pollers wake and see the
-// new state through their cursors. For a history that does not continue
-// the wall's, use Replace.
-func (w *Wall) Restore(msgs []*Message) {
+// Restore loads msgs (oldest first, consecutive seqs, of the given epoch)
+// as the cache of a wall this instance held nothing of, or continues it:
+// subscribers are sent the messages newer than what the wall had; pollers
+// wake and see the new state through their cursors. For a history that
+// does not continue the wall's, use Replace.
+func (w *Wall) Restore(msgs []*Message, epoch string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	prev := w.last
+	w.epoch = epoch
 	w.buf.Reset()
 	for _, m := range msgs {
 		w.buf.Push(m)
@@ -169,16 +201,17 @@ func (w *Wall) Restore(msgs []*Message) {
 	w.notifyLocked()
 }
 
-// Replace swaps the cache for msgs (oldest first, consecutive seqs), a
-// history that does not continue the wall's: a new epoch after Redis lost
-// the wall, or a gap wider than the history. Subscribers get Reset with
-// the new cache; pollers whose seq cursor is past the new last get the
-// whole cache with Reset set.
-func (w *Wall) Replace(msgs []*Message) {
+// Replace swaps the cache for msgs (oldest first, consecutive seqs, of the
+// given epoch), a history that does not continue the wall's: a new epoch
+// after Redis lost the wall, or a gap wider than the history. Subscribers
+// get Reset with the new cache; pollers whose cursor is of another epoch,
+// or whose plain seq is past the new last, get the whole cache with Reset.
+func (w *Wall) Replace(msgs []*Message, epoch string) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	w.buf.Reset()
 	w.last = 0
+	w.epoch = epoch
 	for _, m := range msgs {
 		w.buf.Push(m)
 		w.last = m.Seq
@@ -229,8 +262,9 @@ func (w *Wall) idle() bool {
 }
 
 // Has reports whether this instance can place cursor c: no cursor, a seq it
-// has applied, or an id in its cache. A cursor it cannot place may have been
-// minted by a peer that is a little ahead; see Broker.Sync.
+// has applied (of its epoch, if c names one), or an id in its cache. A
+// cursor it cannot place may have been minted by a peer that is a little
+// ahead, or in a newer epoch this instance has not loaded; see Broker.Sync.
 func (w *Wall) Has(c Cursor) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -239,6 +273,8 @@ func (w *Wall) Has(c Cursor) bool {
 		return true
 	case c.ID != "":
 		return w.buf.indexOfID(c.ID) >= 0
+	case c.Epoch != "" && c.Epoch != w.epoch:
+		return false
 	}
 	return c.Seq <= w.last
 }

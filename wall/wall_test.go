@@ -74,7 +74,7 @@ func TestWallApplyOrder(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			w := newWall("w", 10)
+			w := newWall("w", 10, "")
 			rec := &seqRecorder{}
 			w.Subscribe(rec, Cursor{})
 			for i, s := range tt.seqs {
@@ -100,7 +100,7 @@ func TestWallApplyOrder(t *testing.T) {
 }
 
 func TestWallPoll(t *testing.T) {
-	w := newWall("w", 3)
+	w := newWall("w", 3, "")
 	r, ch := w.Poll(Cursor{})
 	if len(r.Messages) != 0 || ch == nil {
 		t.Fatalf("empty wall: %d messages, channel %v", len(r.Messages), ch)
@@ -148,7 +148,7 @@ func TestWallPoll(t *testing.T) {
 }
 
 func TestWallSubscribe(t *testing.T) {
-	w := newWall("w", 5)
+	w := newWall("w", 5, "")
 	applyRange(t, w, 1, 7)
 	tests := []struct {
 		name   string
@@ -198,7 +198,7 @@ func TestWallSubscribe(t *testing.T) {
 // cursor, exactly once and in order.
 func TestWallSubscribeConcurrent(t *testing.T) {
 	const total = 2000
-	w := newWall("w", total)
+	w := newWall("w", total, "")
 	type sub struct {
 		rec    *seqRecorder
 		cursor Cursor
@@ -262,7 +262,7 @@ func TestWallSubscribeConcurrent(t *testing.T) {
 					mu.Lock()
 					done := w.Last() >= total
 					if !done {
-						w.sequence(func(seq uint64) *Message { return testMsg(seq) })
+						w.sequence(func(seq uint64, _ string) *Message { return testMsg(seq) })
 					}
 					mu.Unlock()
 					if done {
@@ -307,7 +307,7 @@ func TestWallSubscribeConcurrent(t *testing.T) {
 }
 
 func TestWallRestore(t *testing.T) {
-	w := newWall("w", 4)
+	w := newWall("w", 4, "")
 	applyRange(t, w, 1, 3)
 	rec := &seqRecorder{}
 	w.Subscribe(rec, Cursor{})
@@ -318,7 +318,7 @@ func TestWallRestore(t *testing.T) {
 	for s := uint64(2); s <= 8; s++ {
 		msgs = append(msgs, testMsg(s))
 	}
-	w.Restore(msgs)
+	w.Restore(msgs, "")
 	if !isClosed(ch) {
 		t.Fatal("Restore did not wake pollers")
 	}
@@ -336,7 +336,7 @@ func TestWallRestore(t *testing.T) {
 	}
 
 	// Another epoch, numbered from 1 again.
-	w.Restore([]*Message{testMsg(1), testMsg(2)})
+	w.Restore([]*Message{testMsg(1), testMsg(2)}, "")
 	if w.Last() != 2 {
 		t.Fatalf("Last = %d after restoring an older numbering, want 2", w.Last())
 	}
@@ -349,7 +349,7 @@ func TestWallRestore(t *testing.T) {
 	}
 
 	// Nothing to restore: the cache empties, the numbering stays.
-	w.Restore(nil)
+	w.Restore(nil, "")
 	if len(w.Messages()) != 0 || w.Last() != 3 {
 		t.Fatalf("Restore(nil): %d messages, Last %d", len(w.Messages()), w.Last())
 	}
@@ -360,7 +360,7 @@ func TestWallRestore(t *testing.T) {
 
 func TestWallWaitApplied(t *testing.T) {
 	ctx := context.Background()
-	w := newWall("w", 3)
+	w := newWall("w", 3, "")
 	applyRange(t, w, 1, 5)
 
 	if m, err := w.WaitApplied(ctx, 4); err != nil || m == nil || m.Seq != 4 {
@@ -417,7 +417,7 @@ func TestWallWaitApplied(t *testing.T) {
 }
 
 func TestWallHas(t *testing.T) {
-	w := newWall("w", 3)
+	w := newWall("w", 3, "")
 	if !w.Has(Cursor{}) || !w.Has(Cursor{Set: true, Seq: 0}) || w.Has(Cursor{Set: true, Seq: 1}) || w.Has(Cursor{Set: true, ID: "id-1"}) {
 		t.Fatal("empty wall: wrong Has")
 	}
@@ -446,7 +446,7 @@ func TestWallHas(t *testing.T) {
 // Replace swaps in a history that does not continue the wall's: live
 // subscribers are reset to it, and old seq cursors past it get a reset.
 func TestWallReplace(t *testing.T) {
-	w := newWall("w", 10)
+	w := newWall("w", 10, "")
 	for i := uint64(1); i <= 5; i++ {
 		if err := w.Apply(testMsg(i)); err != nil {
 			t.Fatal(err)
@@ -455,7 +455,7 @@ func TestWallReplace(t *testing.T) {
 	sub := &seqRecorder{}
 	w.Subscribe(sub, Cursor{})
 	_, changed := w.Poll(Cursor{Set: true, Seq: 5})
-	w.Replace([]*Message{testMsg(1), testMsg(2)})
+	w.Replace([]*Message{testMsg(1), testMsg(2)}, "")
 	if !isClosed(changed) {
 		t.Fatal("Replace did not wake pollers")
 	}

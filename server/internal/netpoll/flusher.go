@@ -3,6 +3,7 @@ package netpoll
 import (
 	"net"
 	"runtime"
+	"runtime/debug"
 	"sync"
 )
 
@@ -11,6 +12,7 @@ import (
 // then costs ten thousand write calls on a few goroutines, instead of ten
 // thousand goroutines woken or started.
 type Flusher struct {
+	onPanic  func(v any, stack []byte)
 	q        chan Job
 	stop     chan struct{}
 	stopOnce sync.Once
@@ -27,9 +29,11 @@ type Job interface {
 // QueueLen is how many jobs wait for a worker before Submit refuses.
 const QueueLen = 1 << 16
 
-// NewFlusher starts GOMAXPROCS workers; they end in Close.
-func NewFlusher() *Flusher {
-	f := &Flusher{q: make(chan Job, QueueLen), stop: make(chan struct{}), done: make(chan struct{})}
+// NewFlusher starts GOMAXPROCS workers; they end in Close. A Job whose
+// Flush panics is reported to onPanic with its stack, and the worker goes
+// on with the next job.
+func NewFlusher(onPanic func(v any, stack []byte)) *Flusher {
+	f := &Flusher{onPanic: onPanic, q: make(chan Job, QueueLen), stop: make(chan struct{}), done: make(chan struct{})}
 	n := runtime.GOMAXPROCS(0)
 	exited := make(chan struct{}, n)
 	for range n {
@@ -62,11 +66,22 @@ func (f *Flusher) work(exited chan<- struct{}) {
 	for {
 		select {
 		case j := <-f.q:
-			j.Flush(&scratch, &w)
+			f.flush(j, &scratch, &w)
 		case <-f.stop:
 			return
 		}
 	}
+}
+
+// flush runs one job, recovering its panic: one connection's bug must not
+// stop a worker that every connection relies on.
+func (f *Flusher) flush(j Job, scratch *net.Buffers, w *Writer) {
+	defer func() {
+		if v := recover(); v != nil {
+			f.onPanic(v, debug.Stack())
+		}
+	}()
+	j.Flush(scratch, w)
 }
 
 // Close stops the workers; call it once no connection is left to submit.

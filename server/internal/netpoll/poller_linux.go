@@ -4,6 +4,7 @@ package netpoll
 
 import (
 	"os"
+	"runtime/debug"
 	"sync"
 	"syscall"
 	"unsafe"
@@ -36,11 +37,15 @@ type Poller struct {
 	mu    sync.Mutex
 	conns map[int32]Handler // by descriptor
 
+	onPanic func(v any, stack []byte)
+
 	done chan struct{} // closed when loop has returned
 }
 
-// NewPoller starts a Poller; its goroutine ends after Close.
-func NewPoller() (*Poller, error) {
+// NewPoller starts a Poller; its goroutine ends after Close. A Handler
+// whose Readable panics is reported to onPanic with its stack, and the
+// Poller goes on with the other sockets.
+func NewPoller(onPanic func(v any, stack []byte)) (*Poller, error) {
 	fd, err := unix.EpollCreate1(unix.EPOLL_CLOEXEC)
 	if err != nil {
 		return nil, os.NewSyscallError("epoll_create1", err)
@@ -55,7 +60,7 @@ func NewPoller() (*Poller, error) {
 		f.Close()
 		return nil, err
 	}
-	p := &Poller{epfd: fd, file: f, raw: raw, conns: make(map[int32]Handler), done: make(chan struct{})}
+	p := &Poller{epfd: fd, file: f, raw: raw, conns: make(map[int32]Handler), onPanic: onPanic, done: make(chan struct{})}
 	go p.loop()
 	return p, nil
 }
@@ -120,12 +125,23 @@ func (p *Poller) loop() {
 			}
 			p.mu.Unlock()
 			for _, h := range batch {
-				h.Readable()
+				p.readable(h)
 			}
 			clear(batch)
 			batch = batch[:0]
 		}
 	})
+}
+
+// readable calls h, recovering its panic: the Poller's goroutine serves
+// every watched socket.
+func (p *Poller) readable(h Handler) {
+	defer func() {
+		if v := recover(); v != nil {
+			p.onPanic(v, debug.Stack())
+		}
+	}()
+	h.Readable()
 }
 
 // epollWaitNow is epoll_wait(2) with no timeout, made with RawSyscall: a

@@ -11,7 +11,7 @@ type Handler interface{ Readable() }
 type Poller struct{}
 
 // NewPoller fails off Linux.
-func NewPoller() (*Poller, error) { return nil, errors.ErrUnsupported }
+func NewPoller(func(v any, stack []byte)) (*Poller, error) { return nil, errors.ErrUnsupported }
 
 // Add watches nothing off Linux.
 func (*Poller) Add(Socket, Handler) bool { return false }

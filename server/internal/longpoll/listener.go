@@ -1,4 +1,4 @@
-package server
+package longpoll
 
 import (
 	"errors"
@@ -10,7 +10,7 @@ import (
 )
 
 // listener wraps the server's real listener so that the long-poll engine
-// (pollconn.go) can hand connections back to net/http: its Accept yields
+// (Engine) can hand connections back to net/http: its Accept yields
 // the real listener's connections and the connections handed back, which
 // net/http then serves as new connections.
 //
@@ -33,26 +33,30 @@ type acceptResult struct {
 }
 
 // Listener returns a listener over ln for http.Server.Serve that enables
-// the long-poll engine: pending polls leave net/http and wait with no
-// buffers and, on Linux, no goroutine (see pollConn and reactor), and
-// connections the engine does not serve go back to net/http through it.
-// It starts the engine's reactor, whose goroutine ends in Wait. A Server
-// that was never given a Listener (mounted as a plain http.Handler)
-// serves polls through net/http only.
-func (s *Server) Listener(ln net.Listener) net.Listener {
+// the engine: pending polls leave net/http and wait with no buffers and,
+// on Linux, no goroutine, and connections the engine does not serve go
+// back to net/http through it. It starts the reactor, whose goroutine
+// ends in Wait, and the accept goroutine, which ends when ln is closed.
+// Call it once.
+func (e *Engine) Listener(ln net.Listener) net.Listener {
 	l := &listener{
 		Listener: ln,
 		accepted: make(chan acceptResult),
 		back:     make(chan net.Conn),
 		done:     make(chan struct{}),
 	}
-	rx, err := netpoll.NewPoller()
+	rx, err := netpoll.NewPoller(func(v any, stack []byte) {
+		e.log.Error("reactor handler panicked", "panic", v, "stack", string(stack))
+	})
 	if err != nil && !errors.Is(err, errors.ErrUnsupported) {
-		s.log.Warn("no reactor: long-polls wait on goroutines", "err", err)
+		e.log.Warn("no reactor: long-polls wait on goroutines", "err", err)
 	}
 	l.rx = rx
-	go l.acceptLoop()
-	s.ln.Store(l)
+	go func() {
+		defer e.crashLogged("accept loop")
+		l.acceptLoop()
+	}()
+	e.ln.Store(l)
 	return l
 }
 

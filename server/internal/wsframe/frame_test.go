@@ -1,4 +1,4 @@
-package server
+package wsframe
 
 import (
 	"bufio"
@@ -9,8 +9,6 @@ import (
 	"io"
 	"strings"
 	"testing"
-
-	"github.com/gorilla/websocket"
 )
 
 // testMask is the masking key of the test's client frames. It is not zero,
@@ -74,14 +72,14 @@ type ctrl struct {
 // and returns the messages, the control frames met, and the final error.
 func readMessages(input []byte, limit int64) (msgs []string, ctrls []ctrl, err error) {
 	br := bufio.NewReaderSize(bytes.NewReader(input), 16) // small: frames span refills
-	mr := messageReader{limit: limit}
+	mr := MessageReader{Limit: limit}
 	control := func(op byte, payload []byte) error {
 		ctrls = append(ctrls, ctrl{op, string(payload)})
 		return nil
 	}
 	for {
-		msg, err := mr.next(br, control)
-		if err == errNoMessage {
+		msg, err := mr.Next(br, control)
+		if err == ErrNoMessage {
 			continue // the caller would wait for the socket here
 		}
 		if err != nil {
@@ -93,9 +91,9 @@ func readMessages(input []byte, limit int64) (msgs []string, ctrls []ctrl, err e
 
 // closeCode returns the close code carried by err, or 0.
 func closeCode(err error) int {
-	var ce *closeError
+	var ce *CloseError
 	if errors.As(err, &ce) {
-		return ce.code
+		return ce.Code
 	}
 	return 0
 }
@@ -109,25 +107,25 @@ func TestReadClientFrame(t *testing.T) {
 		fin     bool
 		payload string
 	}{
-		{"text", clientFrame(true, opText, "hello"), opText, true, "hello"},
-		{"empty", clientFrame(true, opText, ""), opText, true, ""},
-		{"7-bit max", clientFrame(true, opBinary, long[:125]), opBinary, true, long[:125]},
-		{"16-bit min", clientFrame(true, opText, long[:126]), opText, true, long[:126]},
-		{"16-bit", clientFrame(false, opText, long[:1000]), opText, false, long[:1000]},
-		{"16-bit max", clientFrame(true, opText, long[:0xffff]), opText, true, long[:0xffff]},
-		{"64-bit", clientFrame(true, opText, long), opText, true, long},
-		{"ping", clientFrame(true, opPing, "p"), opPing, true, "p"},
-		{"continuation", clientFrame(true, opContinuation, "c"), opContinuation, true, "c"},
+		{"text", clientFrame(true, OpText, "hello"), OpText, true, "hello"},
+		{"empty", clientFrame(true, OpText, ""), OpText, true, ""},
+		{"7-bit max", clientFrame(true, OpBinary, long[:125]), OpBinary, true, long[:125]},
+		{"16-bit min", clientFrame(true, OpText, long[:126]), OpText, true, long[:126]},
+		{"16-bit", clientFrame(false, OpText, long[:1000]), OpText, false, long[:1000]},
+		{"16-bit max", clientFrame(true, OpText, long[:0xffff]), OpText, true, long[:0xffff]},
+		{"64-bit", clientFrame(true, OpText, long), OpText, true, long},
+		{"ping", clientFrame(true, OpPing, "p"), OpPing, true, "p"},
+		{"continuation", clientFrame(true, OpContinuation, "c"), OpContinuation, true, "c"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			br := bufio.NewReader(bytes.NewReader(tc.input))
-			f, err := readClientFrame(br, 1<<20, nil)
+			f, err := ReadClientFrame(br, 1<<20, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
-			if f.op != tc.op || f.fin != tc.fin || string(f.payload) != tc.payload {
+			if f.Op != tc.op || f.Fin != tc.fin || string(f.Payload) != tc.payload {
 				t.Fatalf("frame op %x fin %v payload %.20q (%d bytes), want op %x fin %v %.20q (%d bytes)",
-					f.op, f.fin, f.payload, len(f.payload), tc.op, tc.fin, tc.payload, len(tc.payload))
+					f.Op, f.Fin, f.Payload, len(f.Payload), tc.op, tc.fin, tc.payload, len(tc.payload))
 			}
 			if br.Buffered() != 0 {
 				t.Fatalf("%d bytes left unread", br.Buffered())
@@ -135,87 +133,87 @@ func TestReadClientFrame(t *testing.T) {
 		})
 	}
 	// The 64-bit form is accepted for a short payload too.
-	in := append([]byte{0x80 | opText, 0x80 | 127}, binary.BigEndian.AppendUint64(nil, 3)...)
+	in := append([]byte{0x80 | OpText, 0x80 | 127}, binary.BigEndian.AppendUint64(nil, 3)...)
 	in = append(in, testMask[:]...)
 	for i, c := range []byte("abc") {
 		in = append(in, c^testMask[i&3])
 	}
-	f, err := readClientFrame(bufio.NewReader(bytes.NewReader(in)), 100, nil)
-	if err != nil || string(f.payload) != "abc" {
-		t.Fatalf("64-bit length 3: %q, %v", f.payload, err)
+	f, err := ReadClientFrame(bufio.NewReader(bytes.NewReader(in)), 100, nil)
+	if err != nil || string(f.Payload) != "abc" {
+		t.Fatalf("64-bit length 3: %q, %v", f.Payload, err)
 	}
 }
 
-// readClientFrame unmasks into buf when it is large enough.
+// ReadClientFrame unmasks into buf when it is large enough.
 func TestReadClientFrameReusesBuf(t *testing.T) {
 	buf := make([]byte, 0, 64)
-	f, err := readClientFrame(bufio.NewReader(bytes.NewReader(clientFrame(true, opText, "reuse"))), 100, buf)
-	if err != nil || string(f.payload) != "reuse" {
-		t.Fatalf("%q, %v", f.payload, err)
+	f, err := ReadClientFrame(bufio.NewReader(bytes.NewReader(clientFrame(true, OpText, "reuse"))), 100, buf)
+	if err != nil || string(f.Payload) != "reuse" {
+		t.Fatalf("%q, %v", f.Payload, err)
 	}
-	if &f.payload[0] != &buf[:1][0] {
+	if &f.Payload[0] != &buf[:1][0] {
 		t.Fatal("payload not read into buf")
 	}
 }
 
 func TestMessageReader(t *testing.T) {
 	const limit = 100
-	ping := clientFrame(true, opPing, "p1")
-	pong := clientFrame(true, opPong, "p2")
+	ping := clientFrame(true, OpPing, "p1")
+	pong := clientFrame(true, OpPong, "p2")
 	for _, tc := range []struct {
 		name  string
 		input []byte
 		msgs  []string
 		ctrls []ctrl
 	}{
-		{"single text", clientFrame(true, opText, "hello"), []string{"hello"}, nil},
-		{"binary", clientFrame(true, opBinary, "\x00\xff"), []string{"\x00\xff"}, nil},
-		{"two messages", frames(clientFrame(true, opText, "a"), clientFrame(true, opBinary, "b")),
+		{"single text", clientFrame(true, OpText, "hello"), []string{"hello"}, nil},
+		{"binary", clientFrame(true, OpBinary, "\x00\xff"), []string{"\x00\xff"}, nil},
+		{"two messages", frames(clientFrame(true, OpText, "a"), clientFrame(true, OpBinary, "b")),
 			[]string{"a", "b"}, nil},
 		{"fragmented", frames(
-			clientFrame(false, opText, `{"bo`),
-			clientFrame(false, opContinuation, `dy": `),
-			clientFrame(true, opContinuation, `"hi"}`),
+			clientFrame(false, OpText, `{"bo`),
+			clientFrame(false, OpContinuation, `dy": `),
+			clientFrame(true, OpContinuation, `"hi"}`),
 		), []string{`{"body": "hi"}`}, nil},
 		{"fragmented then single", frames(
-			clientFrame(false, opBinary, "ab"),
-			clientFrame(true, opContinuation, "cd"),
-			clientFrame(true, opText, "ef"),
+			clientFrame(false, OpBinary, "ab"),
+			clientFrame(true, OpContinuation, "cd"),
+			clientFrame(true, OpText, "ef"),
 		), []string{"abcd", "ef"}, nil},
 		{"control frames inside a fragmented message", frames(
-			clientFrame(false, opText, "one "),
+			clientFrame(false, OpText, "one "),
 			ping,
-			clientFrame(false, opContinuation, "two "),
+			clientFrame(false, OpContinuation, "two "),
 			pong,
-			clientFrame(true, opContinuation, "three"),
-		), []string{"one two three"}, []ctrl{{opPing, "p1"}, {opPong, "p2"}}},
-		{"control frames only", frames(ping, pong), nil, []ctrl{{opPing, "p1"}, {opPong, "p2"}}},
+			clientFrame(true, OpContinuation, "three"),
+		), []string{"one two three"}, []ctrl{{OpPing, "p1"}, {OpPong, "p2"}}},
+		{"control frames only", frames(ping, pong), nil, []ctrl{{OpPing, "p1"}, {OpPong, "p2"}}},
 		{"empty fragments", frames(
-			clientFrame(false, opText, ""),
-			clientFrame(false, opContinuation, ""),
-			clientFrame(true, opContinuation, "x"),
+			clientFrame(false, OpText, ""),
+			clientFrame(false, OpContinuation, ""),
+			clientFrame(true, OpContinuation, "x"),
 		), []string{"x"}, nil},
 		{"UTF-8 split across fragments", frames(
-			clientFrame(false, opText, "caf\xc3"),
-			clientFrame(true, opContinuation, "\xa9"),
+			clientFrame(false, OpText, "caf\xc3"),
+			clientFrame(true, OpContinuation, "\xa9"),
 		), []string{"café"}, nil},
-		{"binary is not UTF-8 checked", clientFrame(true, opBinary, "\xff\xfe"), []string{"\xff\xfe"}, nil},
+		{"binary is not UTF-8 checked", clientFrame(true, OpBinary, "\xff\xfe"), []string{"\xff\xfe"}, nil},
 		{"fragmented binary is not UTF-8 checked", frames(
-			clientFrame(false, opBinary, "\xff"),
-			clientFrame(true, opContinuation, "\xfe"),
+			clientFrame(false, OpBinary, "\xff"),
+			clientFrame(true, OpContinuation, "\xfe"),
 		), []string{"\xff\xfe"}, nil},
-		{"message at the limit", clientFrame(true, opText, strings.Repeat("x", limit)),
+		{"message at the limit", clientFrame(true, OpText, strings.Repeat("x", limit)),
 			[]string{strings.Repeat("x", limit)}, nil},
 		{"fragments at the limit", frames(
-			clientFrame(false, opText, strings.Repeat("x", limit-10)),
-			clientFrame(true, opContinuation, strings.Repeat("y", 10)),
+			clientFrame(false, OpText, strings.Repeat("x", limit-10)),
+			clientFrame(true, OpContinuation, strings.Repeat("y", 10)),
 		), []string{strings.Repeat("x", limit-10) + strings.Repeat("y", 10)}, nil},
 		// Control frames do not count toward the message limit.
 		{"ping inside a message at the limit", frames(
-			clientFrame(false, opText, strings.Repeat("x", limit)),
-			clientFrame(true, opPing, strings.Repeat("p", 125)),
-			clientFrame(true, opContinuation, ""),
-		), []string{strings.Repeat("x", limit)}, []ctrl{{opPing, strings.Repeat("p", 125)}}},
+			clientFrame(false, OpText, strings.Repeat("x", limit)),
+			clientFrame(true, OpPing, strings.Repeat("p", 125)),
+			clientFrame(true, OpContinuation, ""),
+		), []string{strings.Repeat("x", limit)}, []ctrl{{OpPing, strings.Repeat("p", 125)}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			msgs, ctrls, err := readMessages(tc.input, limit)
@@ -235,9 +233,9 @@ func TestMessageReader(t *testing.T) {
 func TestMessageReaderErrors(t *testing.T) {
 	const limit = 100
 	const (
-		protocol = websocket.CloseProtocolError
-		tooBig   = websocket.CloseMessageTooBig
-		badUTF8  = websocket.CloseInvalidFramePayloadData
+		protocol = CloseProtocolError
+		tooBig   = CloseTooBig
+		badUTF8  = CloseInvalidPayload
 	)
 	for _, tc := range []struct {
 		name  string
@@ -245,61 +243,61 @@ func TestMessageReaderErrors(t *testing.T) {
 		code  int
 		msgs  []string // messages read before the error
 	}{
-		{"unmasked", rawFrame(0x80|opText, false, []byte("hi")), protocol, nil},
-		{"unmasked after a good one", frames(clientFrame(true, opText, "ok"), rawFrame(0x80|opText, false, []byte("hi"))),
+		{"unmasked", rawFrame(0x80|OpText, false, []byte("hi")), protocol, nil},
+		{"unmasked after a good one", frames(clientFrame(true, OpText, "ok"), rawFrame(0x80|OpText, false, []byte("hi"))),
 			protocol, []string{"ok"}},
-		{"RSV1", rawFrame(0x80|0x40|opText, true, []byte("hi")), protocol, nil},
-		{"RSV2", rawFrame(0x80|0x20|opText, true, []byte("hi")), protocol, nil},
-		{"RSV3", rawFrame(0x80|0x10|opText, true, []byte("hi")), protocol, nil},
+		{"RSV1", rawFrame(0x80|0x40|OpText, true, []byte("hi")), protocol, nil},
+		{"RSV2", rawFrame(0x80|0x20|OpText, true, []byte("hi")), protocol, nil},
+		{"RSV3", rawFrame(0x80|0x10|OpText, true, []byte("hi")), protocol, nil},
 		{"opcode 3", rawFrame(0x80|0x3, true, nil), protocol, nil},
 		{"opcode 7", rawFrame(0x80|0x7, true, nil), protocol, nil},
 		{"opcode 0xb", rawFrame(0x80|0xb, true, nil), protocol, nil},
 		{"opcode 0xf", rawFrame(0x80|0xf, true, nil), protocol, nil},
-		{"ping of 126 bytes", clientFrame(true, opPing, strings.Repeat("p", 126)), protocol, nil},
-		{"close of 126 bytes", clientFrame(true, opClose, strings.Repeat("p", 126)), protocol, nil},
-		{"ping without FIN", clientFrame(false, opPing, "p"), protocol, nil},
-		{"pong without FIN", clientFrame(false, opPong, "p"), protocol, nil},
-		{"close without FIN", clientFrame(false, opClose, ""), protocol, nil},
+		{"ping of 126 bytes", clientFrame(true, OpPing, strings.Repeat("p", 126)), protocol, nil},
+		{"close of 126 bytes", clientFrame(true, OpClose, strings.Repeat("p", 126)), protocol, nil},
+		{"ping without FIN", clientFrame(false, OpPing, "p"), protocol, nil},
+		{"pong without FIN", clientFrame(false, OpPong, "p"), protocol, nil},
+		{"close without FIN", clientFrame(false, OpClose, ""), protocol, nil},
 		{"control without FIN inside a message", frames(
-			clientFrame(false, opText, "a"), clientFrame(false, opPing, "p"),
+			clientFrame(false, OpText, "a"), clientFrame(false, OpPing, "p"),
 		), protocol, nil},
-		{"continuation without a start", clientFrame(true, opContinuation, "x"), protocol, nil},
+		{"continuation without a start", clientFrame(true, OpContinuation, "x"), protocol, nil},
 		{"continuation after a whole message", frames(
-			clientFrame(true, opText, "a"), clientFrame(true, opContinuation, "b"),
+			clientFrame(true, OpText, "a"), clientFrame(true, OpContinuation, "b"),
 		), protocol, []string{"a"}},
 		{"text inside a fragmented message", frames(
-			clientFrame(false, opText, "a"), clientFrame(true, opText, "b"),
+			clientFrame(false, OpText, "a"), clientFrame(true, OpText, "b"),
 		), protocol, nil},
 		{"binary inside a fragmented message", frames(
-			clientFrame(false, opText, "a"), clientFrame(false, opBinary, "b"),
+			clientFrame(false, OpText, "a"), clientFrame(false, OpBinary, "b"),
 		), protocol, nil},
 		// Only headers: a limit breach is reported before the payload is
 		// read (the input has none, so reading it would fail with EOF).
-		{"too big", frameHeader(0x80|opText, true, limit+1), tooBig, nil},
-		{"too big, 16-bit length", frameHeader(0x80|opBinary, true, 1000), tooBig, nil},
-		{"too big, 64-bit length", frameHeader(0x80|opText, true, 1<<40), tooBig, nil},
-		{"too big, 64-bit length with the top bit set", frameHeader(0x80|opText, true, 1<<63), tooBig, nil},
-		{"too big, before the masking key", frameHeader(0x80|opText, true, 1<<20)[:10], tooBig, nil},
+		{"too big", frameHeader(0x80|OpText, true, limit+1), tooBig, nil},
+		{"too big, 16-bit length", frameHeader(0x80|OpBinary, true, 1000), tooBig, nil},
+		{"too big, 64-bit length", frameHeader(0x80|OpText, true, 1<<40), tooBig, nil},
+		{"too big, 64-bit length with the top bit set", frameHeader(0x80|OpText, true, 1<<63), tooBig, nil},
+		{"too big, before the masking key", frameHeader(0x80|OpText, true, 1<<20)[:10], tooBig, nil},
 		{"too big across fragments", frames(
-			clientFrame(false, opText, strings.Repeat("x", 60)),
-			clientFrame(false, opContinuation, strings.Repeat("x", 30)),
-			frameHeader(opContinuation, true, 11),
+			clientFrame(false, OpText, strings.Repeat("x", 60)),
+			clientFrame(false, OpContinuation, strings.Repeat("x", 30)),
+			frameHeader(OpContinuation, true, 11),
 		), tooBig, nil},
-		{"invalid UTF-8", clientFrame(true, opText, "\xff"), badUTF8, nil},
-		{"truncated UTF-8", clientFrame(true, opText, "caf\xc3"), badUTF8, nil},
-		{"surrogate in UTF-8", clientFrame(true, opText, "\xed\xa0\x80"), badUTF8, nil},
+		{"invalid UTF-8", clientFrame(true, OpText, "\xff"), badUTF8, nil},
+		{"truncated UTF-8", clientFrame(true, OpText, "caf\xc3"), badUTF8, nil},
+		{"surrogate in UTF-8", clientFrame(true, OpText, "\xed\xa0\x80"), badUTF8, nil},
 		{"invalid UTF-8 across fragments", frames(
-			clientFrame(false, opText, "ok "),
-			clientFrame(true, opContinuation, "\xff"),
+			clientFrame(false, OpText, "ok "),
+			clientFrame(true, OpContinuation, "\xff"),
 		), badUTF8, nil},
 		{"invalid UTF-8 after an empty first fragment", frames(
-			clientFrame(false, opText, ""),
-			clientFrame(true, opContinuation, "\xff"),
+			clientFrame(false, OpText, ""),
+			clientFrame(true, OpContinuation, "\xff"),
 		), badUTF8, nil},
 		{"invalid UTF-8 after empty fragments", frames(
-			clientFrame(false, opText, ""),
-			clientFrame(false, opContinuation, ""),
-			clientFrame(true, opContinuation, "\xc3\x28"),
+			clientFrame(false, OpText, ""),
+			clientFrame(false, OpContinuation, ""),
+			clientFrame(true, OpContinuation, "\xc3\x28"),
 		), badUTF8, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -318,11 +316,11 @@ func TestMessageReaderErrors(t *testing.T) {
 // or a message.
 func TestMessageReaderTruncated(t *testing.T) {
 	whole := frames(
-		clientFrame(false, opText, "abc"),
-		clientFrame(true, opPing, "p"),
-		clientFrame(true, opContinuation, strings.Repeat("d", 300)), // 16-bit length
+		clientFrame(false, OpText, "abc"),
+		clientFrame(true, OpPing, "p"),
+		clientFrame(true, OpContinuation, strings.Repeat("d", 300)), // 16-bit length
 	)
-	long := append(frameHeader(0x80|opBinary, true, 70000), make([]byte, 70000)...) // 64-bit length
+	long := append(frameHeader(0x80|OpBinary, true, 70000), make([]byte, 70000)...) // 64-bit length
 	for _, input := range [][]byte{whole, long} {
 		// Every cut in the headers and the first bytes of payload, then
 		// a few further in (every cut of the long frame would be slow).
@@ -346,23 +344,26 @@ func TestMessageReaderTruncated(t *testing.T) {
 	}
 }
 
+// errPeer stands for the error a caller's control callback returns.
+var errPeer = errors.New("peer closed")
+
 // An error from the control callback ends the read (the close frame).
 func TestMessageReaderControlError(t *testing.T) {
 	br := bufio.NewReader(bytes.NewReader(frames(
-		clientFrame(false, opText, "a"),
-		clientFrame(true, opClose, "\x03\xe8bye"),
-		clientFrame(true, opContinuation, "b"),
+		clientFrame(false, OpText, "a"),
+		clientFrame(true, OpClose, "\x03\xe8bye"),
+		clientFrame(true, OpContinuation, "b"),
 	)))
-	mr := messageReader{limit: 100}
+	mr := MessageReader{Limit: 100}
 	var got []ctrl
-	msg, err := mr.next(br, func(op byte, payload []byte) error {
+	msg, err := mr.Next(br, func(op byte, payload []byte) error {
 		got = append(got, ctrl{op, string(payload)})
-		return errPeerClosed
+		return errPeer
 	})
-	if err != errPeerClosed || msg != nil {
-		t.Fatalf("next: %q, %v; want errPeerClosed", msg, err)
+	if err != errPeer || msg != nil {
+		t.Fatalf("next: %q, %v; want errPeer", msg, err)
 	}
-	if len(got) != 1 || got[0] != (ctrl{opClose, "\x03\xe8bye"}) {
+	if len(got) != 1 || got[0] != (ctrl{OpClose, "\x03\xe8bye"}) {
 		t.Fatalf("control frames %q", got)
 	}
 }
@@ -387,21 +388,21 @@ func (r *chunkReader) Read(p []byte) (int, error) {
 }
 
 // After control frames that leave the buffer empty, next returns
-// errNoMessage instead of blocking in the buffered reader (which readPump
+// ErrNoMessage instead of blocking in the buffered reader (which readPump
 // holds only while data is arriving). It does not while part of a message
 // is kept, and a message begun with an empty fragment resumes after it.
 func TestMessageReaderReturnsAfterControl(t *testing.T) {
 	cr := &chunkReader{t: t, chunks: [][]byte{
-		clientFrame(true, opPong, "1"),
-		frames(clientFrame(true, opPing, "2"), clientFrame(true, opPong, "3")),
-		frames(clientFrame(false, opText, "ab"), clientFrame(true, opPing, "4")),
-		frames(clientFrame(false, opContinuation, "cd"), clientFrame(true, opPing, "5")),
-		clientFrame(true, opContinuation, "ef"),
-		frames(clientFrame(false, opText, ""), clientFrame(true, opPing, "6")),
-		clientFrame(true, opContinuation, "\xff"),
+		clientFrame(true, OpPong, "1"),
+		frames(clientFrame(true, OpPing, "2"), clientFrame(true, OpPong, "3")),
+		frames(clientFrame(false, OpText, "ab"), clientFrame(true, OpPing, "4")),
+		frames(clientFrame(false, OpContinuation, "cd"), clientFrame(true, OpPing, "5")),
+		clientFrame(true, OpContinuation, "ef"),
+		frames(clientFrame(false, OpText, ""), clientFrame(true, OpPing, "6")),
+		clientFrame(true, OpContinuation, "\xff"),
 	}}
 	br := bufio.NewReader(cr)
-	mr := messageReader{limit: 100}
+	mr := MessageReader{Limit: 100}
 	var ctrls []string
 	control := func(op byte, payload []byte) error {
 		ctrls = append(ctrls, string(payload))
@@ -410,17 +411,17 @@ func TestMessageReaderReturnsAfterControl(t *testing.T) {
 	for i, want := range []struct {
 		ctrls string
 		msg   string
-		code  int // close code of the error, or -1 for errNoMessage
+		code  int // close code of the error, or -1 for ErrNoMessage
 	}{
 		{"[1]", "", -1},
 		{"[1 2 3]", "", -1},
 		{"[1 2 3 4 5]", "abcdef", 0},
 		{"[1 2 3 4 5 6]", "", -1},
-		{"[1 2 3 4 5 6]", "\xff", websocket.CloseInvalidFramePayloadData}, // still a text message
+		{"[1 2 3 4 5 6]", "\xff", CloseInvalidPayload}, // still a text message
 	} {
-		msg, err := mr.next(br, control)
+		msg, err := mr.Next(br, control)
 		code := closeCode(err)
-		if err == errNoMessage {
+		if err == ErrNoMessage {
 			code = -1
 		} else if err != nil && code == 0 {
 			t.Fatalf("call %d: %v", i, err)
@@ -434,19 +435,19 @@ func TestMessageReaderReturnsAfterControl(t *testing.T) {
 
 func FuzzMessageReader(f *testing.F) {
 	const limit = 64
-	f.Add(clientFrame(true, opText, "hello"))
-	f.Add(frames(clientFrame(false, opText, "a"), clientFrame(true, opPing, "p"), clientFrame(true, opContinuation, "b")))
-	f.Add(frames(clientFrame(false, opBinary, "\xff"), clientFrame(true, opContinuation, strings.Repeat("z", 200))))
-	f.Add(clientFrame(true, opText, strings.Repeat("x", 130)))
-	f.Add(frameHeader(0x80|opText, true, 1<<40))
-	f.Add(rawFrame(0x80|opText, false, []byte("x")))
-	f.Add(clientFrame(true, opClose, "\x03\xe8"))
-	f.Add(frames(clientFrame(false, opText, ""), clientFrame(true, opContinuation, "\xc3")))
+	f.Add(clientFrame(true, OpText, "hello"))
+	f.Add(frames(clientFrame(false, OpText, "a"), clientFrame(true, OpPing, "p"), clientFrame(true, OpContinuation, "b")))
+	f.Add(frames(clientFrame(false, OpBinary, "\xff"), clientFrame(true, OpContinuation, strings.Repeat("z", 200))))
+	f.Add(clientFrame(true, OpText, strings.Repeat("x", 130)))
+	f.Add(frameHeader(0x80|OpText, true, 1<<40))
+	f.Add(rawFrame(0x80|OpText, false, []byte("x")))
+	f.Add(clientFrame(true, OpClose, "\x03\xe8"))
+	f.Add(frames(clientFrame(false, OpText, ""), clientFrame(true, OpContinuation, "\xc3")))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		br := bufio.NewReaderSize(bytes.NewReader(data), 16)
-		mr := messageReader{limit: limit}
+		mr := MessageReader{Limit: limit}
 		control := func(op byte, payload []byte) error {
-			if op != opClose && op != opPing && op != opPong {
+			if op != OpClose && op != OpPing && op != OpPong {
 				t.Fatalf("control callback with opcode %x", op)
 			}
 			if len(payload) > 125 {
@@ -458,8 +459,8 @@ func FuzzMessageReader(f *testing.F) {
 			if i > len(data) {
 				t.Fatalf("%d messages from %d bytes", i, len(data))
 			}
-			msg, err := mr.next(br, control)
-			if err == errNoMessage {
+			msg, err := mr.Next(br, control)
+			if err == ErrNoMessage {
 				continue
 			}
 			if err != nil {
@@ -467,7 +468,7 @@ func FuzzMessageReader(f *testing.F) {
 					return
 				}
 				switch closeCode(err) {
-				case websocket.CloseProtocolError, websocket.CloseMessageTooBig, websocket.CloseInvalidFramePayloadData:
+				case CloseProtocolError, CloseTooBig, CloseInvalidPayload:
 					return
 				}
 				t.Fatalf("error %v (%T) is neither an io error nor a close error", err, err)

@@ -1,4 +1,4 @@
-package wall
+package redisbroker
 
 import (
 	"context"
@@ -17,11 +17,11 @@ import (
 
 	"github.com/google/uuid"
 
+	"wall/wall"
 	"wall/wall/redistest"
 )
 
-// redisNode is one instance in a test: a hub and its Redis broker.
-// With Redis away, a cursor this instance cannot place is ErrUnavailable
+// TestRedisBrokerSyncRedisDown: with Redis away, a cursor this instance cannot place is ErrUnavailable
 // (the server answers 503 and the client retries), never nil, which would
 // have the poll take it for unknown and answer the cache with reset. A
 // cursor it can place needs no Redis.
@@ -29,7 +29,7 @@ func TestRedisBrokerSyncRedisDown(t *testing.T) {
 	srv := redistest.Start(t)
 	a := startNode(t, srv, 200)
 	ctx := context.Background()
-	var last *Message
+	var last *wall.Message
 	for range 3 {
 		m, err := post(t, a, "main", "m")
 		if err != nil {
@@ -38,21 +38,22 @@ func TestRedisBrokerSyncRedisDown(t *testing.T) {
 		last = m
 	}
 	srv.Stop()
-	for _, c := range []Cursor{{Set: true, Seq: last.Seq + 2}, {Set: true, ID: uuid.NewString()}} {
-		if err := a.b.Sync(ctx, "main", c); !errors.Is(err, ErrUnavailable) {
+	for _, c := range []wall.Cursor{{Set: true, Seq: last.Seq + 2}, {Set: true, ID: uuid.NewString()}} {
+		if err := a.b.Sync(ctx, "main", c); !errors.Is(err, wall.ErrUnavailable) {
 			t.Errorf("Sync(%v) with Redis down: %v, want ErrUnavailable", c, err)
 		}
 	}
-	for _, c := range []Cursor{{Set: true, Seq: last.Seq}, {Set: true, ID: last.ID}, {}} {
+	for _, c := range []wall.Cursor{{Set: true, Seq: last.Seq}, {Set: true, ID: last.ID}, {}} {
 		if err := a.b.Sync(ctx, "main", c); err != nil {
 			t.Errorf("Sync(%v) of a cursor this instance holds: %v", c, err)
 		}
 	}
 }
 
+// redisNode is one instance in a test: a hub and its Redis broker.
 type redisNode struct {
-	hub    *Hub
-	b      *RedisBroker
+	hub    *wall.Hub
+	b      *Broker
 	cancel context.CancelFunc
 	done   chan struct{}
 }
@@ -60,12 +61,12 @@ type redisNode struct {
 // startNode starts an instance on srv; it is stopped at cleanup.
 func startNode(t testing.TB, srv *redistest.Server, cacheSize int) *redisNode {
 	t.Helper()
-	hub := NewHub(cacheSize)
+	hub := wall.NewHub(cacheSize)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if os.Getenv("WALL_TEST_LOG") != "" {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
-	b := NewRedisBroker(srv.Client(), hub, RedisConfig{
+	b := New(srv.Client(), hub, Config{
 		Log:            log,
 		Prefix:         "t:",
 		ResyncInterval: 200 * time.Millisecond,
@@ -83,7 +84,7 @@ func (n *redisNode) stop() {
 	select {
 	case <-n.done:
 	case <-time.After(5 * time.Second):
-		panic("RedisBroker.Run did not return after cancel")
+		panic("Broker.Run did not return after cancel")
 	}
 }
 
@@ -95,7 +96,7 @@ type recorder struct {
 	resets int
 }
 
-func (r *recorder) Send(m *Message) {
+func (r *recorder) Send(m *wall.Message) {
 	r.mu.Lock()
 	r.seqs = append(r.seqs, m.Seq)
 	r.ids = append(r.ids, m.ID)
@@ -103,7 +104,7 @@ func (r *recorder) Send(m *Message) {
 }
 
 // Reset records the new cache as what the subscriber has.
-func (r *recorder) Reset(msgs []*Message) {
+func (r *recorder) Reset(msgs []*wall.Message) {
 	r.mu.Lock()
 	r.seqs, r.ids = r.seqs[:0], r.ids[:0]
 	for _, m := range msgs {
@@ -143,7 +144,7 @@ func eventually(t testing.TB, d time.Duration, what string, cond func() bool) {
 }
 
 // sameWall asserts both walls hold seqs 1..n with the same ids in order.
-func sameWall(t *testing.T, a, b *Wall, n uint64) {
+func sameWall(t *testing.T, a, b *wall.Wall, n uint64) {
 	t.Helper()
 	ma, mb := a.Messages(), b.Messages()
 	if uint64(len(ma)) != n || uint64(len(mb)) != n {
@@ -157,18 +158,18 @@ func sameWall(t *testing.T, a, b *Wall, n uint64) {
 }
 
 // post publishes on n and checks read-your-writes.
-func post(t testing.TB, n *redisNode, wall, body string) (*Message, error) {
+func post(t testing.TB, n *redisNode, wallName, body string) (*wall.Message, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	id := uuid.NewString()
-	m, err := n.b.Publish(ctx, wall, id, body)
+	m, err := n.b.Publish(ctx, wallName, id, body)
 	if err != nil {
 		return nil, err
 	}
 	if m.ID != id || m.Body != body {
 		t.Errorf("Publish returned %+v, want id %s body %q", m, id, body)
 	}
-	if !n.hub.Wall(wall).Has(Cursor{Set: true, ID: id}) {
+	if !n.hub.Wall(wallName).Has(wall.Cursor{Set: true, ID: id}) {
 		t.Errorf("read your writes: %s not in the posting instance's cache", id)
 	}
 	return m, nil
@@ -176,14 +177,14 @@ func post(t testing.TB, n *redisNode, wall, body string) (*Message, error) {
 
 // postMany runs posters goroutines on each node, each posting per messages,
 // and fails on any error.
-func postMany(t *testing.T, nodes []*redisNode, wall string, posters, per int) {
+func postMany(t *testing.T, nodes []*redisNode, wallName string, posters, per int) {
 	t.Helper()
 	var wg sync.WaitGroup
 	for ni, n := range nodes {
 		for p := range posters {
 			wg.Go(func() {
 				for i := range per {
-					if _, err := post(t, n, wall, fmt.Sprintf("n%d p%d #%d", ni, p, i)); err != nil {
+					if _, err := post(t, n, wallName, fmt.Sprintf("n%d p%d #%d", ni, p, i)); err != nil {
 						t.Errorf("post: %v", err)
 						return
 					}
@@ -194,9 +195,9 @@ func postMany(t *testing.T, nodes []*redisNode, wall string, posters, per int) {
 	wg.Wait()
 }
 
-func subscribe(hub *Hub, wall string) *recorder {
+func subscribe(hub *wall.Hub, wallName string) *recorder {
 	r := &recorder{}
-	hub.Wall(wall).Subscribe(r, Cursor{})
+	hub.Wall(wallName).Subscribe(r, wall.Cursor{})
 	return r
 }
 
@@ -216,7 +217,7 @@ func TestRedisBrokerTwoInstances(t *testing.T) {
 
 	// A third instance started now loads the wall from the history.
 	c := startNode(t, srv, 500)
-	if err := c.b.Sync(context.Background(), "main", Cursor{}); err != nil {
+	if err := c.b.Sync(context.Background(), "main", wall.Cursor{}); err != nil {
 		t.Fatal(err)
 	}
 	sameWall(t, a.hub.Wall("main"), c.hub.Wall("main"), n)
@@ -232,18 +233,18 @@ func TestRedisBrokerSync(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.b.Sync(ctx, "main", Cursor{Set: true, Seq: m.Seq}); err != nil {
+	if err := b.b.Sync(ctx, "main", wall.Cursor{Set: true, Seq: m.Seq}); err != nil {
 		t.Fatal(err)
 	}
-	if !b.hub.Wall("main").Has(Cursor{Set: true, ID: m.ID}) {
+	if !b.hub.Wall("main").Has(wall.Cursor{Set: true, ID: m.ID}) {
 		t.Fatal("seq cursor: B.Sync returned before B had the message")
 	}
 
 	// B's stream loses everything: Sync must fill from the Redis history.
 	b.b.dropPubSub.Store(true)
-	for _, c := range []func(*Message) Cursor{
-		func(m *Message) Cursor { return Cursor{Set: true, Seq: m.Seq} },
-		func(m *Message) Cursor { return Cursor{Set: true, ID: m.ID} },
+	for _, c := range []func(*wall.Message) wall.Cursor{
+		func(m *wall.Message) wall.Cursor { return wall.Cursor{Set: true, Seq: m.Seq} },
+		func(m *wall.Message) wall.Cursor { return wall.Cursor{Set: true, ID: m.ID} },
 	} {
 		m, err := post(t, a, "main", "next")
 		if err != nil {
@@ -253,7 +254,7 @@ func TestRedisBrokerSync(t *testing.T) {
 		if err := b.b.Sync(ctx, "main", c(m)); err != nil {
 			t.Fatal(err)
 		}
-		if !b.hub.Wall("main").Has(Cursor{Set: true, ID: m.ID}) {
+		if !b.hub.Wall("main").Has(wall.Cursor{Set: true, ID: m.ID}) {
 			t.Fatalf("cursor %v: B.Sync did not fetch the message from history", c(m))
 		}
 		if d := time.Since(start); d > 500*time.Millisecond {
@@ -261,7 +262,7 @@ func TestRedisBrokerSync(t *testing.T) {
 		}
 	}
 	// An unknown cursor returns at once, leaving the wall alone.
-	for _, c := range []Cursor{{Set: true, ID: uuid.NewString()}, {Set: true, Seq: 99}} {
+	for _, c := range []wall.Cursor{{Set: true, ID: uuid.NewString()}, {Set: true, Seq: 99}} {
 		if err := b.b.Sync(ctx, "main", c); err != nil {
 			t.Fatal(err)
 		}
@@ -332,7 +333,7 @@ func TestRedisBrokerRedisDown(t *testing.T) {
 	for _, n := range []*redisNode{a, b} {
 		start := time.Now()
 		_, err := n.b.Publish(context.Background(), "main", uuid.NewString(), "lost")
-		if !errors.Is(err, ErrUnavailable) {
+		if !errors.Is(err, wall.ErrUnavailable) {
 			t.Fatalf("Publish with Redis down: %v, want ErrUnavailable", err)
 		}
 		if d := time.Since(start); d > 3*time.Second {
@@ -408,7 +409,7 @@ func TestRedisBrokerInstanceRestart(t *testing.T) {
 	b.stop()
 	postMany(t, []*redisNode{a}, "main", 1, 30)
 	b2 := startNode(t, srv, 50)
-	if err := b2.b.Sync(context.Background(), "main", Cursor{}); err != nil {
+	if err := b2.b.Sync(context.Background(), "main", wall.Cursor{}); err != nil {
 		t.Fatal(err)
 	}
 	ma, mb := a.hub.Wall("main").Messages(), b2.hub.Wall("main").Messages()
@@ -439,31 +440,53 @@ func TestRedisBrokerNewEpoch(t *testing.T) {
 	a := startNode(t, srv, 200)
 	postMany(t, []*redisNode{a}, "main", 1, 5)
 	sub := &recorder{}
-	a.hub.Wall("main").Subscribe(sub, Cursor{})
+	a.hub.Wall("main").Subscribe(sub, wall.Cursor{})
 	a.b.dropPubSub.Store(true) // keep A from restoring on resubscribe before the backend posts
 	admin := srv.Client()
 	a.stop()
 	if err := admin.Del(context.Background(), "t:{main}:meta", "t:{main}:log", "t:{main}:ids").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := admin.FCall(context.Background(), "wall_publish", []string{"t:{main}"}, "new era").Result(); err != nil {
+	reply, err := admin.FCall(context.Background(), "wall_publish", []string{"t:{main}"}, "new era").Result()
+	if err != nil {
 		t.Fatal(err)
 	}
-	// Restart A's broker on the same hub (its cache still holds 1..5).
-	b := NewRedisBroker(srv.Client(), a.hub, RedisConfig{Prefix: "t:", ResyncInterval: 100 * time.Millisecond,
+	newEpoch, _ := reply.([]any)[1].(string)
+	oldEpoch := a.hub.Wall("main").Epoch()
+	// Restart A's broker on the same hub (its cache and epoch still hold 1..5).
+	b := New(srv.Client(), a.hub, Config{Prefix: "t:", ResyncInterval: 100 * time.Millisecond,
 		Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
-	b.epochs = a.b.epochs
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = b.Run(ctx); close(done) }()
 	defer func() { cancel(); <-done }()
+	// A client holding the new epoch's cursor (from a peer): Sync loads
+	// the epoch before the poll is answered, so it is a position, not a
+	// reset (whether Sync or the broker's first resync loaded it).
+	newCursor := wall.Cursor{Set: true, Seq: 1, Epoch: newEpoch}
+	if err := b.Sync(ctx, "main", newCursor); err != nil {
+		t.Fatal(err)
+	}
+	if !a.hub.Wall("main").Has(newCursor) {
+		t.Fatalf("after Sync the wall (epoch %q) cannot place %+v", a.hub.Wall("main").Epoch(), newCursor)
+	}
 	eventually(t, 3*time.Second, "the new epoch adopted", func() bool {
 		ms := a.hub.Wall("main").Messages()
 		return len(ms) == 1 && ms[0].Body == "new era"
 	})
 	w := a.hub.Wall("main")
-	if r, _ := w.Poll(Cursor{Set: true, Seq: 5}); !r.Reset || len(r.Messages) != 1 {
+	if w.Epoch() == oldEpoch || w.Messages()[0].Epoch != w.Epoch() {
+		t.Fatalf("epoch %q (message's %q), the old one was %q", w.Epoch(), w.Messages()[0].Epoch, oldEpoch)
+	}
+	if r, _ := w.Poll(wall.Cursor{Set: true, Seq: 5}); !r.Reset || len(r.Messages) != 1 {
+		t.Fatalf("a plain seq past the new epoch's last: %+v, want the whole cache with reset", r)
+	}
+	// A cursor of the old epoch whose seq exists in the new one too.
+	if r, _ := w.Poll(wall.Cursor{Set: true, Seq: 1, Epoch: oldEpoch}); !r.Reset || len(r.Messages) != 1 {
 		t.Fatalf("a cursor of the old epoch: %+v, want the whole cache with reset", r)
+	}
+	if w.Has(wall.Cursor{Set: true, Seq: 1, Epoch: oldEpoch}) {
+		t.Fatal("Has takes a cursor of the old epoch")
 	}
 	// A live subscriber is told, and holds the new epoch's cache.
 	sub.mu.Lock()
@@ -480,7 +503,7 @@ func TestRedisBrokerLimitsAndPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := strings.Repeat("x", defaultBodyLimit+1)
-	if _, err := a.b.Publish(context.Background(), "main", uuid.NewString(), big); !errors.Is(err, ErrBodyTooLarge) {
+	if _, err := a.b.Publish(context.Background(), "main", uuid.NewString(), big); !errors.Is(err, wall.ErrBodyTooLarge) {
 		t.Fatalf("oversized Publish: %v, want ErrBodyTooLarge", err)
 	}
 	_, err := srv.Client().FCall(context.Background(), "wall_publish", []string{"t:{main}"}, big).Result()
@@ -498,7 +521,7 @@ func TestRedisBrokerLimitsAndPayload(t *testing.T) {
 
 	p := encodePayload(7, "e1", "id-1", "main", "two\nlines  ")
 	e, err := parsePayload(p)
-	if err != nil || e.seq != 7 || e.epoch != "e1" || e.id != "id-1" || e.wall != "main" || e.body != "two\nlines  " {
+	if err != nil || e.seq != 7 || e.epoch != "e1" || e.id != "id-1" || e.wallName != "main" || e.body != "two\nlines  " {
 		t.Fatalf("payload round trip: %+v, %v", e, err)
 	}
 	if m := e.message(); m.Body != "two\nlines" {
@@ -575,7 +598,7 @@ func TestRedisBrokerSyncEmptyWallOnce(t *testing.T) {
 	w := b.hub.Acquire("fresh")
 	defer b.hub.Release(w)
 	for range 50 {
-		if err := b.b.Sync(ctx, "fresh", Cursor{}); err != nil {
+		if err := b.b.Sync(ctx, "fresh", wall.Cursor{}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -590,7 +613,7 @@ func TestRedisBrokerSyncEmptyWallOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "the post on B", func() bool { return w.Has(Cursor{Set: true, ID: m.ID}) })
+	eventually(t, 2*time.Second, "the post on B", func() bool { return w.Has(wall.Cursor{Set: true, ID: m.ID}) })
 }
 
 // fcallCalls reads the FCALL count from INFO commandstats.
@@ -602,4 +625,42 @@ func fcallCalls(stats string) int {
 		}
 	}
 	return 0
+}
+
+// TestRedisBrokerServed: the broker is the hub's Interest and knows which
+// walls this instance serves (has local users of), on every path a user
+// takes; a wall it only applies messages to for a peer is not served once
+// that work is done.
+func TestRedisBrokerServed(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := startNode(t, srv, 10), startNode(t, srv, 10)
+	if got := a.b.Served(); len(got) != 0 {
+		t.Fatalf("Served = %v before any user", got)
+	}
+	poller := a.hub.Acquire("polled")
+	ws := a.hub.Acquire("watched")
+	sub := &recorder{}
+	ws.Subscribe(sub, wall.Cursor{})
+	if got := a.b.Served(); !slices.Equal(got, []string{"polled", "watched"}) {
+		t.Fatalf("Served = %v, want [polled watched]", got)
+	}
+	// A post from B reaches A's applier; a post on A to a wall nobody
+	// reads there is a user only while it is served (the broker's own
+	// Acquire included).
+	if _, err := post(t, b, "watched", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := post(t, a, "elsewhere", "hi"); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 5*time.Second, "A applied B's post", func() bool { return ws.Last() == 1 })
+	eventually(t, 5*time.Second, "A done with elsewhere", func() bool {
+		return slices.Equal(a.b.Served(), []string{"polled", "watched"})
+	})
+	a.hub.Release(poller)
+	ws.Unsubscribe(sub)
+	a.hub.Release(ws)
+	if got := a.b.Served(); len(got) != 0 {
+		t.Fatalf("Served = %v after every user left", got)
+	}
 }

@@ -1,0 +1,231 @@
+package server
+
+import (
+	"bufio"
+	"encoding/json"
+	"errors"
+	"io"
+	"net"
+	"time"
+
+	"wall/server/internal/outbound"
+	"wall/server/internal/wsframe"
+	"wall/wall"
+)
+
+// The WebSocket transport is an encoder (below) and a reader (wsConn) on
+// top of an outbound.Session, which does the queueing and the writing.
+// After gorilla's Upgrader has done the handshake, frames are read with
+// wsframe rather than by gorilla's Conn: a connection then holds no read
+// buffer and no reader state while it is idle (the buffer comes from a
+// pool only while a frame is arriving), which is most of what an idle
+// subscriber costs. Writes need no codec on the hot path: every message's
+// frame was encoded once when it entered (wall.Message.Frame).
+
+// wsTransport names the transport in counts and metrics.
+const wsTransport = "websocket"
+
+// wsEncoder puts the outbound session's frames on a WebSocket.
+type wsEncoder struct{}
+
+var (
+	wsPing        = wsframe.Control(wsframe.OpPing, nil)
+	wsCloseSlow   = wsframe.CloseFrame(wsframe.ClosePolicyViolation, closeSlowReason)
+	wsCloseFlood  = wsframe.CloseFrame(wsframe.ClosePolicyViolation, "too many frames unanswered: read what you are sent")
+	wsCloseGoAway = wsframe.CloseFrame(wsframe.CloseGoingAway, "server shutting down")
+	wsCloseError  = wsframe.CloseFrame(wsframe.CloseInternalError, "internal error")
+)
+
+// AppendMessage appends m's pre-encoded frame, shared by every reader.
+func (wsEncoder) AppendMessage(bufs net.Buffers, m *wall.Message) net.Buffers {
+	return append(bufs, m.Frame)
+}
+
+// Note encodes a notice or an error as a text frame.
+func (wsEncoder) Note(obj []byte) []byte { return wsframe.Text(obj) }
+
+// Ping is an empty ping; the peer's pong extends its read deadline.
+func (wsEncoder) Ping() []byte { return wsPing }
+
+// Close is the close frame for the reasons the session cuts a peer off
+// by itself; the reader sends its own (wsConn.readPump).
+func (wsEncoder) Close(r outbound.Reason) []byte {
+	switch r {
+	case outbound.SlowReader:
+		return wsCloseSlow
+	case outbound.ControlFlood:
+		return wsCloseFlood
+	case outbound.Shutdown:
+		return wsCloseGoAway
+	case outbound.InternalError:
+		return wsCloseError
+	}
+	return nil
+}
+
+// wsOptions are the outbound options of every WebSocket session of s.
+func (s *Server) wsOptions() *outbound.Options {
+	return &outbound.Options{
+		Transport:  wsTransport,
+		Encoder:    wsEncoder{},
+		Flusher:    s.flusher,
+		MaxQueue:   sendQueueMax,
+		MaxNotes:   notesMax,
+		WriteWait:  writeWait,
+		CloseGrace: closeGrace,
+		CloseReply: true,
+		Ended:      &s.wsEnded,
+		Log:        s.log,
+	}
+}
+
+// wsConn is one WebSocket connection subscribed to one wall: its session
+// and the state of its reader.
+type wsConn struct {
+	s    *Server
+	sess *outbound.Session
+	wall *wall.Wall
+}
+
+// readPump reads the client's frames until the connection ends, then
+// cleans up. It is the connection's reader goroutine, started by
+// handleWS; a panic under it ends only this connection.
+//
+// While the peer is silent this goroutine is parked in WaitReadable,
+// so the frames on its stack then are what an idle connection's stack
+// costs: they stay small (the GC shrinks a stack used under a quarter),
+// with the error handling and the buffered reading in calls of their own.
+func (c *wsConn) readPump() {
+	reason := outbound.PeerClosed
+	defer func() { c.finish(reason) }()
+	defer c.sess.CatchPanic("readPump")
+	reason = c.serve()
+}
+
+// serve waits for data without holding a buffer and reads what arrives,
+// until the connection ends, and says why it ended. The pong deadline
+// ends a peer that stopped answering pings.
+func (c *wsConn) serve() outbound.Reason {
+	mr := wsframe.MessageReader{Limit: int64(c.s.cfg.BodyLimit)*6 + frameOverhead}
+	c.sess.Conn().SetReadDeadline(time.Now().Add(c.s.pongWait()))
+	for {
+		if err := c.sess.Socket().WaitReadable(); err != nil {
+			return readReason(err)
+		}
+		if err := c.readNow(&mr); err != nil {
+			return c.readFailed(err)
+		}
+	}
+}
+
+// readNow reads what has arrived with a pooled buffer, which it gives back
+// before readPump waits again.
+func (c *wsConn) readNow(mr *wsframe.MessageReader) error {
+	br := c.s.frameReaders.Get().(*bufio.Reader)
+	br.Reset(c.sess.Conn())
+	err := c.readBuffered(br, mr)
+	br.Reset(nil)
+	c.s.frameReaders.Put(br)
+	return err
+}
+
+// readFailed answers a protocol violation with its close frame and says
+// why the read ended the connection.
+func (c *wsConn) readFailed(err error) outbound.Reason {
+	var ce *wsframe.CloseError
+	if errors.As(err, &ce) {
+		c.sess.CloseWith(outbound.ProtocolError, wsframe.CloseFrame(ce.Code, ce.Reason))
+	}
+	return readReason(err)
+}
+
+// readReason says why a read ended the connection.
+func readReason(err error) outbound.Reason {
+	var ce *wsframe.CloseError
+	var ne net.Error
+	switch {
+	case errors.As(err, &ce):
+		return outbound.ProtocolError
+	case errors.Is(err, errPeerClosed), errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF),
+		errors.Is(err, net.ErrClosed):
+		return outbound.PeerClosed
+	case errors.Is(err, errCutOff):
+		return outbound.ControlFlood // or whatever the session was cut off for first
+	case errors.As(err, &ne) && ne.Timeout():
+		return outbound.PongTimeout
+	}
+	return outbound.ReadError
+}
+
+// readBuffered handles messages until br holds no more bytes (and none of
+// a partial message), so that nothing is left buffered when readPump goes
+// back to waiting on the socket.
+func (c *wsConn) readBuffered(br *bufio.Reader, mr *wsframe.MessageReader) error {
+	for {
+		msg, err := mr.Next(br, c.control)
+		if err == wsframe.ErrNoMessage {
+			return nil // only control frames were buffered
+		}
+		if err != nil {
+			return err
+		}
+		c.sess.Conn().SetReadDeadline(time.Now().Add(c.s.pongWait()))
+		if e := c.post(msg); e != "" && !c.noteError(e) {
+			return errCutOff
+		}
+		if br.Buffered() == 0 && !mr.Partial() {
+			return nil
+		}
+	}
+}
+
+// errCutOff ends the reader of a session that was cut off (too many
+// frames queued for a peer that does not read them).
+var errCutOff = errors.New("connection cut off")
+
+// errPeerClosed is returned after the peer's close frame.
+var errPeerClosed = errors.New("peer closed the connection")
+
+// noteError queues an {"error": msg} frame; false if the session was cut
+// off instead.
+func (c *wsConn) noteError(msg string) bool {
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	return c.sess.Note(wsframe.Text(b))
+}
+
+// control answers a control frame; readPump's MessageReader calls it.
+func (c *wsConn) control(op byte, payload []byte) error {
+	c.sess.Conn().SetReadDeadline(time.Now().Add(c.s.pongWait()))
+	switch op {
+	case wsframe.OpPing:
+		if !c.sess.Note(wsframe.Control(wsframe.OpPong, payload)) {
+			return errCutOff
+		}
+	case wsframe.OpClose:
+		code, reason, err := wsframe.ParseClose(payload)
+		if err != nil {
+			return err // answered with its own code: 1002, or 1007
+		}
+		// Echo the close (RFC 6455 section 5.5.1) and end.
+		if code == wsframe.CloseNoStatus {
+			code = wsframe.CloseNormal
+		}
+		c.s.log.Debug("websocket closed by peer", "wall", c.wall.Name(), "code", code, "reason", reason)
+		c.sess.CloseWith(outbound.PeerClosed, wsframe.CloseFrame(code, ""))
+		return errPeerClosed
+	}
+	return nil
+}
+
+// finish runs when readPump ends: it stops delivery, ends the session and
+// releases the wall.
+func (c *wsConn) finish(r outbound.Reason) {
+	c.wall.Unsubscribe(c.sess)
+	c.sess.Finish(r)
+	c.s.hub.Release(c.wall)
+	c.s.streams.Leave(c.sess)
+}
+
+// newFrameReader makes the readers of Server.frameReaders. 1 KiB takes a
+// typical post in one read.
+func newFrameReader() any { return bufio.NewReaderSize(nil, 1024) }
