@@ -67,6 +67,13 @@ func (r *wireResponse) String() string {
 // server must then close). Header lines must be "Name: value" ended by
 // CRLF; obsolete line folding is refused.
 func readWireResponse(br *bufio.Reader) (*wireResponse, error) {
+	return readWireResponseTo(br, http.MethodGet)
+}
+
+// readWireResponseTo is readWireResponse for a request of method: the
+// response to HEAD has no body, whatever its framing headers announce
+// (they describe the GET's), though they must still be well formed.
+func readWireResponseTo(br *bufio.Reader, method string) (*wireResponse, error) {
 	var head bytes.Buffer
 	line, err := readCRLFLine(br, &head)
 	if err != nil {
@@ -108,6 +115,12 @@ func readWireResponse(br *bufio.Reader) (*wireResponse, error) {
 		return nil, errors.New("both Content-Length and chunked")
 	case len(lengths) > 1:
 		return nil, fmt.Errorf("%d Content-Length headers", len(lengths))
+	case method == http.MethodHead:
+		if len(lengths) == 1 {
+			if _, err := strconv.ParseUint(lengths[0], 10, 63); err != nil {
+				return nil, fmt.Errorf("Content-Length %q", lengths[0])
+			}
+		}
 	case chunked:
 		b, err := io.ReadAll(io.LimitReader(httputil.NewChunkedReader(br), maxWireBody))
 		if err != nil {
@@ -274,10 +287,16 @@ func (w *wireConn) send(s string) {
 // response reads one response within d.
 func (w *wireConn) response(d time.Duration) *wireResponse {
 	w.t.Helper()
+	return w.responseTo(http.MethodGet, d)
+}
+
+// responseTo reads the response to a request of method within d.
+func (w *wireConn) responseTo(method string, d time.Duration) *wireResponse {
+	w.t.Helper()
 	w.c.SetReadDeadline(time.Now().Add(d))
-	r, err := readWireResponse(w.br)
+	r, err := readWireResponseTo(w.br, method)
 	if err != nil {
-		w.t.Fatalf("reading a response: %v", err)
+		w.t.Fatalf("reading a response to %s: %v", method, err)
 	}
 	return r
 }
@@ -312,7 +331,9 @@ func (w *wireConn) frame(d time.Duration) wireFrame {
 }
 
 // closed checks that the server closes the connection within d with
-// nothing more to read.
+// nothing more to read, in order: EOF. A reset is refused too; the
+// server resets only a connection it closes with bytes left unread, or
+// one it aborts.
 func (w *wireConn) closed(d time.Duration) {
 	w.t.Helper()
 	w.c.SetReadDeadline(time.Now().Add(d))
@@ -324,6 +345,8 @@ func (w *wireConn) closed(d time.Duration) {
 		w.t.Fatalf("connection not closed: read %q", append([]byte{b}, rest...))
 	case errors.As(err, &ne) && ne.Timeout():
 		w.t.Fatalf("connection not closed within %v", d)
+	case err != io.EOF:
+		w.t.Fatalf("connection not closed in order: %v", err)
 	}
 }
 
@@ -364,6 +387,20 @@ func TestWireReaders(t *testing.T) {
 	}
 	if r, _ := readWireResponse(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"))); string(r.Head) != "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n" {
 		t.Errorf("Head %q", r.Head)
+	}
+	// To HEAD: no body whatever Content-Length says, and the next
+	// response follows at once; the header must still be well formed.
+	br := bufio.NewReader(strings.NewReader("HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 5\r\n\r\n" +
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n" + "HTTP/1.1 204 No Content\r\n\r\n"))
+	for _, want := range []int{405, 200, 204} {
+		if r, err := readWireResponseTo(br, http.MethodHead); err != nil || r.Status != want || len(r.Body) != 0 {
+			t.Errorf("to HEAD: %v %v, want %d and no body", r, err, want)
+		}
+	}
+	for _, in := range []string{"Content-Length: x", "Content-Length: 1\r\nContent-Length: 1", "Content-Length: 1\r\nTransfer-Encoding: chunked"} {
+		if r, err := readWireResponseTo(bufio.NewReader(strings.NewReader("HTTP/1.1 200 OK\r\n"+in+"\r\n\r\n")), http.MethodHead); err == nil {
+			t.Errorf("to HEAD, %q: read %v, want an error", in, r)
+		}
 	}
 
 	long := strings.Repeat("x", 300)
