@@ -72,7 +72,7 @@ func newEngineEnvBroker(t *testing.T, cfg Config, cache int, wrap func(*wall.Mem
 	}))
 	ts.Listener = srv.Listener(ts.Listener)
 	ts.Start()
-	e.ts = ts
+	e.ts, e.addr = ts, ts.Listener.Addr().String()
 	t.Cleanup(func() {
 		hub.Close()
 		tr.CloseIdleConnections()
@@ -88,7 +88,7 @@ func newEngineEnvBroker(t *testing.T, cfg Config, cache int, wrap func(*wall.Mem
 // newSlowReaderEnv is an engine taking 1 MiB posts, with a message m on
 // the default wall and a connection rc it holds between polls, whose
 // small receive buffer cannot take a big answer at once.
-func newSlowReaderEnv(t *testing.T) (*engineEnv, *rawConn, testMsg) {
+func newSlowReaderEnv(t *testing.T) (*engineEnv, *wireConn, testMsg) {
 	t.Helper()
 	e := newEngineEnv(t, Config{BodyLimit: 1 << 20})
 	m := e.post("", "x")
@@ -112,63 +112,9 @@ func (e *engineEnv) waitingFast(n int) {
 		func() bool { return e.srv.engine.Stats().Waiting == n })
 }
 
-// rawConn is a client speaking HTTP/1.1 by hand on one connection.
-type rawConn struct {
-	t  *testing.T
-	c  net.Conn
-	br *bufio.Reader
-}
-
-func (e *engineEnv) dial() *rawConn {
-	e.t.Helper()
-	c, err := net.Dial("tcp", e.ts.Listener.Addr().String())
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	e.t.Cleanup(func() { c.Close() })
-	return &rawConn{t: e.t, c: c, br: bufio.NewReader(c)}
-}
-
-func (rc *rawConn) send(s string) {
-	rc.t.Helper()
-	if _, err := io.WriteString(rc.c, s); err != nil {
-		rc.t.Fatal(err)
-	}
-}
-
-// read reads one response, body included.
-func (rc *rawConn) read() (*http.Response, []byte) {
-	rc.t.Helper()
-	return rc.readFor(nil)
-}
-
-// readFor reads the response to req (nil: a GET).
-func (rc *rawConn) readFor(req *http.Request) (*http.Response, []byte) {
-	rc.t.Helper()
-	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	resp, err := http.ReadResponse(rc.br, req)
-	if err != nil {
-		rc.t.Fatalf("reading response: %v", err)
-	}
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		rc.t.Fatalf("reading body: %v", err)
-	}
-	return resp, b
-}
-
-// closed checks that the server closes the connection.
-func (rc *rawConn) closed() {
-	rc.t.Helper()
-	rc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
-	if n, err := rc.br.Read(make([]byte, 1)); err != io.EOF {
-		rc.t.Fatalf("connection not closed: %d %v", n, err)
-	}
-}
-
 // hold makes the engine hold rc: a poll on wall "h" waits (net/http hands
 // it to the engine), is answered, and the connection stays with the engine.
-func (e *engineEnv) hold(rc *rawConn) {
+func (e *engineEnv) hold(rc *wireConn) {
 	e.t.Helper()
 	last := uint64(0)
 	if w := e.hub.Lookup("h"); w != nil {
@@ -183,8 +129,8 @@ func (e *engineEnv) hold(rc *rawConn) {
 		return w != nil && w.Subscribers() > 0
 	})
 	e.publish("h", "wake")
-	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(e.t, b).Messages == nil {
-		e.t.Fatalf("hold: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || decodePoll(e.t, resp.Body).Messages == nil {
+		e.t.Fatalf("hold: %d %s", resp.Status, resp.Body)
 	}
 }
 
@@ -215,14 +161,16 @@ func wantPollBody(t *testing.T, e *engineEnv, cursor string) []byte {
 	return appendPollResponse(nil, res)
 }
 
-func checkPollResp(t *testing.T, resp *http.Response, body, want []byte) {
+// checkPollResp checks a 200 poll answer, framed by Content-Length, whose
+// body is want.
+func checkPollResp(t *testing.T, resp *wireResponse, want []byte) {
 	t.Helper()
-	if resp.StatusCode != http.StatusOK || resp.Header.Get("Content-Type") != jsonType ||
-		resp.ContentLength != int64(len(body)) {
-		t.Errorf("answer %d %q %d", resp.StatusCode, resp.Header.Get("Content-Type"), resp.ContentLength)
+	if resp.Status != http.StatusOK || resp.Header.Get("Content-Type") != jsonType ||
+		resp.Header.Get("Content-Length") != strconv.Itoa(len(resp.Body)) {
+		t.Errorf("answer %s", resp.Head)
 	}
-	if !bytes.Equal(body, want) {
-		t.Errorf("body\n %s\nwant\n %s", body, want)
+	if !bytes.Equal(resp.Body, want) {
+		t.Errorf("body\n %s\nwant\n %s", resp.Body, want)
 	}
 }
 
@@ -248,25 +196,25 @@ func TestEngineParksAndRepolls(t *testing.T) {
 				t.Fatal("parked poll still in net/http")
 			}
 			m2 := e.post("", "two")
-			resp, body := rc.read()
-			checkPollResp(t, resp, body, wantPollBody(t, e, m1.ID))
-			if p := decodePoll(t, body); p.Messages == nil || (*p.Messages)[0] != m2 {
-				t.Fatalf("answer %s", body)
+			resp := rc.response(5 * time.Second)
+			checkPollResp(t, resp, wantPollBody(t, e, m1.ID))
+			if p := decodePoll(t, resp.Body); p.Messages == nil || (*p.Messages)[0] != m2 {
+				t.Fatalf("answer %s", resp.Body)
 			}
 			handled := e.handled.Load() - before // the first poll and the post
 
 			// Re-polls on the same connection: an immediate answer, then
 			// a wait, both served by the engine.
 			rc.send(req(m1.ID))
-			resp, body = rc.read()
-			checkPollResp(t, resp, body, wantPollBody(t, e, m1.ID))
+			resp = rc.response(5 * time.Second)
+			checkPollResp(t, resp, wantPollBody(t, e, m1.ID))
 			rc.send(req("2"))
 			e.held(1)
 			m3 := e.post("", "three")
-			resp, body = rc.read()
-			checkPollResp(t, resp, body, wantPollBody(t, e, "2"))
-			if p := decodePoll(t, body); (*p.Messages)[0] != m3 {
-				t.Fatalf("answer %s", body)
+			resp = rc.response(5 * time.Second)
+			checkPollResp(t, resp, wantPollBody(t, e, "2"))
+			if p := decodePoll(t, resp.Body); (*p.Messages)[0] != m3 {
+				t.Fatalf("answer %s", resp.Body)
 			}
 			if got := e.handled.Load() - before; got != handled+1 { // + the third post
 				t.Errorf("net/http handled %d requests, want %d", got, handled+1)
@@ -284,15 +232,15 @@ func TestEngineTimeout(t *testing.T) {
 	for range 2 {
 		start := time.Now()
 		rc.send(getPoll("cursor=" + m.ID))
-		resp, body := rc.read()
-		checkPollResp(t, resp, body, timeoutResponse(wall.Cursor{Set: true, ID: m.ID}))
+		resp := rc.response(5 * time.Second)
+		checkPollResp(t, resp, timeoutResponse(wall.Cursor{Set: true, ID: m.ID}))
 		if d := time.Since(start); d < 100*time.Millisecond {
 			t.Errorf("answered after %v", d)
 		}
 	}
 	rc.send(getPoll("wall=empty"))
-	resp, body := rc.read()
-	checkPollResp(t, resp, body, []byte(`{"cursor": ""}`))
+	resp := rc.response(5 * time.Second)
+	checkPollResp(t, resp, []byte(`{"cursor": ""}`))
 	rc.c.Close()
 	e.held(0)
 	waitFor(t, "empty wall dropped", 5*time.Second, func() bool { return e.hub.Lookup("empty") == nil })
@@ -306,7 +254,7 @@ func TestEngineHangUps(t *testing.T) {
 	e.client.CloseIdleConnections()
 	waitFor(t, "idle server", 5*time.Second, func() bool { return e.inflight.Load() == 0 })
 	base := goroutineBaseline()
-	var conns []*rawConn
+	var conns []*wireConn
 	for i := range 20 {
 		rc := e.dial()
 		if i%2 == 0 {
@@ -336,7 +284,7 @@ func TestEngineHangUps(t *testing.T) {
 func TestEngineShutdown(t *testing.T) {
 	e := newEngineEnv(t, Config{})
 	m := e.post("", "x")
-	var conns []*rawConn
+	var conns []*wireConn
 	for range 5 {
 		rc := e.dial()
 		rc.send(getPoll("cursor=" + m.ID))
@@ -347,14 +295,14 @@ func TestEngineShutdown(t *testing.T) {
 	e.held(6)
 	e.hub.Close()
 	for _, rc := range conns {
-		resp, body := rc.read()
-		checkPollResp(t, resp, body, timeoutResponse(wall.Cursor{Set: true, ID: m.ID}))
-		if !resp.Close {
+		resp := rc.response(5 * time.Second)
+		checkPollResp(t, resp, timeoutResponse(wall.Cursor{Set: true, ID: m.ID}))
+		if !resp.Closes() {
 			t.Errorf("no Connection: close at shutdown")
 		}
-		rc.closed()
+		rc.closed(5 * time.Second)
 	}
-	idle.closed()
+	idle.closed(5 * time.Second)
 	waitDone(t, "srv.Wait", 5*time.Second, e.srv.Wait)
 }
 
@@ -367,20 +315,20 @@ func TestEngineHandsBack(t *testing.T) {
 	hold := func() { e.hold(rc) }
 	hold()
 	rc.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, body := rc.read(); resp.StatusCode != 200 || !bytes.Contains(body, []byte(`id="messageform"`)) {
-		t.Fatalf("page: %d", resp.StatusCode)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || !bytes.Contains(resp.Body, []byte(`id="messageform"`)) {
+		t.Fatalf("page: %d", resp.Status)
 	}
 	hold()
 	body := url.Values{"_xsrf": {testXSRF}, "body": {"via engine conn"}}.Encode()
 	rc.send(fmt.Sprintf("POST /a/message/new HTTP/1.1\r\nHost: x\r\nCookie: _xsrf=%s\r\n"+
 		"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: %d\r\n\r\n%s", testXSRF, len(body), body))
-	if resp, b := rc.read(); resp.StatusCode != 200 || decodeMsg(t, b).Body != "via engine conn" {
-		t.Fatalf("post: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || decodeMsg(t, resp.Body).Body != "via engine conn" {
+		t.Fatalf("post: %d %s", resp.Status, resp.Body)
 	}
 	hold()
 	rc.send("GET /a/message/new HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, _ := rc.read(); resp.StatusCode != http.StatusMethodNotAllowed {
-		t.Fatalf("GET /a/message/new: %d", resp.StatusCode)
+	if resp := rc.response(5 * time.Second); resp.Status != http.StatusMethodNotAllowed {
+		t.Fatalf("GET /a/message/new: %d", resp.Status)
 	}
 	hold()
 	// Errors the engine leaves to net/http: bad XSRF, bad wall. Any cursor
@@ -396,15 +344,15 @@ func TestEngineHandsBack(t *testing.T) {
 	} {
 		rc.send(r.req)
 		method, _, _ := strings.Cut(r.req, " ")
-		if resp, b := rc.readFor(&http.Request{Method: method}); resp.StatusCode != r.code {
-			t.Errorf("%q: %d %s, want %d", r.req, resp.StatusCode, b, r.code)
+		if resp := rc.responseTo(method, 5*time.Second); resp.Status != r.code {
+			t.Errorf("%q: %v, want %d", r.req, resp, r.code)
 		}
 		hold()
 	}
 	// An oversized head goes back too; net/http serves the poll.
 	rc.send(getPoll("cursor=0", "X-Pad: "+strings.Repeat("p", 9000)+"\r\n"))
-	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
-		t.Fatalf("big poll: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || decodePoll(t, resp.Body).Messages == nil {
+		t.Fatalf("big poll: %d %s", resp.Status, resp.Body)
 	}
 	// A poll handed back to net/http that waits is taken by the engine
 	// again.
@@ -413,15 +361,15 @@ func TestEngineHandsBack(t *testing.T) {
 	e.held(1)
 	waitFor(t, "net/http done", 5*time.Second, func() bool { return e.inflight.Load() == 0 })
 	e.post("", "y")
-	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
-		t.Fatalf("big poll: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || decodePoll(t, resp.Body).Messages == nil {
+		t.Fatalf("big poll: %d %s", resp.Status, resp.Body)
 	}
 	// HTTP/1.0 on a held connection goes back to net/http.
 	rc.send("GET /a/message/updates?cursor=0 HTTP/1.0\r\n\r\n")
-	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
-		t.Fatalf("HTTP/1.0 poll: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || decodePoll(t, resp.Body).Messages == nil {
+		t.Fatalf("HTTP/1.0 poll: %d %s", resp.Status, resp.Body)
 	}
-	rc.closed()
+	rc.closed(5 * time.Second)
 }
 
 // Pipelined requests are answered in order, whether they arrive with a
@@ -434,18 +382,18 @@ func TestEnginePipelined(t *testing.T) {
 	// The first is answered at once, the second waits, the third comes
 	// while it waits.
 	rc.send(getPoll("cursor=0") + getPoll("cursor="+m.ID))
-	if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
-		t.Fatalf("first: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || decodePoll(t, resp.Body).Messages == nil {
+		t.Fatalf("first: %d %s", resp.Status, resp.Body)
 	}
 	e.held(1)
 	rc.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
 	time.Sleep(50 * time.Millisecond) // the held poll sees the bytes
 	m2 := e.post("", "y")
-	if resp, b := rc.read(); resp.StatusCode != 200 || (*decodePoll(t, b).Messages)[0] != m2 {
-		t.Fatalf("second: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || (*decodePoll(t, resp.Body).Messages)[0] != m2 {
+		t.Fatalf("second: %d %s", resp.Status, resp.Body)
 	}
-	if resp, b := rc.read(); resp.StatusCode != 200 || string(b) != "ok\n" {
-		t.Fatalf("third: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || string(resp.Body) != "ok\n" {
+		t.Fatalf("third: %d %s", resp.Status, resp.Body)
 	}
 	// Pipelined behind a poll that net/http hands to the engine.
 	rc2 := e.dial()
@@ -453,8 +401,8 @@ func TestEnginePipelined(t *testing.T) {
 	e.held(1)
 	e.post("", "z")
 	for i := range 2 {
-		if resp, b := rc2.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
-			t.Fatalf("rc2 %d: %d %s", i, resp.StatusCode, b)
+		if resp := rc2.response(5 * time.Second); resp.Status != 200 || decodePoll(t, resp.Body).Messages == nil {
+			t.Fatalf("rc2 %d: %d %s", i, resp.Status, resp.Body)
 		}
 	}
 }
@@ -478,12 +426,12 @@ func TestEngineConnectionClose(t *testing.T) {
 	rc2.send(getPoll("cursor="+m.ID, "Connection: close\r\n"))
 	e.held(2)
 	e.post("", "y")
-	for _, c := range []*rawConn{old, rc, rc2} {
-		resp, b := c.read()
-		if resp.StatusCode != 200 || decodePoll(t, b).Messages == nil || !resp.Close {
-			t.Errorf("answer %d %v %s", resp.StatusCode, resp.Close, b)
+	for _, c := range []*wireConn{old, rc, rc2} {
+		resp := c.response(5 * time.Second)
+		if resp.Status != 200 || decodePoll(t, resp.Body).Messages == nil || !resp.Closes() {
+			t.Errorf("answer %s%s", resp.Head, resp.Body)
 		}
-		c.closed()
+		c.closed(5 * time.Second)
 	}
 	e.held(0)
 }
@@ -500,14 +448,14 @@ func TestEngineWorkerAnswers(t *testing.T) {
 	e.publish("", big)
 	waitFor(t, "a worker hands off", 5*time.Second, func() bool { return e.srv.engine.Stats().WorkerHandoffs == 1 })
 	time.Sleep(50 * time.Millisecond) // the goroutine blocks writing the rest
-	resp, body := rc.read()
-	checkPollResp(t, resp, body, wantPollBody(t, e, m.ID))
-	if p := decodePoll(t, body); len(*p.Messages) != 1 || (*p.Messages)[0].Body != big {
-		t.Fatalf("answer of %d bytes is not the big message", len(body))
+	resp := rc.response(5 * time.Second)
+	checkPollResp(t, resp, wantPollBody(t, e, m.ID))
+	if p := decodePoll(t, resp.Body); len(*p.Messages) != 1 || (*p.Messages)[0].Body != big {
+		t.Fatalf("answer of %d bytes is not the big message", len(resp.Body))
 	}
 	rc.send(getPoll("cursor=0"))
-	if resp, b := rc.read(); resp.StatusCode != 200 || len(*decodePoll(t, b).Messages) != 2 {
-		t.Fatalf("re-poll: %d, %d bytes", resp.StatusCode, len(b))
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || len(*decodePoll(t, resp.Body).Messages) != 2 {
+		t.Fatalf("re-poll: %d, %d bytes", resp.Status, len(resp.Body))
 	}
 }
 
@@ -594,18 +542,17 @@ func enginePoller(addr string, i int, last uint64) error {
 		if _, err := io.WriteString(c, req); err != nil {
 			return err
 		}
-		resp, err := http.ReadResponse(br, nil)
+		resp, err := readWireResponse(br)
 		if err != nil {
 			return fmt.Errorf("poller %d at %d: %v", i, cursor, err)
 		}
-		b, err := io.ReadAll(resp.Body)
-		if err != nil || resp.StatusCode != 200 {
-			return fmt.Errorf("poller %d at %d: %d %s %v", i, cursor, resp.StatusCode, b, err)
+		if resp.Status != 200 || resp.Closes() {
+			return fmt.Errorf("poller %d at %d: %s%s", i, cursor, resp.Head, resp.Body)
 		}
 		var p struct {
 			Messages []struct{ Seq uint64 }
 		}
-		if err := json.Unmarshal(b, &p); err != nil {
+		if err := json.Unmarshal(resp.Body, &p); err != nil {
 			return err
 		}
 		for _, m := range p.Messages {
@@ -658,9 +605,9 @@ func TestEngineFlusherQueueFull(t *testing.T) {
 	for e.srv.flusher.Submit(noFlush{}) {
 	}
 	m2 := e.post("", "y")
-	resp, body := rc.read()
-	if p := decodePoll(t, body); resp.StatusCode != 200 || p.Messages == nil || (*p.Messages)[0] != m2 {
-		t.Fatalf("answer %d %s", resp.StatusCode, body)
+	resp := rc.response(5 * time.Second)
+	if p := decodePoll(t, resp.Body); resp.Status != 200 || p.Messages == nil || (*p.Messages)[0] != m2 {
+		t.Fatalf("answer %v", resp)
 	}
 }
 
@@ -733,13 +680,13 @@ func alternatingPoller(addr string, i int, walls [2]string, end time.Time) error
 		if _, err := io.WriteString(c, getPoll("wall="+walls[w]+"&cursor="+cursor)); err != nil {
 			return err
 		}
-		resp, err := http.ReadResponse(br, nil)
+		resp, err := readWireResponse(br)
 		if err != nil {
 			return fmt.Errorf("poller %d: %v", i, err)
 		}
-		b, err := io.ReadAll(resp.Body)
-		if err != nil || resp.StatusCode != 200 {
-			return fmt.Errorf("poller %d: %d %s %v", i, resp.StatusCode, b, err)
+		b := resp.Body
+		if resp.Status != 200 || resp.Closes() {
+			return fmt.Errorf("poller %d: %s%s", i, resp.Head, b)
 		}
 		var p struct {
 			Messages *[]testMsg
@@ -785,29 +732,28 @@ func TestEngineAnswersErrors(t *testing.T) {
 		sb.fail.Store(true)
 		fresh := e.dial() // net/http serves a connection's first request
 		fresh.send(req)
-		want, wantBody := fresh.read()
+		want := fresh.response(5 * time.Second)
 
 		e.hold(held)
 		handled, syncs := e.handled.Load(), sb.calls.Load()
 		held.send(req)
-		resp, body := held.read()
+		resp := held.response(5 * time.Second)
 		sb.fail.Store(false)
-		if resp.StatusCode != want.StatusCode || resp.StatusCode < 400 ||
-			resp.Header.Get("Content-Type") != want.Header.Get("Content-Type") || !bytes.Equal(body, wantBody) {
-			t.Errorf("%q:\nengine   %d %q %s\nnet/http %d %q %s", req, resp.StatusCode, resp.Header.Get("Content-Type"), body,
-				want.StatusCode, want.Header.Get("Content-Type"), wantBody)
+		if resp.Status != want.Status || resp.Status < 400 ||
+			resp.Header.Get("Content-Type") != want.Header.Get("Content-Type") || !bytes.Equal(resp.Body, want.Body) {
+			t.Errorf("%q:\nengine   %v\nnet/http %v", req, resp, want)
 		}
 		if n := e.handled.Load() - handled; n != 0 {
 			t.Errorf("%q: handed back to net/http", req)
 		}
-		if n := sb.calls.Load() - syncs; resp.StatusCode == http.StatusServiceUnavailable && n != 1 {
+		if n := sb.calls.Load() - syncs; resp.Status == http.StatusServiceUnavailable && n != 1 {
 			t.Errorf("%q: %d syncs", req, n)
 		}
-		if resp.Close != want.Close {
-			t.Errorf("%q: Connection: close %v, net/http %v", req, resp.Close, want.Close)
+		if resp.Closes() != want.Closes() {
+			t.Errorf("%q: Connection: close %v, net/http %v", req, resp.Closes(), want.Closes())
 		}
-		if resp.Close {
-			held.closed()
+		if resp.Closes() {
+			held.closed(5 * time.Second)
 			held = e.dial()
 		}
 	}
@@ -826,12 +772,12 @@ func TestEnginePipelinedAfterRefusal(t *testing.T) {
 	time.Sleep(20 * time.Millisecond) // the engine reads the half request alone
 	rc.send(next[10:])
 	for i, want := range []int{400, 200, 200, 400, 200} {
-		resp, b := rc.read()
-		if resp.StatusCode != want {
-			t.Fatalf("answer %d: %d %s, want %d", i, resp.StatusCode, b, want)
+		resp := rc.response(5 * time.Second)
+		if resp.Status != want {
+			t.Fatalf("answer %d: %v, want %d", i, resp, want)
 		}
-		if want == 200 && i != 2 && decodePoll(t, b).Messages == nil {
-			t.Fatalf("answer %d: %s", i, b)
+		if want == 200 && i != 2 && decodePoll(t, resp.Body).Messages == nil {
+			t.Fatalf("answer %d: %s", i, resp.Body)
 		}
 	}
 }
@@ -856,8 +802,8 @@ func TestEnginePipelinedReadBoundary(t *testing.T) {
 	}
 	go func() { io.WriteString(rc.c, all.String()) }()
 	for i := range n {
-		if resp, b := rc.read(); resp.StatusCode != 200 || decodePoll(t, b).Messages == nil {
-			t.Fatalf("answer %d: %d %s", i, resp.StatusCode, b)
+		if resp := rc.response(5 * time.Second); resp.Status != 200 || decodePoll(t, resp.Body).Messages == nil {
+			t.Fatalf("answer %d: %d %s", i, resp.Status, resp.Body)
 		}
 	}
 }
@@ -876,13 +822,13 @@ func TestEnginePanicEndsOneConnection(t *testing.T) {
 	e.hold(doomed)
 	armed.Store(true)
 	doomed.send(getPoll("cursor=" + m.ID)) // parks: the hook panics
-	doomed.closed()
+	doomed.closed(5 * time.Second)
 	e.held(0)
 	other := e.dial()
 	other.send(getPoll("cursor=" + m.ID))
 	e.held(1)
 	m2 := e.post("", "y")
-	if resp, b := other.read(); resp.StatusCode != 200 || (*decodePoll(t, b).Messages)[0] != m2 {
-		t.Fatalf("answer %d %s", resp.StatusCode, b)
+	if resp := other.response(5 * time.Second); resp.Status != 200 || (*decodePoll(t, resp.Body).Messages)[0] != m2 {
+		t.Fatalf("answer %d %s", resp.Status, resp.Body)
 	}
 }

@@ -17,7 +17,7 @@ func TestEngineWaitsWithoutGoroutines(t *testing.T) {
 	m := e.post("", "x")
 	e.client.CloseIdleConnections()
 	waitFor(t, "idle server", 5*time.Second, func() bool { return e.inflight.Load() == 0 })
-	conns := make([]*rawConn, 50)
+	conns := make([]*wireConn, 50)
 	for i := range conns {
 		conns[i] = e.dial()
 		e.hold(conns[i]) // answered: idle in the reactor
@@ -32,8 +32,8 @@ func TestEngineWaitsWithoutGoroutines(t *testing.T) {
 	}
 	m2 := e.post("", "y")
 	for _, rc := range conns {
-		if resp, b := rc.read(); resp.StatusCode != 200 || (*decodePoll(t, b).Messages)[0] != m2 {
-			t.Fatalf("answer %d %s", resp.StatusCode, b)
+		if resp := rc.response(5 * time.Second); resp.Status != 200 || (*decodePoll(t, resp.Body).Messages)[0] != m2 {
+			t.Fatalf("answer %d %s", resp.Status, resp.Body)
 		}
 	}
 }
@@ -53,7 +53,7 @@ func TestEngineIdleTimeout(t *testing.T) {
 			worker := e.dial()
 			e.hold(worker)
 			start := time.Now()
-			worker.closed()
+			worker.closed(5 * time.Second)
 			if d := time.Since(start); d < cfg.IdleTimeout*9/10 {
 				t.Errorf("closed after %v idle", d)
 			}
@@ -61,11 +61,11 @@ func TestEngineIdleTimeout(t *testing.T) {
 			inline := e.dial()
 			e.hold(inline)
 			inline.send(getPoll("cursor=0")) // answered at once
-			if resp, _ := inline.read(); resp.StatusCode != 200 {
-				t.Fatalf("re-poll: %d", resp.StatusCode)
+			if resp := inline.response(5 * time.Second); resp.Status != 200 {
+				t.Fatalf("re-poll: %d", resp.Status)
 			}
 			start = time.Now()
-			inline.closed()
+			inline.closed(5 * time.Second)
 			if d := time.Since(start); d < cfg.IdleTimeout*9/10 {
 				t.Errorf("closed after %v idle", d)
 			}
@@ -81,8 +81,8 @@ func TestEngineIdleTimeout(t *testing.T) {
 				t.Fatal("waiting poll cut")
 			}
 			e.post("", "y")
-			if resp, b := busy.read(); resp.StatusCode != 200 || string(b) == "" {
-				t.Fatalf("answer %d %s", resp.StatusCode, b)
+			if resp := busy.response(5 * time.Second); resp.Status != 200 || string(resp.Body) == "" {
+				t.Fatalf("answer %d %s", resp.Status, resp.Body)
 			}
 			e.held(1)
 		})
@@ -101,27 +101,27 @@ func TestEngineReactorHandsOver(t *testing.T) {
 	rc.send(req[20:])
 	e.waitingFast(1)
 	m2 := e.post("", "y")
-	if resp, b := rc.read(); resp.StatusCode != 200 || (*decodePoll(t, b).Messages)[0] != m2 {
-		t.Fatalf("split request: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || (*decodePoll(t, resp.Body).Messages)[0] != m2 {
+		t.Fatalf("split request: %d %s", resp.Status, resp.Body)
 	}
 
 	other := e.post("other", "z") // a wall this connection has not polled
 	rc.send(getPoll("wall=other&cursor=0"))
-	if resp, b := rc.read(); resp.StatusCode != 200 || (*decodePoll(t, b).Messages)[0] != other {
-		t.Fatalf("other wall: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || (*decodePoll(t, resp.Body).Messages)[0] != other {
+		t.Fatalf("other wall: %d %s", resp.Status, resp.Body)
 	}
 
 	big := strings.Repeat("&", 1<<20) // 7 MiB of JSON with its html
 	e.publish("", big)
 	rc.send(getPoll("cursor=" + m2.ID)) // answered at once, and in parts
 	time.Sleep(50 * time.Millisecond)
-	resp, body := rc.read()
-	if p := decodePoll(t, body); resp.StatusCode != 200 || len(*p.Messages) != 1 || (*p.Messages)[0].Body != big {
-		t.Fatalf("big answer: %d, %d bytes", resp.StatusCode, len(body))
+	resp := rc.response(5 * time.Second)
+	if p := decodePoll(t, resp.Body); resp.Status != 200 || len(*p.Messages) != 1 || (*p.Messages)[0].Body != big {
+		t.Fatalf("big answer: %d, %d bytes", resp.Status, len(resp.Body))
 	}
 
 	rc.send("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
-	if resp, b := rc.read(); resp.StatusCode != 200 || string(b) != "ok\n" {
-		t.Fatalf("healthz: %d %s", resp.StatusCode, b)
+	if resp := rc.response(5 * time.Second); resp.Status != 200 || string(resp.Body) != "ok\n" {
+		t.Fatalf("healthz: %d %s", resp.Status, resp.Body)
 	}
 }

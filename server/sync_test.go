@@ -7,6 +7,7 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/google/uuid"
 
@@ -56,8 +57,8 @@ func TestSyncUnavailable(t *testing.T) {
 		}
 		e.hold(rc) // back in the engine (net/http answered the last 503)
 		rc.send(getPoll("wall=s&" + q))
-		if resp, body := rc.read(); resp.StatusCode != http.StatusServiceUnavailable {
-			t.Errorf("engine re-poll %s: %d %s, want 503", q, resp.StatusCode, body)
+		if resp := rc.response(5 * time.Second); resp.Status != http.StatusServiceUnavailable {
+			t.Errorf("engine re-poll %s: %v, want 503", q, resp)
 		}
 		_, resp, err := e.dialWS("/ws?wall=s&"+q, nil)
 		if err == nil || resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
@@ -70,8 +71,8 @@ func TestSyncUnavailable(t *testing.T) {
 	}
 	// What the instance holds is served as usual.
 	rc.send(getPoll(fmt.Sprintf("wall=s&cursor=%d", last.Seq-1)))
-	if resp, body := rc.read(); resp.StatusCode != http.StatusOK || len(*decodePoll(t, body).Messages) != 1 {
-		t.Errorf("engine re-poll of a held cursor: %d %s", resp.StatusCode, body)
+	if resp := rc.response(5 * time.Second); resp.Status != http.StatusOK || len(*decodePoll(t, resp.Body).Messages) != 1 {
+		t.Errorf("engine re-poll of a held cursor: %v", resp)
 	}
 	rc.c.Close() // it stays subscribed to s between polls
 	e.held(0)
