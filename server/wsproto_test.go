@@ -99,43 +99,12 @@ func writeRaw(t *testing.T, c *websocket.Conn, fs ...[]byte) {
 	}
 }
 
-// serverFrame is one frame as the server sent it.
-type serverFrame struct {
-	op      byte
-	fin     bool
-	payload []byte
-}
-
-// readServerFrame reads one frame from the server. Server frames must
-// not be masked nor use the reserved bits.
-func readServerFrame(br *bufio.Reader) (serverFrame, error) {
-	var h [8]byte
-	if _, err := io.ReadFull(br, h[:2]); err != nil {
-		return serverFrame{}, err
-	}
-	f := serverFrame{op: h[0] & 0x0f, fin: h[0]&0x80 != 0}
-	if h[0]&0x70 != 0 || h[1]&0x80 != 0 {
-		return f, fmt.Errorf("frame header %x: reserved bits or mask set", h[:2])
-	}
-	n := uint64(h[1] & 0x7f)
-	switch n {
-	case 126:
-		if _, err := io.ReadFull(br, h[:2]); err != nil {
-			return f, err
-		}
-		n = uint64(binary.BigEndian.Uint16(h[:2]))
-	case 127:
-		if _, err := io.ReadFull(br, h[:8]); err != nil {
-			return f, err
-		}
-		n = binary.BigEndian.Uint64(h[:8])
-	}
-	if n > 1<<20 {
-		return f, fmt.Errorf("frame of %d bytes", n)
-	}
-	f.payload = make([]byte, n)
-	_, err := io.ReadFull(br, f.payload)
-	return f, err
+// wireOf reads c's connection with the wire readers, past gorilla. The
+// server sends nothing before the test asks for it, so gorilla has
+// buffered nothing past the handshake.
+func wireOf(t *testing.T, c *websocket.Conn) *wireConn {
+	nc := c.NetConn()
+	return &wireConn{t: t, c: nc, br: bufio.NewReader(nc)}
 }
 
 // wsEvents runs a gorilla read loop on c and reports what arrives.
@@ -323,23 +292,16 @@ func TestWSProtoClientClose(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newTestEnv(t, Config{}, 10)
 			c := e.mustDialWS("/ws", "main", 1)
+			wc := wireOf(t, c)
 			writeRaw(t, c, clientFrame(true, wsframe.OpClose, tc.payload))
-			nc := c.NetConn()
-			nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-			br := bufio.NewReader(nc)
-			f, err := readServerFrame(br)
-			if err != nil {
-				t.Fatalf("reading the close reply: %v", err)
+			f := wc.frame(5 * time.Second)
+			if f.Opcode != wireOpClose || len(f.Payload) < 2 {
+				t.Fatalf("reply %v, want a close frame with a code", f)
 			}
-			if f.op != wsframe.OpClose || !f.fin || len(f.payload) < 2 {
-				t.Fatalf("reply op %x fin %v payload %q, want a close frame", f.op, f.fin, f.payload)
-			}
-			if code := int(binary.BigEndian.Uint16(f.payload)); code != tc.code {
+			if code, _ := f.CloseCode(); code != tc.code {
 				t.Fatalf("close reply code %d, want %d", code, tc.code)
 			}
-			if _, err := readServerFrame(br); err != io.EOF {
-				t.Fatalf("after the close reply: %v, want EOF", err)
-			}
+			wc.closed(5 * time.Second)
 			unsubscribed(t, e, "main")
 		})
 	}
@@ -459,27 +421,23 @@ func TestWSProtoSilentPeerCutOff(t *testing.T) {
 	e := newTestEnv(t, Config{PingInterval: interval}, 10)
 	start := time.Now()
 	c := e.mustDialWS("/ws", "main", 1)
-	nc := c.NetConn() // never written to, not read until the cut
+	wc := wireOf(t, c) // never written to, not read until the cut
 	waitFor(t, "the silent peer to be cut off", 3*time.Second, func() bool { return wallSubs(e, "main") == 0 })
 	if d, pongWait := time.Since(start), interval*10/9; d < pongWait {
 		t.Fatalf("cut off after %v, before the read deadline %v", d, pongWait)
 	}
 	// What it was sent: pings only, then the end of the connection.
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(nc)
+	wc.c.SetReadDeadline(time.Now().Add(5 * time.Second))
 	for {
-		f, err := readServerFrame(br)
-		if err != nil {
-			if err != io.EOF {
-				var ne net.Error
-				if errors.As(err, &ne) && ne.Timeout() {
-					t.Fatalf("connection still open: %v", err)
-				}
-			}
+		f, err := readWireFrame(wc.br)
+		if err == io.EOF {
 			break
 		}
-		if f.op != wsframe.OpPing {
-			t.Fatalf("frame op %x payload %q, want only pings", f.op, f.payload)
+		if err != nil {
+			t.Fatalf("reading what the cut-off peer was sent: %v, want pings then EOF", err)
+		}
+		if f.Opcode != wireOpPing {
+			t.Fatalf("%v, want only pings", f)
 		}
 	}
 }
@@ -495,20 +453,15 @@ func TestWSProtoWriteCoalescing(t *testing.T) {
 	}
 	time.Sleep(20 * time.Millisecond) // let the frames pile up unread
 	e.publish("", "last")
-	nc := c.NetConn()
-	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
-	br := bufio.NewReader(nc)
+	wc := wireOf(t, c)
 	for i := 1; i <= n+1; i++ {
-		f, err := readServerFrame(br)
-		if err != nil {
-			t.Fatalf("frame %d: %v", i, err)
-		}
-		if f.op != wsframe.OpText || !f.fin {
-			t.Fatalf("frame %d: op %x fin %v", i, f.op, f.fin)
+		f := wc.frame(5 * time.Second)
+		if f.Opcode != wireOpText || !f.Fin {
+			t.Fatalf("frame %d: op %x fin %v", i, f.Opcode, f.Fin)
 		}
 		var m testMsg
-		if err := json.Unmarshal(f.payload, &m); err != nil {
-			t.Fatalf("frame %d is not one message: %.100q: %v", i, f.payload, err)
+		if err := json.Unmarshal(f.Payload, &m); err != nil {
+			t.Fatalf("frame %d is not one message: %.100q: %v", i, f.Payload, err)
 		}
 		want := fmt.Sprintf("m%d", i)
 		if i == n+1 {
