@@ -128,6 +128,14 @@ func TestXSRFCheck(t *testing.T) {
 		{name: "empty field, header", cookie: testXSRF, field: ptr(""), headers: []string{"X-XSRFToken: " + testXSRF}, code: 200},
 		{name: "empty field, no header", cookie: testXSRF, field: ptr(""), code: 403, msg: missing},
 		{name: "the cookie among others", cookie: testXSRF + "; other=1", field: ptr(testXSRF), code: 200},
+		// Two X-XSRFToken headers, the first empty: the token is the
+		// first one, as net/http's Header.Get reads it, so it is missing,
+		// whichever path reads the request (the engine once took the
+		// second).
+		{name: "empty header then a valid one", cookie: testXSRF,
+			headers: []string{"X-XSRFToken:", "X-XSRFToken: " + testXSRF}, code: 403, msg: missing},
+		{name: "blank header then a valid one", cookie: testXSRF,
+			headers: []string{"X-XSRFToken:  ", "X-XSRFToken: " + testXSRF}, code: 403, msg: missing},
 	}
 	forEachPath(t, func(t *testing.T, p pollPath) {
 		for _, path := range []string{"/a/message/updates", "/a/message/new"} {
