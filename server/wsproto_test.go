@@ -99,9 +99,10 @@ func writeRaw(t *testing.T, c *websocket.Conn, fs ...[]byte) {
 	}
 }
 
-// wireOf reads c's connection with the wire readers, past gorilla. The
-// server sends nothing before the test asks for it, so gorilla has
-// buffered nothing past the handshake.
+// wireOf reads c's connection with the wire readers, past gorilla. Only
+// for a c nothing has read from since the dial: bytes gorilla buffered
+// would be lost. Its handshake read cannot hold a frame the server sent
+// later (a message posted, a ping, a reply to a frame the test writes).
 func wireOf(t *testing.T, c *websocket.Conn) *wireConn {
 	nc := c.NetConn()
 	return &wireConn{t: t, c: nc, br: bufio.NewReader(nc)}
