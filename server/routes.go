@@ -19,6 +19,8 @@ func (s *Server) routes(assets fs.FS) *echo.Echo {
 	e.Use(middleware.Recover())
 	e.Use(s.requestLogger())
 	e.Use(s.deadlines)
+	e.Use(s.cors)         // cross-origin readers and posters (cors.go)
+	e.Use(s.keepFormText) // a refused no-JS post gets its text back (errorpage.go)
 	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
 		// Only pages and assets: long-polls and WebSockets are streamed
 		// pre-encoded bytes.
@@ -71,6 +73,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	if code == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="wall"`)
+	}
+	if s.htmlError(c, code, msg) {
+		return
 	}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(code)
