@@ -231,7 +231,7 @@ func (e *testEnv) publish(name, body string) *wall.Message {
 	if name == "" {
 		name = wall.DefaultWall
 	}
-	m, err := e.broker.Publish(e.t.Context(), name, uuid.NewString(), body)
+	m, _, err := e.broker.Publish(e.t.Context(), wall.Post{Wall: name, ID: uuid.NewString(), Body: body})
 	if err != nil {
 		e.t.Fatal(err)
 	}
