@@ -243,6 +243,8 @@ type testMsg struct {
 	ID     string `json:"id"`
 	Seq    uint64 `json:"seq"`
 	Cursor string `json:"cursor"`
+	User   string `json:"user"`
+	Time   int64  `json:"time"`
 	Body   string `json:"body"`
 	HTML   string `json:"html"`
 }
