@@ -16,6 +16,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"wall/server/internal/outbound"
+	"wall/wall"
 )
 
 // BenchmarkFanoutWSStalled measures what subscribers that stop reading cost
@@ -89,7 +90,7 @@ func benchFanoutStalled(b *testing.B, n, pct int) {
 		i++
 		cnt.expect(i * int64(len(live)))
 		published.Store(time.Now().UnixNano())
-		if _, err := e.broker.Publish(context.Background(), benchWall, uuid.NewString(), body); err != nil {
+		if _, _, err := e.broker.Publish(context.Background(), wall.Post{Wall: benchWall, ID: uuid.NewString(), Body: body}); err != nil {
 			b.Fatal(err)
 		}
 		cnt.wait(b, "deliveries to the readers")

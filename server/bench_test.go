@@ -88,7 +88,7 @@ func (e *benchEnv) close() {
 // publish posts benchBody to the bench wall through the broker, as the
 // post handler does.
 func (e *benchEnv) publish(b *testing.B) {
-	if _, err := e.broker.Publish(context.Background(), benchWall, uuid.NewString(), benchBody); err != nil {
+	if _, _, err := e.broker.Publish(context.Background(), wall.Post{Wall: benchWall, ID: uuid.NewString(), Body: benchBody}); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -723,7 +723,7 @@ func BenchmarkPollResponse(b *testing.B) {
 	hub := wall.NewHub(200)
 	broker := wall.NewMemoryBroker(hub)
 	for range 250 { // the first 50 are evicted
-		if _, err := broker.Publish(context.Background(), benchWall, uuid.NewString(), benchBody); err != nil {
+		if _, _, err := broker.Publish(context.Background(), wall.Post{Wall: benchWall, ID: uuid.NewString(), Body: benchBody}); err != nil {
 			b.Fatal(err)
 		}
 	}

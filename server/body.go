@@ -33,30 +33,46 @@ func (s *Server) cleanBody(raw string) (string, *echo.HTTPError) {
 	return body, nil
 }
 
-// publish stores a cleaned body on a wall through the broker, bounded by
+// publish stores a post (its body cleaned) through the broker, bounded by
 // publishTimeout, and counts the outcome. Every entry path (form post,
-// WebSocket frame, publish API) goes through it. The error is the
-// client's answer.
-func (s *Server) publish(ctx context.Context, name, body string) (*wall.Message, *echo.HTTPError) {
+// WebSocket frame, publish API) goes through it. Without a client-chosen
+// id the post gets a new one; with one that the wall still holds, nothing
+// is stored and the stored message is returned (stored false). The error
+// is the client's answer.
+func (s *Server) publish(ctx context.Context, p wall.Post) (m *wall.Message, stored bool, herr *echo.HTTPError) {
+	name := p.Wall
 	// Every wall with messages stays in memory (up to its cache), so the
 	// number of walls is what bounds memory: a post may not open a wall
 	// past the limit. Walls that peers post to are still applied here.
 	if s.cfg.MaxWalls > 0 && s.hub.Len() >= s.cfg.MaxWalls {
 		if w := s.hub.Lookup(name); w == nil || w.Last() == 0 {
 			s.metrics.postFailures.Add(1)
-			return nil, echo.NewHTTPError(http.StatusServiceUnavailable, "too many walls on this server")
+			return nil, false, echo.NewHTTPError(http.StatusServiceUnavailable, "too many walls on this server")
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
-	m, err := s.broker.Publish(ctx, name, uuid.NewString(), body)
+	if p.ID == "" {
+		p.ID = uuid.NewString()
+	}
+	m, stored, err := s.broker.Publish(ctx, p)
 	if err != nil {
 		s.metrics.postFailures.Add(1)
-		s.log.Warn("publish failed", "wall", name, "err", err)
-		return nil, publishError(err)
+		s.log.Warn("publish failed", "wall", s.logName(name), "err", err)
+		return nil, false, publishError(err)
 	}
-	s.metrics.posts.Add(1)
-	return m, nil
+	if stored {
+		s.metrics.posts.Add(1)
+	}
+	return m, stored, nil
+}
+
+// checkID checks a client-chosen message id: none, or a lowercase UUID4.
+func checkID(id string) *echo.HTTPError {
+	if id != "" && !wall.ValidID(id) {
+		return echo.NewHTTPError(http.StatusBadRequest, "id must be a lowercase UUID4")
+	}
+	return nil
 }
 
 // publishError maps a broker error to the client's answer.

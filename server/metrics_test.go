@@ -47,8 +47,8 @@ func TestMetrics(t *testing.T) {
 // Redis is away.
 type unavailableBroker struct{ *wall.MemoryBroker }
 
-func (unavailableBroker) Publish(context.Context, string, string, string) (*wall.Message, error) {
-	return nil, wall.ErrUnavailable
+func (unavailableBroker) Publish(context.Context, wall.Post) (*wall.Message, bool, error) {
+	return nil, false, wall.ErrUnavailable
 }
 
 // A post the store refuses is a 503 with a clear message, stores nothing,

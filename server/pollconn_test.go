@@ -477,7 +477,7 @@ func TestEngineConcurrentPolls(t *testing.T) {
 		go func() {
 			defer wg.Done()
 			for j := range posts / 4 {
-				if _, err := e.broker.Publish(context.Background(), wall.DefaultWall, uuid.NewString(), fmt.Sprintf("p%d-%d", p, j)); err != nil {
+				if _, _, err := e.broker.Publish(context.Background(), wall.Post{Wall: wall.DefaultWall, ID: uuid.NewString(), Body: fmt.Sprintf("p%d-%d", p, j)}); err != nil {
 					t.Error(err)
 					return
 				}
@@ -642,7 +642,7 @@ func TestEngineAnswersTheRequestAsked(t *testing.T) {
 					return
 				case <-time.After(5 * time.Millisecond):
 				}
-				if _, err := e.broker.Publish(context.Background(), w, uuid.NewString(), fmt.Sprintf("%s-%d", w, i)); err != nil {
+				if _, _, err := e.broker.Publish(context.Background(), wall.Post{Wall: w, ID: uuid.NewString(), Body: fmt.Sprintf("%s-%d", w, i)}); err != nil {
 					t.Error(err)
 					return
 				}

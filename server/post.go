@@ -4,6 +4,7 @@ import (
 	"net/http"
 	"strings"
 	"wall/server/internal/admit"
+	"wall/wall"
 
 	"github.com/labstack/echo/v4"
 )
@@ -12,9 +13,11 @@ import (
 // percent-encoded (up to 3 bytes per byte) plus room for other fields.
 func (s *Server) requestLimit() int64 { return int64(s.cfg.BodyLimit)*3 + 4096 }
 
-// handlePost serves POST /a/message/new: body, _xsrf, next and wall. The
-// errors come in Tornado's order: xsrf (403) and the rest of admission,
-// then body (400/413), next (400); nothing is stored on any of them.
+// handlePost serves POST /a/message/new: body, _xsrf, next, wall and id
+// (optional, a client-chosen lowercase UUID4 that makes a retry store
+// nothing new). The errors come in Tornado's order: xsrf (403) and the
+// rest of admission, then body (400/413), next and id (400); nothing is
+// stored on any of them.
 func (s *Server) handlePost(c echo.Context) error {
 	a, t, err := s.admitHTTP(c, admit.Post, s.requestLimit())
 	if err != nil {
@@ -32,7 +35,11 @@ func (s *Server) handlePost(c echo.Context) error {
 	if next != "" && !safeNext(next) {
 		return echo.NewHTTPError(http.StatusBadRequest, "next must be a local path")
 	}
-	m, herr := s.publish(c.Request().Context(), t.Wall, body)
+	id, _ := a.get("id")
+	if herr := checkID(id); herr != nil {
+		return herr
+	}
+	m, _, herr := s.publish(c.Request().Context(), wall.Post{Wall: t.Wall, ID: id, Body: body, User: author(t)})
 	if herr != nil {
 		if c.Request().Context().Err() != nil {
 			return nil // the client is gone; the message, if sequenced, stands

@@ -7,8 +7,10 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"wall/server/internal/admit"
 	"wall/wall"
@@ -42,9 +44,12 @@ func TestPostMessageExactJSON(t *testing.T) {
 	if m.HTML != wantHTML {
 		t.Errorf("html\n got %q\nwant %q", m.HTML, wantHTML)
 	}
-	// Python's separators, field order (the cursor after seq), and
-	// Tornado's "</" escaping.
-	want := `{"id": "` + m.ID + `", "seq": 1, "cursor": "1.` + e.hub.Wall(wall.DefaultWall).Epoch() + `", "body": "see http://example.com/?a=1&b=2 '", "html": ` +
+	// Python's separators, field order (the cursor and the time after
+	// seq; no user for an anonymous post), and Tornado's "</" escaping.
+	if m.Time < time.Now().Add(-time.Minute).UnixMilli() || m.Time > time.Now().UnixMilli() {
+		t.Errorf("time %d is not now", m.Time)
+	}
+	want := `{"id": "` + m.ID + `", "seq": 1, "cursor": "1.` + e.hub.Wall(wall.DefaultWall).Epoch() + `", "time": ` + strconv.FormatInt(m.Time, 10) + `, "body": "see http://example.com/?a=1&b=2 '", "html": ` +
 		`"<div class=\"message\" id=\"m` + m.ID + `\">see <a href=\"http://example.com/?a=1&amp;b=2\">` +
 		`http://example.com/?a=1&amp;b=2<\/a> &#39;<\/div>\n"}`
 	if rec.Body.String() != want {

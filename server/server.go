@@ -42,7 +42,7 @@ const (
 	DefaultBodyLimit    = 16 << 10
 	DefaultPollTimeout  = 45 * time.Second
 	DefaultSyncWait     = 2 * time.Second
-	DefaultPingInterval = 54 * time.Second
+	DefaultPingInterval = 25 * time.Second
 	DefaultIdleTimeout  = 2 * time.Minute // main's http.Server IdleTimeout
 	DefaultMaxWalls     = 10000
 	DefaultBodyTimeout  = 10 * time.Second
@@ -91,11 +91,13 @@ type Server struct {
 	// sessions and the long-poll engine's connections. It counts them
 	// per transport, pings them, shuts them down when the hub closes and
 	// lets Wait wait for them.
-	streams   outbound.Registry[outbound.Member]
-	wsOpts    *outbound.Options // what every WebSocket session shares
-	wsEnded   outbound.Counters // WebSocket sessions ended, per reason
-	flusher   *netpoll.Flusher  // writes to them
-	keepalive chan struct{}     // closed when the keepalive loop has ended
+	streams outbound.Registry[outbound.Member]
+	wsOpts  *outbound.Options // what every WebSocket session shares
+	// wsHeartbeatOpts: the same, for clients that asked for heartbeats
+	wsHeartbeatOpts *outbound.Options
+	wsEnded         outbound.Counters // WebSocket sessions ended, per reason
+	flusher         *netpoll.Flusher  // writes to them
+	keepalive       chan struct{}     // closed when the keepalive loop has ended
 
 	engine  *longpoll.Engine // the long-poll engine (engine.go): enabled by Listener
 	metrics metrics
@@ -124,7 +126,7 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	s.flusher = netpoll.NewFlusher(func(v any, stack []byte) {
 		s.log.Error("flusher job panicked", "panic", v, "stack", string(stack))
 	})
-	s.wsOpts = s.wsOptions()
+	s.wsOpts, s.wsHeartbeatOpts = s.wsOptions(false), s.wsOptions(true)
 	s.keepalive = make(chan struct{})
 	go func() { // owned by the Server, ended by hub.Close
 		defer close(s.keepalive)

@@ -231,7 +231,7 @@ func (e *testEnv) publish(name, body string) *wall.Message {
 	if name == "" {
 		name = wall.DefaultWall
 	}
-	m, err := e.broker.Publish(e.t.Context(), name, uuid.NewString(), body)
+	m, _, err := e.broker.Publish(e.t.Context(), wall.Post{Wall: name, ID: uuid.NewString(), Body: body})
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -243,6 +243,8 @@ type testMsg struct {
 	ID     string `json:"id"`
 	Seq    uint64 `json:"seq"`
 	Cursor string `json:"cursor"`
+	User   string `json:"user"`
+	Time   int64  `json:"time"`
 	Body   string `json:"body"`
 	HTML   string `json:"html"`
 }

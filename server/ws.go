@@ -14,6 +14,8 @@ import (
 
 	"wall/server/internal/admit"
 	"wall/server/internal/outbound"
+	"wall/server/internal/wsframe"
+	"wall/wall"
 )
 
 // WebSocket deadlines and limits.
@@ -55,18 +57,25 @@ func (s *Server) checkOrigin(r *http.Request) bool {
 	return false
 }
 
-// handleWS serves /ws and /chatsocket: arguments wall and cursor in the
-// query string. With a cursor the messages after it are sent first, then
-// live messages, with nothing lost or repeated in between.
+// handleWS serves /ws and /chatsocket: arguments wall, cursor, token and
+// heartbeat in the query string. With a cursor the messages after it are
+// sent first, then live messages, with nothing lost or repeated in
+// between. heartbeat=1 asks for a {"heartbeat": true} text frame with
+// every ping, which page scripts (blind to pings) use to notice a dead
+// connection.
 //
 // The handler returns right after the upgrade: the connection is served by
 // a reader goroutine of its own (with a small stack, unlike net/http's
 // connection goroutine that ran the middleware) and a writer goroutine
 // that exists only while there is something to write.
 func (s *Server) handleWS(c echo.Context) error {
-	_, t, err := s.admitHTTP(c, admit.Socket, 0)
+	a, t, err := s.admitHTTP(c, admit.Socket, 0)
 	if err != nil {
 		return err
+	}
+	opts := s.wsOpts
+	if hb, _ := a.get("heartbeat"); hb == "1" {
+		opts = s.wsHeartbeatOpts
 	}
 	name, cursor := t.Wall, t.Cursor
 	// Registered before the upgrade, while http.Server still tracks the
@@ -83,7 +92,7 @@ func (s *Server) handleWS(c echo.Context) error {
 		s.streams.Leave(nil)
 		return herr
 	}
-	sess := outbound.New(s.wsOpts)
+	sess := outbound.New(opts)
 	backlog := w.Subscribe(sess, cursor)
 	conn, err := s.upgrader.Upgrade(c.Response(), c.Request(), nil)
 	if err != nil {
@@ -95,34 +104,62 @@ func (s *Server) handleWS(c echo.Context) error {
 	// From here on gorilla's Conn is not used: see wsconn.go.
 	sess.Attach(conn.NetConn(), backlog)
 	s.streams.Add(sess)
-	go (&wsConn{s: s, sess: sess, wall: w}).readPump()
+	go (&wsConn{s: s, sess: sess, wall: w, user: author(t), mayPost: true}).readPump()
 	return nil
 }
 
-// wsPost is a client's frame: {"body": "..."}; other keys are ignored.
+// wsPost is a client's frame: {"body": "...", "id": "..."}; other keys
+// are ignored.
 type wsPost struct {
 	Body *json.RawMessage `json:"body"`
+	ID   *json.RawMessage `json:"id"`
 }
 
-// post publishes one frame's body and returns the error to report, if any.
-func (c *wsConn) post(data []byte) string {
+// post publishes one frame's body. A frame that names an id is
+// acknowledged: if its message is stored now, the wall delivers it to this
+// socket like to every subscriber; if the id was stored before (a retry),
+// the stored message is sent to this socket alone. It returns the error
+// frame to send, if any, which names the id when the frame had one.
+func (c *wsConn) post(data []byte) []byte {
 	if !utf8.Valid(data) { // a binary frame; text frames were checked
-		return "Invalid unicode in body"
+		return errorFrame("Invalid unicode in body", "")
 	}
 	var p wsPost
 	if err := json.Unmarshal(data, &p); err != nil {
-		return `frame must be a JSON object like {"body": "text"}`
+		return errorFrame(`frame must be a JSON object like {"body": "text"}`, "")
+	}
+	var id string
+	if p.ID != nil && (json.Unmarshal(*p.ID, &id) != nil || !wall.ValidID(id)) {
+		return errorFrame("id must be a lowercase UUID4", id)
+	}
+	if !c.mayPost {
+		return errorFrame("anonymous clients may not post: present a token", id)
 	}
 	var raw string
 	if p.Body == nil || json.Unmarshal(*p.Body, &raw) != nil {
-		return `frame needs a string "body"`
+		return errorFrame(`frame needs a string "body"`, id)
 	}
 	body, herr := c.s.cleanBody(raw)
 	if herr != nil {
-		return herr.Message.(string)
+		return errorFrame(herr.Message.(string), id)
 	}
-	if _, herr := c.s.publish(context.Background(), c.wall.Name(), body); herr != nil {
-		return herr.Message.(string)
+	m, stored, herr := c.s.publish(context.Background(), wall.Post{Wall: c.wall.Name(), ID: id, Body: body, User: c.user})
+	if herr != nil {
+		return errorFrame(herr.Message.(string), id)
 	}
-	return ""
+	if !stored && id != "" {
+		c.sess.Send(m) // behind what is queued: a retry's answer, already seen or caught up
+	}
+	return nil
+}
+
+// errorFrame encodes {"error": msg} as a text frame, with "id" when the
+// post it answers named one.
+func errorFrame(msg, id string) []byte {
+	v := map[string]string{"error": msg}
+	if id != "" {
+		v["id"] = id
+	}
+	b, _ := json.Marshal(v)
+	return wsframe.Text(b)
 }

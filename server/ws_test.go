@@ -14,6 +14,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"wall/wall"
 
 	"github.com/gorilla/websocket"
 )
@@ -209,7 +210,7 @@ func TestWSCatchUpDuringPosts(t *testing.T) {
 	posterDone := make(chan error, 1)
 	go func() {
 		for i := 0; i < total; i++ {
-			if _, err := e.broker.Publish(ctx, "main", fmt.Sprintf("00000000-0000-4000-8000-%012d", i), "p"); err != nil {
+			if _, _, err := e.broker.Publish(ctx, wall.Post{Wall: "main", ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Body: "p"}); err != nil {
 				posterDone <- err
 				return
 			}

@@ -2,7 +2,6 @@ package server
 
 import (
 	"bufio"
-	"encoding/json"
 	"errors"
 	"io"
 	"net"
@@ -26,10 +25,12 @@ import (
 const wsTransport = "websocket"
 
 // wsEncoder puts the outbound session's frames on a WebSocket.
-type wsEncoder struct{}
+// heartbeat adds a text frame to every ping.
+type wsEncoder struct{ heartbeat bool }
 
 var (
 	wsPing        = wsframe.Control(wsframe.OpPing, nil)
+	wsHeartbeat   = append(wsframe.Control(wsframe.OpPing, nil), wsframe.Text([]byte(`{"heartbeat": true}`))...)
 	wsCloseSlow   = wsframe.CloseFrame(wsframe.ClosePolicyViolation, closeSlowReason)
 	wsCloseFlood  = wsframe.CloseFrame(wsframe.ClosePolicyViolation, "too many frames unanswered: read what you are sent")
 	wsCloseGoAway = wsframe.CloseFrame(wsframe.CloseGoingAway, "server shutting down")
@@ -44,8 +45,14 @@ func (wsEncoder) AppendMessage(bufs net.Buffers, m *wall.Message) net.Buffers {
 // Note encodes a notice or an error as a text frame.
 func (wsEncoder) Note(obj []byte) []byte { return wsframe.Text(obj) }
 
-// Ping is an empty ping; the peer's pong extends its read deadline.
-func (wsEncoder) Ping() []byte { return wsPing }
+// Ping is an empty ping, which the peer's pong answers to extend its read
+// deadline, and the heartbeat frame if the client asked for it.
+func (e wsEncoder) Ping() []byte {
+	if e.heartbeat {
+		return wsHeartbeat
+	}
+	return wsPing
+}
 
 // Close is the close frame for the reasons the session cuts a peer off
 // by itself; the reader sends its own (wsConn.readPump).
@@ -63,11 +70,12 @@ func (wsEncoder) Close(r outbound.Reason) []byte {
 	return nil
 }
 
-// wsOptions are the outbound options of every WebSocket session of s.
-func (s *Server) wsOptions() *outbound.Options {
+// wsOptions are the outbound options of the WebSocket sessions of s, with
+// or without heartbeat frames.
+func (s *Server) wsOptions(heartbeat bool) *outbound.Options {
 	return &outbound.Options{
 		Transport:  wsTransport,
-		Encoder:    wsEncoder{},
+		Encoder:    wsEncoder{heartbeat: heartbeat},
 		Flusher:    s.flusher,
 		MaxQueue:   sendQueueMax,
 		MaxNotes:   notesMax,
@@ -82,9 +90,11 @@ func (s *Server) wsOptions() *outbound.Options {
 // wsConn is one WebSocket connection subscribed to one wall: its session
 // and the state of its reader.
 type wsConn struct {
-	s    *Server
-	sess *outbound.Session
-	wall *wall.Wall
+	s       *Server
+	sess    *outbound.Session
+	wall    *wall.Wall
+	user    string // the token's subject, the author of this socket's posts
+	mayPost bool   // admission's verdict for frame posts
 }
 
 // readPump reads the client's frames until the connection ends, then
@@ -170,7 +180,7 @@ func (c *wsConn) readBuffered(br *bufio.Reader, mr *wsframe.MessageReader) error
 			return err
 		}
 		c.sess.Conn().SetReadDeadline(time.Now().Add(c.s.pongWait()))
-		if e := c.post(msg); e != "" && !c.noteError(e) {
+		if e := c.post(msg); e != nil && !c.sess.Note(e) {
 			return errCutOff
 		}
 		if br.Buffered() == 0 && !mr.Partial() {
@@ -185,13 +195,6 @@ var errCutOff = errors.New("connection cut off")
 
 // errPeerClosed is returned after the peer's close frame.
 var errPeerClosed = errors.New("peer closed the connection")
-
-// noteError queues an {"error": msg} frame; false if the session was cut
-// off instead.
-func (c *wsConn) noteError(msg string) bool {
-	b, _ := json.Marshal(map[string]string{"error": msg})
-	return c.sess.Note(wsframe.Text(b))
-}
 
 // control answers a control frame; readPump's MessageReader calls it.
 func (c *wsConn) control(op byte, payload []byte) error {

@@ -79,7 +79,7 @@ func TestWSControlFlood(t *testing.T) {
 // panicBroker panics on every post, as a bug behind Publish would.
 type panicBroker struct{ *wall.MemoryBroker }
 
-func (panicBroker) Publish(context.Context, string, string, string) (*wall.Message, error) {
+func (panicBroker) Publish(context.Context, wall.Post) (*wall.Message, bool, error) {
 	panic("broker blew up")
 }
 

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"time"
 )
 
 // Errors a Broker's Publish returns. Nothing was stored.
@@ -16,14 +17,27 @@ var (
 	ErrBodyTooLarge = errors.New("message body too large")
 )
 
+// Post is a new message for a Broker to sequence.
+type Post struct {
+	Wall string // a valid wall name
+	// ID is the message id, a lowercase UUID4: chosen by the client (a
+	// retry sends the same one) or by the server. A post whose ID is still
+	// in the wall's history is not stored again.
+	ID   string
+	Body string // already cleaned
+	User string // the author's token subject; empty for anonymous posts
+}
+
 // Broker sequences new messages and delivers them to every instance's Hub.
 // Whatever the implementation, messages reach subscribers through one path,
 // Wall.Apply, in seq order.
 type Broker interface {
-	// Publish assigns the next seq of the wall to a new message (body
-	// already cleaned) and returns the message once this instance has
-	// applied it, so the caller can read its own write.
-	Publish(ctx context.Context, wall, id, body string) (*Message, error)
+	// Publish assigns the next seq of the wall to a new message and
+	// returns the message once this instance has applied it, so the
+	// caller can read its own write. If a message with p.ID is still in
+	// the wall's history, nothing is stored: that message is returned and
+	// stored is false.
+	Publish(ctx context.Context, p Post) (m *Message, stored bool, err error)
 	// Sync makes sure this instance has applied everything the sequencer
 	// knows up to cursor c, waiting briefly if needed; a cursor minted by
 	// another instance may be a few milliseconds ahead of this one.
@@ -62,16 +76,17 @@ func NewMemoryBroker(hub *Hub) *MemoryBroker {
 
 // Publish applies the message synchronously, so it is in the cache when
 // Publish returns.
-func (b *MemoryBroker) Publish(ctx context.Context, wall, id, body string) (*Message, error) {
+func (b *MemoryBroker) Publish(ctx context.Context, p Post) (*Message, bool, error) {
 	if err := ctx.Err(); err != nil {
-		return nil, err
+		return nil, false, err
 	}
-	html := RenderHTML(id, body) // outside the wall lock
-	w := b.hub.Acquire(wall)
+	html := RenderHTML(p.ID, p.Body) // outside the wall lock
+	w := b.hub.Acquire(p.Wall)
 	defer b.hub.Release(w)
-	return w.sequence(func(seq uint64, epoch string) *Message {
-		return newMessageHTML(id, seq, epoch, body, html)
-	}), nil
+	return w.sequence(p.ID, func(seq uint64, epoch string) *Message {
+		return encode(&Message{ID: p.ID, Seq: seq, Epoch: epoch, User: p.User,
+			Time: time.Now().UnixMilli(), Body: p.Body, HTML: html})
+	})
 }
 
 // Sync has nothing to do: one process is always up to date with itself.

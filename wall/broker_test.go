@@ -15,14 +15,18 @@ func TestMemoryBrokerPublish(t *testing.T) {
 	b := NewMemoryBroker(h)
 	ctx := context.Background()
 	const id = "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e"
-	m, err := b.Publish(ctx, "a", id, "see www.x.com")
-	if err != nil {
-		t.Fatal(err)
+	before := time.Now().UnixMilli()
+	m, stored, err := b.Publish(ctx, Post{Wall: "a", ID: id, Body: "see www.x.com", User: "mary"})
+	if err != nil || !stored {
+		t.Fatal(stored, err)
+	}
+	if m.Time < before || m.Time > time.Now().UnixMilli() || m.User != "mary" {
+		t.Fatalf("time %d (posted at %d), user %q", m.Time, before, m.User)
 	}
 	if len(m.Epoch) != 16 || m.Epoch != h.Lookup("a").Epoch() {
 		t.Fatalf("message epoch %q, wall's %q: want the hub's 16-hex epoch", m.Epoch, h.Lookup("a").Epoch())
 	}
-	want := NewMessage(id, 1, m.Epoch, "see www.x.com")
+	want := Build(Message{ID: id, Seq: 1, Epoch: m.Epoch, User: "mary", Time: m.Time, Body: "see www.x.com"})
 	if m.ID != want.ID || m.Seq != 1 || m.Body != want.Body || m.HTML != want.HTML || string(m.JSON) != string(want.JSON) {
 		t.Fatalf("Publish = %+v, want %+v", m, want)
 	}
@@ -42,7 +46,7 @@ func TestMemoryBrokerWallsIndependent(t *testing.T) {
 	b := NewMemoryBroker(h)
 	ctx := context.Background()
 	for i, name := range []string{"a", "b", "a", "c", "a", "b"} {
-		m, err := b.Publish(ctx, name, fmt.Sprint(i), "x")
+		m, _, err := b.Publish(ctx, Post{Wall: name, ID: fmt.Sprint(i), Body: "x"})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -62,16 +66,16 @@ func TestMemoryBrokerCancelledContext(t *testing.T) {
 	b := NewMemoryBroker(h)
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if m, err := b.Publish(ctx, "a", "id", "x"); !errors.Is(err, context.Canceled) || m != nil {
+	if m, _, err := b.Publish(ctx, Post{Wall: "a", ID: "id", Body: "x"}); !errors.Is(err, context.Canceled) || m != nil {
 		t.Fatalf("Publish with a cancelled ctx = %v, %v", m, err)
 	}
 	if h.Lookup("a") != nil {
 		t.Fatal("a cancelled Publish created a wall")
 	}
-	if _, err := b.Publish(context.Background(), "a", "id1", "x"); err != nil {
+	if _, _, err := b.Publish(context.Background(), Post{Wall: "a", ID: "id1", Body: "x"}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Publish(ctx, "a", "id2", "x"); err == nil {
+	if _, _, err := b.Publish(ctx, Post{Wall: "a", ID: "id2", Body: "x"}); err == nil {
 		t.Fatal("Publish with a cancelled ctx succeeded")
 	}
 	if w := h.Lookup("a"); w.Last() != 1 || len(w.Messages()) != 1 {
@@ -101,7 +105,7 @@ func TestMemoryBrokerConcurrentPublish(t *testing.T) {
 			defer wg.Done()
 			for i := range per {
 				id := fmt.Sprintf("%d-%d", p, i)
-				m, err := b.Publish(ctx, "a", id, "body "+id)
+				m, _, err := b.Publish(ctx, Post{Wall: "a", ID: id, Body: "body " + id})
 				if err != nil {
 					t.Error(err)
 					return
@@ -115,7 +119,7 @@ func TestMemoryBrokerConcurrentPublish(t *testing.T) {
 				seqs <- m.Seq
 				// "b" has no lasting user: only these posts and the
 				// pollers below, which may drop it while it is empty.
-				if _, err := b.Publish(ctx, "b", id, "x"); err != nil {
+				if _, _, err := b.Publish(ctx, Post{Wall: "b", ID: id, Body: "x"}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -185,7 +189,7 @@ func TestMemoryBrokerRestartResets(t *testing.T) {
 		var m *Message
 		for i := range n {
 			var err error
-			if m, err = b.Publish(ctx, "main", fmt.Sprint(i), fmt.Sprint("post ", i)); err != nil {
+			if m, _, err = b.Publish(ctx, Post{Wall: "main", ID: fmt.Sprint(i), Body: fmt.Sprint("post ", i)}); err != nil {
 				t.Fatal(err)
 			}
 		}
@@ -243,5 +247,57 @@ func TestWallEpochApply(t *testing.T) {
 	msgs, c := w.Snapshot()
 	if len(msgs) != 1 || c != msgs[0].Cursor() {
 		t.Fatalf("Snapshot = %v, %+v", msgs, c)
+	}
+}
+
+// TestMemoryBrokerIdempotent: a post whose id the wall still caches stores
+// nothing and answers the stored message; once evicted, the id is new.
+func TestMemoryBrokerIdempotent(t *testing.T) {
+	h := NewHub(3)
+	b := NewMemoryBroker(h)
+	ctx := context.Background()
+	const id = "11111111-2222-4333-8444-555555555555"
+	first, stored, err := b.Publish(ctx, Post{Wall: "a", ID: id, Body: "once", User: "mary"})
+	if err != nil || !stored {
+		t.Fatal(stored, err)
+	}
+	again, stored, err := b.Publish(ctx, Post{Wall: "a", ID: id, Body: "a retry's body is not stored", User: "bob"})
+	if err != nil || stored || again != first {
+		t.Fatalf("retry: stored %v, %+v, %v; want the first message", stored, again, err)
+	}
+	if last := h.Lookup("a").Last(); last != 1 {
+		t.Fatalf("retry stored something: last %d", last)
+	}
+	// The same id on another wall is another message.
+	if _, stored, err := b.Publish(ctx, Post{Wall: "b", ID: id, Body: "other wall"}); err != nil || !stored {
+		t.Fatalf("same id, other wall: stored %v, %v", stored, err)
+	}
+	for i := 0; i < 3; i++ { // evict the first
+		if _, _, err := b.Publish(ctx, Post{Wall: "a", ID: fmt.Sprintf("00000000-0000-4000-8000-%012d", i), Body: "x"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, stored, err := b.Publish(ctx, Post{Wall: "a", ID: id, Body: "late"})
+	if err != nil || !stored || m.Seq != 5 {
+		t.Fatalf("id evicted from the history: stored %v, seq %d, %v; want stored as seq 5", stored, m.Seq, err)
+	}
+}
+
+func TestValidID(t *testing.T) {
+	for id, want := range map[string]bool{
+		"11111111-2222-4333-8444-555555555555":  true,
+		"0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e":  true,
+		"0B5F8EA4-1C1E-4C1E-9A4E-2F0B7A1C3D5E":  false, // uppercase
+		"11111111-2222-1333-8444-555555555555":  false, // version 1
+		"11111111-2222-4333-c444-555555555555":  false, // variant
+		"11111111-2222-4333-8444-55555555555":   false,
+		"11111111-2222-4333-8444-5555555555555": false,
+		"111111112222-4333-8444-5555555555555":  false,
+		"1111111g-2222-4333-8444-555555555555":  false,
+		"":                                      false,
+	} {
+		if got := ValidID(id); got != want {
+			t.Errorf("ValidID(%q) = %v, want %v", id, got, want)
+		}
 	}
 }

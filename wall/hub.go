@@ -15,10 +15,11 @@ const MaxNameLen = 64
 
 // ErrBadName is returned for wall names that are empty, too long or not
 // URL-safe.
-var ErrBadName = errors.New("wall name must be 1-64 characters of A-Z a-z 0-9 - _ . ~")
+var ErrBadName = errors.New("wall name must be 1-64 characters of A-Z a-z 0-9 - _ . ~ :")
 
 // ValidName reports whether name is a valid wall name: 1–64 bytes of the
-// URL-unreserved characters.
+// URL-unreserved characters and ':', which separates the prefix of a
+// private wall (user:<sub>, group:<name>, session:<sid>) from its owner.
 func ValidName(name string) bool {
 	if len(name) == 0 || len(name) > MaxNameLen {
 		return false
@@ -27,7 +28,7 @@ func ValidName(name string) bool {
 		c := name[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
-			c == '-', c == '_', c == '.', c == '~':
+			c == '-', c == '_', c == '.', c == '~', c == ':':
 		default:
 			return false
 		}

@@ -2,6 +2,7 @@ package wall
 
 import (
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -13,13 +14,16 @@ type Message struct {
 	ID    string // UUID4, 36 lowercase characters
 	Seq   uint64 // per-wall sequence number, starting at 1
 	Epoch string // the numbering Seq belongs to; see Cursor
+	User  string // the author's token subject; empty for anonymous posts
+	Time  int64  // when the sequencer stored it, in Unix milliseconds; 0 if unknown
 	Body  string // the cleaned body
 	HTML  string // <div class="message" id="m<id>">linkified body</div>\n
 	// JSON is the message object as legacy clients expect it, encoded like
 	// Python's json.dumps plus Tornado's "</" escaping, keys in this order:
-	// {"id": ..., "seq": ..., "cursor": "<seq>.<epoch>", "body": ...,
-	// "html": ...}. "cursor" (absent when Epoch is empty) is the string a
-	// client sends to resume after this message, on any transport.
+	// {"id": ..., "seq": ..., "cursor": "<seq>.<epoch>", "user": ...,
+	// "time": ..., "body": ..., "html": ...}. "cursor" (absent when Epoch
+	// is empty) is the string a client sends to resume after this message,
+	// on any transport; "user" and "time" are absent when empty or zero.
 	JSON []byte
 	// Frame is JSON as one unmasked WebSocket text frame, header included.
 	// It shares JSON's bytes (the header sits in room left before them), so
@@ -27,13 +31,43 @@ type Message struct {
 	Frame []byte
 }
 
+// ValidID reports whether id is a lowercase UUID4, the only message id a
+// client may choose (the sequencer checks the same).
+func ValidID(id string) bool {
+	if len(id) != 36 || id[14] != '4' || !strings.ContainsRune("89ab", rune(id[19])) {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case i == 8 || i == 13 || i == 18 || i == 23:
+			if c != '-' {
+				return false
+			}
+		case c >= '0' && c <= '9', c >= 'a' && c <= 'f':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
 // maxFrameHeader is the longest header of an unmasked WebSocket frame.
 const maxFrameHeader = 10
 
-// NewMessage renders and encodes message seq of a wall's numbering epoch.
-// body must already be cleaned.
+// NewMessage renders and encodes message seq of a wall's numbering epoch,
+// anonymous and without a time. body must already be cleaned.
 func NewMessage(id string, seq uint64, epoch, body string) *Message {
-	return newMessageHTML(id, seq, epoch, body, RenderHTML(id, body))
+	return Build(Message{ID: id, Seq: seq, Epoch: epoch, Body: body})
+}
+
+// Build renders and encodes a message from its fields (ID, Seq, Epoch,
+// User, Time and the cleaned Body; HTML is rendered unless already set,
+// and JSON and Frame are encoded). The result is immutable.
+func Build(f Message) *Message {
+	if f.HTML == "" {
+		f.HTML = RenderHTML(f.ID, f.Body)
+	}
+	return encode(&f)
 }
 
 // Cursor returns the position just after m.
@@ -47,17 +81,23 @@ func RenderHTML(id, body string) string {
 	return `<div class="message" id="m` + id + `">` + linkify(body) + "</div>\n"
 }
 
-// newMessageHTML builds a message whose fragment is already rendered, so a
-// sequencer can render outside its lock and only encode under it.
-func newMessageHTML(id string, seq uint64, epoch, body, html string) *Message {
-	m := &Message{ID: id, Seq: seq, Epoch: epoch, Body: body, HTML: html}
+// encode fills m's JSON and Frame from its other fields, so a sequencer
+// can render the fragment outside its lock and only encode under it.
+func encode(m *Message) *Message {
+	id, seq, epoch := m.ID, m.Seq, m.Epoch
 	// One allocation of exactly the encoded size: non-ASCII text escapes to
 	// six bytes a rune, so any guess from len(body) either reallocates or,
 	// for a long body, pins several times what the message holds.
 	n := len(`{"id": , "seq": , "body": , "html": }`) + pyStringLen(id) +
-		uintLen(seq) + pyStringLen(body) + pyStringLen(html)
+		uintLen(seq) + pyStringLen(m.Body) + pyStringLen(m.HTML)
 	if epoch != "" {
 		n += len(`, "cursor": "."`) + uintLen(seq) + pyStringLen(epoch) - 2
+	}
+	if m.User != "" {
+		n += len(`, "user": `) + pyStringLen(m.User)
+	}
+	if m.Time > 0 {
+		n += len(`, "time": `) + uintLen(uint64(m.Time))
 	}
 	b := make([]byte, maxFrameHeader, maxFrameHeader+n)
 	b = append(b, `{"id": `...)
@@ -71,8 +111,16 @@ func newMessageHTML(id string, seq uint64, epoch, body, html string) *Message {
 		b = appendPyStringBody(b, epoch)
 		b = append(b, '"')
 	}
+	if m.User != "" {
+		b = append(b, `, "user": `...)
+		b = appendPyString(b, m.User)
+	}
+	if m.Time > 0 {
+		b = append(b, `, "time": `...)
+		b = strconv.AppendUint(b, uint64(m.Time), 10)
+	}
 	b = append(b, `, "body": `...)
-	b = appendPyString(b, body)
+	b = appendPyString(b, m.Body)
 	b = append(b, `, "html": `...)
 	b = appendPyString(b, m.HTML)
 	b = append(b, '}')

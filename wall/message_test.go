@@ -115,6 +115,28 @@ func TestNewMessageCursorKey(t *testing.T) {
 	}
 }
 
+// TestBuildUserTime pins where "user" and "time" go (after the cursor),
+// their encoding (the user escaped like every string, the author's name
+// never in the html fragment), and that the JSON is exactly sized.
+func TestBuildUserTime(t *testing.T) {
+	const id = "0b5f8ea4-1c1e-4c1e-9a4e-2f0b7a1c3d5e"
+	m := Build(Message{ID: id, Seq: 7, Epoch: "0123456789abcdef", User: "m\u00e4ry</", Time: 1733260000123, Body: "hi"})
+	want := `{"id": "` + id + `", "seq": 7, "cursor": "7.0123456789abcdef", "user": "m\u00e4ry<\/", "time": 1733260000123, "body": "hi", "html": "<div class=\"message\" id=\"m` + id + `\">hi<\/div>\n"}`
+	if string(m.JSON) != want {
+		t.Fatalf("JSON\n got %s\nwant %s", m.JSON, want)
+	}
+	if cap(m.JSON) != len(m.JSON) {
+		t.Fatalf("JSON len %d, cap %d", len(m.JSON), cap(m.JSON))
+	}
+	if m.HTML != NewMessage(id, 7, "0123456789abcdef", "hi").HTML {
+		t.Fatalf("html fragment changed by the author: %q", m.HTML)
+	}
+	var v map[string]any
+	if err := json.Unmarshal(m.JSON, &v); err != nil || v["user"] != "m\u00e4ry</" || v["time"] != 1733260000123.0 {
+		t.Fatalf("decoded %v, %v", v, err)
+	}
+}
+
 func TestNewMessageSeqEncoding(t *testing.T) {
 	for _, tt := range []struct {
 		seq  uint64
@@ -245,13 +267,13 @@ func TestNewMessageAllocatesWhatItHolds(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			html := RenderHTML(id, tc.body)
-			m := newMessageHTML(id, 1, "0123456789abcdef", tc.body, html)
+			m := encode(&Message{ID: id, Seq: 1, Epoch: "0123456789abcdef", Body: tc.body, HTML: html})
 			if cap(m.JSON) != len(m.JSON) || cap(m.Frame) != len(m.Frame) {
 				t.Fatalf("JSON len %d cap %d, Frame len %d cap %d", len(m.JSON), cap(m.JSON), len(m.Frame), cap(m.Frame))
 			}
 			// The frame plus the header room it did not need, and the struct.
 			held := maxFrameHeader + len(m.JSON) + int(unsafe.Sizeof(*m))
-			allocated := bytesPerRun(func() { newMessageHTML(id, 1, "0123456789abcdef", tc.body, html) })
+			allocated := bytesPerRun(func() { encode(&Message{ID: id, Seq: 1, Epoch: "0123456789abcdef", Body: tc.body, HTML: html}) })
 			// The allocator rounds a large object up to whole 8 KiB pages
 			// (and a small one to its size class): allow one page, and an
 			// eighth more for what other goroutines allocate meanwhile

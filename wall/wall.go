@@ -152,14 +152,20 @@ func (w *Wall) Apply(m *Message) error {
 }
 
 // sequence assigns the next seq under the lock and applies the message that
-// build returns for it, in the wall's epoch. Used by the in-process broker,
-// which is its own sequencer.
-func (w *Wall) sequence(build func(seq uint64, epoch string) *Message) *Message {
+// build returns for it, in the wall's epoch, unless a message with id is
+// still cached: then that one is returned, and stored is false. Used by the
+// in-process broker, which is its own sequencer.
+func (w *Wall) sequence(id string, build func(seq uint64, epoch string) *Message) (m *Message, stored bool, err error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	m := build(w.last+1, w.epoch)
+	if id != "" {
+		if i := w.buf.indexOfID(id); i >= 0 {
+			return w.buf.At(i), false, nil
+		}
+	}
+	m = build(w.last+1, w.epoch)
 	w.applyLocked(m)
-	return m
+	return m, true, nil
 }
 
 // applyLocked appends m and notifies. w.mu must be held. Notifying is cheap

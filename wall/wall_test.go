@@ -262,7 +262,7 @@ func TestWallSubscribeConcurrent(t *testing.T) {
 					mu.Lock()
 					done := w.Last() >= total
 					if !done {
-						w.sequence(func(seq uint64, _ string) *Message { return testMsg(seq) })
+						w.sequence("", func(seq uint64, _ string) *Message { return testMsg(seq) })
 					}
 					mu.Unlock()
 					if done {

@@ -162,7 +162,7 @@ func post(t testing.TB, n *redisNode, wallName, body string) (*wall.Message, err
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	id := uuid.NewString()
-	m, err := n.b.Publish(ctx, wallName, id, body)
+	m, _, err := n.b.Publish(ctx, wall.Post{Wall: wallName, ID: id, Body: body})
 	if err != nil {
 		return nil, err
 	}
@@ -332,7 +332,7 @@ func TestRedisBrokerRedisDown(t *testing.T) {
 	srv.Stop()
 	for _, n := range []*redisNode{a, b} {
 		start := time.Now()
-		_, err := n.b.Publish(context.Background(), "main", uuid.NewString(), "lost")
+		_, _, err := n.b.Publish(context.Background(), wall.Post{Wall: "main", ID: uuid.NewString(), Body: "lost"})
 		if !errors.Is(err, wall.ErrUnavailable) {
 			t.Fatalf("Publish with Redis down: %v, want ErrUnavailable", err)
 		}
@@ -503,7 +503,7 @@ func TestRedisBrokerLimitsAndPayload(t *testing.T) {
 		t.Fatal(err)
 	}
 	big := strings.Repeat("x", defaultBodyLimit+1)
-	if _, err := a.b.Publish(context.Background(), "main", uuid.NewString(), big); !errors.Is(err, wall.ErrBodyTooLarge) {
+	if _, _, err := a.b.Publish(context.Background(), wall.Post{Wall: "main", ID: uuid.NewString(), Body: big}); !errors.Is(err, wall.ErrBodyTooLarge) {
 		t.Fatalf("oversized Publish: %v, want ErrBodyTooLarge", err)
 	}
 	_, err := srv.Client().FCall(context.Background(), "wall_publish", []string{"t:{main}"}, big).Result()
@@ -519,15 +519,21 @@ func TestRedisBrokerLimitsAndPayload(t *testing.T) {
 		t.Fatalf("a refused post was stored: last %d", l)
 	}
 
-	p := encodePayload(7, "e1", "id-1", "main", "two\nlines  ")
+	sent := &wall.Message{ID: "id-1", Seq: 7, User: "mary ann\n%", Time: 1733260000123, Body: "two\nlines  "}
+	p := encodePayload("user:mary", "e1", sent)
 	e, err := parsePayload(p)
-	if err != nil || e.seq != 7 || e.epoch != "e1" || e.id != "id-1" || e.wallName != "main" || e.body != "two\nlines  " {
+	if err != nil || e.seq != 7 || e.epoch != "e1" || e.id != "id-1" || e.wallName != "user:mary" ||
+		e.body != "two\nlines  " || e.user != sent.User || e.time != sent.Time {
 		t.Fatalf("payload round trip: %+v, %v", e, err)
 	}
-	if m := e.message(); m.Body != "two\nlines" {
-		t.Fatalf("received body not cleaned: %q", m.Body)
+	if m := e.message(); m.Body != "two\nlines" || m.User != sent.User || m.Time != sent.Time {
+		t.Fatalf("received message: body %q, user %q, time %d", m.Body, m.User, m.Time)
 	}
-	for _, bad := range []string{"", "1 e id main", "x e id main\nb", "1 e main\nb"} {
+	// A payload of an older version (no t= or u=) still parses.
+	if e, err := parsePayload("3 e1 id-3 main\nold"); err != nil || e.user != "" || e.time != 0 || e.body != "old" {
+		t.Fatalf("old payload: %+v, %v", e, err)
+	}
+	for _, bad := range []string{"", "1 e id main", "x e id main\nb", "1 e main\nb", "1 e id main t=x\nb", "1 e id main u=%zz\nb"} {
 		if _, err := parsePayload(bad); err == nil {
 			t.Errorf("parsePayload(%q) accepted", bad)
 		}
@@ -549,7 +555,7 @@ func BenchmarkRedisPublish(b *testing.B) {
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
-		m, err := a.b.Publish(ctx, "bench", uuid.NewString(), body)
+		m, _, err := a.b.Publish(ctx, wall.Post{Wall: "bench", ID: uuid.NewString(), Body: body})
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -576,7 +582,7 @@ func BenchmarkRedisPublishParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		n := nodes[next.Add(1)%2]
 		for pb.Next() {
-			if _, err := n.b.Publish(context.Background(), "bench", uuid.NewString(), "parallel"); err != nil {
+			if _, _, err := n.b.Publish(context.Background(), wall.Post{Wall: "bench", ID: uuid.NewString(), Body: "parallel"}); err != nil {
 				b.Error(err)
 				return
 			}
@@ -662,5 +668,51 @@ func TestRedisBrokerServed(t *testing.T) {
 	a.hub.Release(ws)
 	if got := a.b.Served(); len(got) != 0 {
 		t.Fatalf("Served = %v after every user left", got)
+	}
+}
+
+// TestRedisBrokerIdempotent: a retry of an id still in the wall's history
+// stores nothing and answers the stored message (its seq, author and time),
+// on any instance, one that never held the wall included; an id gone from
+// the history is a new message.
+func TestRedisBrokerIdempotent(t *testing.T) {
+	srv := redistest.Start(t)
+	a, b := startNode(t, srv, 4), startNode(t, srv, 4)
+	rb := subscribe(b.hub, "user:mary:orders")
+	ctx := context.Background()
+	const id = "11111111-2222-4333-8444-555555555555"
+	first, stored, err := a.b.Publish(ctx, wall.Post{Wall: "user:mary:orders", ID: id, Body: "order 1 shipped", User: "shop"})
+	if err != nil || !stored || first.User != "shop" || first.Time == 0 {
+		t.Fatalf("first post: stored %v, %+v, %v", stored, first, err)
+	}
+	if _, err := post(t, a, "user:mary:orders", "another"); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []*redisNode{a, b, startNode(t, srv, 4)} {
+		m, stored, err := n.b.Publish(ctx, wall.Post{Wall: "user:mary:orders", ID: id, Body: "retry", User: "someone else"})
+		if err != nil || stored {
+			t.Fatalf("retry: stored %v, %v", stored, err)
+		}
+		if m.Seq != first.Seq || string(m.JSON) != string(first.JSON) {
+			t.Fatalf("retry answered %s, want the stored %s", m.JSON, first.JSON)
+		}
+		if !n.hub.Wall("user:mary:orders").Has(m.Cursor()) {
+			t.Fatal("read your writes: the answering instance has not applied the stored message")
+		}
+	}
+	if l := a.hub.Wall("user:mary:orders").Last(); l != 2 {
+		t.Fatalf("retries stored something: last %d, want 2", l)
+	}
+	eventually(t, 5*time.Second, "b applied both", func() bool { return b.hub.Wall("user:mary:orders").Last() == 2 })
+	rb.checkExactlyOnce(t, "b", 2)
+
+	for i := 0; i < 4; i++ { // push the id out of the history
+		if _, err := post(t, b, "user:mary:orders", "filler"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	m, stored, err := b.b.Publish(ctx, wall.Post{Wall: "user:mary:orders", ID: id, Body: "late"})
+	if err != nil || !stored || m.Seq != 7 {
+		t.Fatalf("id gone from the history: stored %v, seq %d, %v; want stored as 7", stored, m.Seq, err)
 	}
 }

@@ -13,9 +13,10 @@ import "fmt"
 //
 // and every message is published to <prefix>events. A payload is
 //
-//	<seq> <epoch> <id> <wall>\n<body>
+//	<seq> <epoch> <id> <wall> t=<unix ms> [u=<user, percent-escaped>]\n<body>
 //
-// (the body last and raw, so it needs no escaping). The constants HISTORY
+// (the body last and raw, so it needs no escaping; payloads of older
+// versions have no t= and u= fields). The constants HISTORY
 // and BODY_LIMIT are the defaults of the instance that loaded the library;
 // they apply to redis-cli calls, Go callers pass their own history.
 const redisLibrary = `#!lua name=wall
@@ -26,7 +27,7 @@ local KEYERR = 'ERR wall: the key must be <prefix>{<wall name>}, e.g. wall:{main
 local UUID = '^%%x%%x%%x%%x%%x%%x%%x%%x%%-%%x%%x%%x%%x%%-4%%x%%x%%x%%-[89ab]%%x%%x%%x%%-%%x%%x%%x%%x%%x%%x%%x%%x%%x%%x%%x%%x$'
 
 local function split(key)
-  local pre, name = string.match(key, '^(.-){([%%w%%-_%%.~]+)}$')
+  local pre, name = string.match(key, '^(.-){([%%w%%-_%%.~:]+)}$')
   if pre == nil or #name > 64 then return nil end
   return pre, name
 end
@@ -56,11 +57,15 @@ local function new_id(key, seq, epoch)
     string.sub('89ab', v, v) .. string.sub(h, 18, 20) .. '-' .. string.sub(h, 21, 32)
 end
 
--- wall_publish KEY body [id [history [held]]] -> {seq, epoch, id}
--- Assigns the next seq, stores and publishes the message, atomically.
+-- wall_publish KEY body [id [history [held [user]]]]
+--   -> {seq, epoch, id, 1, time} for a new message (time in Unix ms),
+--      {seq, epoch, id, 0, payload} if id is still in the history
+-- Assigns the next seq, stores and publishes the message, atomically; a
+-- post whose id the wall still holds stores nothing (an idempotent retry).
 -- held=1 means the caller holds the wall in its cache: if Redis lost the
 -- wall, fail with WALLGONE so the caller restores it first (numbering
--- continues) instead of starting a new epoch.
+-- continues) instead of starting a new epoch. user is the author,
+-- percent-escaped (no spaces).
 local function publish(keys, args)
   local key = keys[1]
   local pre, name = split(key)
@@ -74,21 +79,35 @@ local function publish(keys, args)
   if id ~= '' and (string.match(id, UUID) == nil or string.lower(id) ~= id) then
     return redis.error_reply('ERR wall_publish: id must be a lowercase UUID4')
   end
+  local user = args[5] or ''
+  if string.find(user, '[%%s%%c]') then
+    return redis.error_reply('ERR wall_publish: user must be percent-escaped')
+  end
   local meta = key .. ':meta'
   local epoch = redis.call('HGET', meta, 'epoch')
   if not epoch then
     if args[4] == '1' then return redis.error_reply('WALLGONE ' .. name) end
     epoch = string.sub(redis.sha1hex(key .. ':' .. now()), 1, 16)
     redis.call('HSET', meta, 'epoch', epoch)
+  elseif id ~= '' then
+    local old = redis.call('ZSCORE', key .. ':ids', id)
+    if old then
+      local p = redis.call('ZRANGEBYSCORE', key .. ':log', old, old)
+      return {tonumber(old), epoch, id, 0, p[1] or ''}
+    end
   end
   local seq = redis.call('HINCRBY', meta, 'seq', 1)
   if id == '' then id = new_id(key, seq, epoch) end
-  local p = seq .. ' ' .. epoch .. ' ' .. id .. ' ' .. name .. '\n' .. body
+  local t = redis.call('TIME')
+  local ms = t[1] .. string.format('%%03d', math.floor(tonumber(t[2]) / 1000))
+  local p = seq .. ' ' .. epoch .. ' ' .. id .. ' ' .. name .. ' t=' .. ms
+  if user ~= '' then p = p .. ' u=' .. user end
+  p = p .. '\n' .. body
   redis.call('ZADD', key .. ':log', seq, p)
   redis.call('ZADD', key .. ':ids', seq, id)
   trim(key, history(args[3]))
   redis.call('PUBLISH', pre .. 'events', p)
-  return {seq, epoch, id}
+  return {seq, epoch, id, 1, ms}
 end
 
 -- wall_read KEY since -> {} for an unknown wall, else

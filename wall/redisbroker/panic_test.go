@@ -69,7 +69,7 @@ func TestRedisBrokerLoopPanic(t *testing.T) {
 			ctx := context.Background()
 			// Delivered by pub/sub: the hook panics in the reader, or in the
 			// applier. Its outcome depends on timing; what follows does not.
-			_, _ = b.Publish(ctx, "main", uuid.NewString(), "boom")
+			_, _, _ = b.Publish(ctx, wall.Post{Wall: "main", ID: uuid.NewString(), Body: "boom"})
 
 			select {
 			case err := <-runErr:
@@ -95,7 +95,7 @@ func TestRedisBrokerLoopPanic(t *testing.T) {
 
 			seqBefore, _ := srv.Client().HGet(ctx, "t:{main}:meta", "seq").Result()
 			start := time.Now()
-			if _, err := b.Publish(ctx, "main", uuid.NewString(), "after"); !errors.Is(err, wall.ErrUnavailable) || !errors.Is(err, errStopped) {
+			if _, _, err := b.Publish(ctx, wall.Post{Wall: "main", ID: uuid.NewString(), Body: "after"}); !errors.Is(err, wall.ErrUnavailable) || !errors.Is(err, errStopped) {
 				t.Errorf("Publish on a stopped broker: %v, want ErrUnavailable (stopped)", err)
 			}
 			if err := b.Sync(ctx, "main", wall.Cursor{Set: true, Seq: 99}); !errors.Is(err, wall.ErrUnavailable) {

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
+	"strconv"
 	"strings"
 
 	"wall/wall"
@@ -16,86 +18,117 @@ import (
 // Publish sequences the message in Redis and returns it once this
 // instance's applier has applied it (read your writes). If the pub/sub
 // stream does not bring it back within redisFillAfter, the applier fills
-// the wall from the Redis history. Redis errors wrap ErrUnavailable; the
-// sequencing step is atomic, so a failed post stored nothing.
-func (b *Broker) Publish(ctx context.Context, wallName, id, body string) (*wall.Message, error) {
-	if len(body) > b.cfg.BodyLimit {
-		return nil, fmt.Errorf("%w: %d bytes, limit %d", wall.ErrBodyTooLarge, len(body), b.cfg.BodyLimit)
+// the wall from the Redis history. A post whose id the wall's history
+// still holds is not stored again: the stored message is returned. Redis
+// errors wrap ErrUnavailable; the sequencing step is atomic, so a failed
+// post stored nothing.
+func (b *Broker) Publish(ctx context.Context, p wall.Post) (*wall.Message, bool, error) {
+	if len(p.Body) > b.cfg.BodyLimit {
+		return nil, false, fmt.Errorf("%w: %d bytes, limit %d", wall.ErrBodyTooLarge, len(p.Body), b.cfg.BodyLimit)
 	}
 	if b.isStopped() {
-		return nil, unavailable(errStopped) // stored nothing: no applier would apply it
+		return nil, false, unavailable(errStopped) // stored nothing: no applier would apply it
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
-	w := b.hub.Acquire(wallName)
+	w := b.hub.Acquire(p.Wall)
 	defer b.hub.Release(w)
 
 	held := w.Last() > 0
-	seq, epoch, err := b.sequence(ctx, wallName, id, body, held)
+	r, err := b.sequence(ctx, p, held)
 	if errors.Is(err, errWallGone) {
 		// Redis came back empty: restore the wall from this cache first so
 		// numbering continues, then post.
-		b.resync(ctx, wallName, 0)
-		seq, epoch, err = b.sequence(ctx, wallName, id, body, true)
+		b.resync(ctx, p.Wall, 0)
+		r, err = b.sequence(ctx, p, true)
 	}
 	if err != nil {
 		if errors.Is(err, wall.ErrBodyTooLarge) {
-			return nil, err
+			return nil, false, err
 		}
-		return nil, unavailable(err)
+		return nil, false, unavailable(err)
 	}
-	if w.Epoch() != epoch {
-		b.resync(ctx, wallName, 0) // the applier switches epochs before we wait on seq
+	if w.Epoch() != r.epoch {
+		b.resync(ctx, p.Wall, 0) // the applier switches epochs before we wait on seq
 	}
 	wctx, wcancel := context.WithTimeout(ctx, redisFillAfter)
-	m, err := w.WaitApplied(wctx, seq)
+	m, err := w.WaitApplied(wctx, r.seq)
 	wcancel()
 	if err != nil && ctx.Err() == nil {
-		if rerr := b.resync(ctx, wallName, seq); errors.Is(rerr, errStopped) {
+		if rerr := b.resync(ctx, p.Wall, r.seq); errors.Is(rerr, errStopped) {
 			err = rerr
 		} else {
-			m, err = w.WaitApplied(ctx, seq)
+			m, err = w.WaitApplied(ctx, r.seq)
 		}
 	}
 	if err != nil {
-		return nil, unavailable(fmt.Errorf("message %s sequenced as %d but not applied yet: %w", id, seq, err))
+		return nil, false, unavailable(fmt.Errorf("message %s sequenced as %d but not applied yet: %w", r.id, r.seq, err))
 	}
 	switch {
-	case m == nil: // applied and already evicted by newer posts
-		m = wall.NewMessage(id, seq, epoch, body)
-	case id != "" && m.ID != id: // another epoch took over meanwhile
-		return nil, unavailable(fmt.Errorf("message %s (seq %d) was replaced by a new epoch", id, seq))
+	case m != nil && m.ID != r.id: // another epoch took over meanwhile
+		return nil, false, unavailable(fmt.Errorf("message %s (seq %d) was replaced by a new epoch", r.id, r.seq))
+	case m != nil:
+	case r.stored: // applied and already evicted by newer posts
+		m = wall.Build(wall.Message{ID: r.id, Seq: r.seq, Epoch: r.epoch, User: p.User, Time: r.time, Body: p.Body})
+	default: // the stored original, evicted here: render it as stored
+		e, perr := parsePayload(r.payload)
+		if perr != nil {
+			return nil, false, unavailable(fmt.Errorf("message %s: %w", r.id, perr))
+		}
+		m = e.message()
 	}
-	return m, nil
+	return m, r.stored, nil
 }
 
-// sequence runs wall_publish and returns the assigned seq and epoch.
-func (b *Broker) sequence(ctx context.Context, wallName, id, body string, held bool) (uint64, string, error) {
+// sequenced is what wall_publish answered.
+type sequenced struct {
+	seq     uint64
+	epoch   string
+	id      string
+	time    int64  // Unix ms, for a new message
+	stored  bool   // false: id was in the history
+	payload string // the stored original's payload, when not stored
+}
+
+// sequence runs wall_publish.
+func (b *Broker) sequence(ctx context.Context, p wall.Post, held bool) (sequenced, error) {
+	var r sequenced
 	h := "0"
 	if held {
 		h = "1"
 	}
-	v, err := b.fcall(ctx, "wall_publish", wallName, body, id, b.cfg.History, h)
+	v, err := b.fcall(ctx, "wall_publish", p.Wall, p.Body, p.ID, b.cfg.History, h, url.PathEscape(p.User))
 	if err != nil {
 		msg := err.Error()
 		switch {
 		case strings.HasPrefix(msg, "WALLGONE"):
-			return 0, "", errWallGone
+			return r, errWallGone
 		case strings.HasPrefix(msg, "TOOLARGE"):
-			return 0, "", fmt.Errorf("%w: %s", wall.ErrBodyTooLarge, msg)
+			return r, fmt.Errorf("%w: %s", wall.ErrBodyTooLarge, msg)
 		}
-		return 0, "", err
+		return r, err
 	}
-	r, ok := v.([]any)
-	if !ok || len(r) != 3 {
-		return 0, "", fmt.Errorf("wall_publish: unexpected reply %v", v)
+	a, ok := v.([]any)
+	if !ok || len(a) < 4 {
+		return r, fmt.Errorf("wall_publish: unexpected reply %v", v)
 	}
-	seq, _ := r[0].(int64)
-	epoch, _ := r[1].(string)
-	if seq <= 0 || epoch == "" {
-		return 0, "", fmt.Errorf("wall_publish: unexpected reply %v", v)
+	seq, _ := a[0].(int64)
+	r.epoch, _ = a[1].(string)
+	r.id, _ = a[2].(string)
+	stored, _ := a[3].(int64)
+	if seq <= 0 || r.epoch == "" || r.id == "" {
+		return r, fmt.Errorf("wall_publish: unexpected reply %v", v)
 	}
-	return uint64(seq), epoch, nil
+	r.seq, r.stored = uint64(seq), stored == 1
+	if len(a) < 5 {
+		return r, fmt.Errorf("wall_publish: unexpected reply %v", v)
+	}
+	if s, _ := a[4].(string); r.stored {
+		r.time, _ = strconv.ParseInt(s, 10, 64)
+	} else {
+		r.payload = s
+	}
+	return r, nil
 }
 
 // fcall calls a library function on the wall's key, loading the library

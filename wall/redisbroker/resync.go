@@ -134,7 +134,7 @@ func (b *Broker) restoreInto(ctx context.Context, w *wall.Wall, epoch string) er
 	args := make([]any, 0, 3+3*len(msgs))
 	args = append(args, epoch, last, b.cfg.History)
 	for _, m := range msgs {
-		args = append(args, m.Seq, m.ID, encodePayload(m.Seq, epoch, m.ID, w.Name(), m.Body))
+		args = append(args, m.Seq, m.ID, encodePayload(w.Name(), epoch, m))
 	}
 	v, err := b.fcall(ctx, "wall_restore", w.Name(), args...)
 	if err != nil {

@@ -59,7 +59,6 @@ type pollConn struct {
 	timer   *time.Timer
 	firesAt atomic.Int64 // when timer fires (Unix ns), as last set
 
-	req pollRequest // the request being admitted (next)
 
 	left bool // leave ran (or began): the connection is out of the registry
 

@@ -100,6 +100,9 @@ type Engine struct {
 	// Buffers lent only while bytes are in flight, never to an idle
 	// connection: requests and answers.
 	bufs sync.Pool // *[]byte
+	// Requests being admitted, lent for one Admit call: a held
+	// connection keeps no request view between polls.
+	reqs sync.Pool // *pollRequest
 
 	workerAnswers  atomic.Int64 // polls answered by a flusher worker
 	workerHandoffs atomic.Int64 // of which the goroutine wrote the rest
@@ -112,6 +115,7 @@ type Engine struct {
 func New(app App, flusher *netpoll.Flusher, conns *outbound.Registry[outbound.Member], log *slog.Logger, cfg Config) *Engine {
 	e := &Engine{app: app, cfg: cfg, log: log, flusher: flusher, conns: conns, done: app.Done()}
 	e.bufs.New = newPollBuf
+	e.reqs.New = func() any { return new(pollRequest) }
 	return e
 }
 

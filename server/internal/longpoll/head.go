@@ -146,8 +146,9 @@ func hasCTL(s string) bool {
 
 // pollRequest is a poll read by the engine, as admission reads it
 // (admit.Source): its strings view the read buffer, valid until the
-// buffer goes back to its pool. The engine keeps one per connection
-// (pollConn.req), so admitting a re-poll allocates nothing for it.
+// buffer goes back to its pool. The engine lends one from a pool for each
+// Admit (Engine.reqs): admitting a re-poll allocates nothing for it, and
+// an idle connection holds none.
 type pollRequest struct {
 	h    pollHead
 	body string

@@ -142,9 +142,11 @@ func (pc *pollConn) next(nb bool) (wait bool, f flow) {
 			return false, flowDone
 		}
 	}
-	pc.req = pollRequest{req, viewString(buf[headLen:total])}
-	t, aerr := pc.e.app.Admit(&pc.req)
-	pc.req = pollRequest{} // it views buf
+	pr := pc.e.reqs.Get().(*pollRequest)
+	*pr = pollRequest{req, viewString(buf[headLen:total])}
+	t, aerr := pc.e.app.Admit(pr)
+	*pr = pollRequest{} // it views buf
+	pc.e.reqs.Put(pr)
 	if aerr == nil && nb && pc.needsSync(t.Wall, t.Cursor) {
 		return redo(buf)
 	}
