@@ -21,7 +21,7 @@ const noticeEl = $("notice");
 const errorEl = $("form-error");
 
 const names = { websocket: "WebSocket", sse: "SSE", longpoll: "long-poll" };
-const noticeFor = 15000; // ms a gap or reset notice stays
+const noticeFor = 10000; // ms a gap or reset notice stays
 
 const inbox = new Inbox($("scroller"), $("inbox"), $("unread"), Number(ds.keep) || 200);
 inbox.adopt(JSON.parse($("wall-meta").textContent || "[]"));
