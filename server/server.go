@@ -94,6 +94,7 @@ type Server struct {
 	streams   outbound.Registry[outbound.Member]
 	wsOpts    *outbound.Options // what every WebSocket session shares
 	wsEnded   outbound.Counters // WebSocket sessions ended, per reason
+	sse       sseShared         // what every event stream shares (sseconn.go)
 	flusher   *netpoll.Flusher  // writes to them
 	keepalive chan struct{}     // closed when the keepalive loop has ended
 
@@ -125,6 +126,7 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 		s.log.Error("flusher job panicked", "panic", v, "stack", string(stack))
 	})
 	s.wsOpts = s.wsOptions()
+	s.sse.init(s)
 	s.keepalive = make(chan struct{})
 	go func() { // owned by the Server, ended by hub.Close
 		defer close(s.keepalive)
