@@ -98,6 +98,11 @@ func (s *Server) handleSSE(c echo.Context) error {
 // closed (the head could not be written).
 func (s *Server) startStream(c echo.Context) (conn net.Conn, err error) {
 	res := c.Response()
+	conn, _, err = http.NewResponseController(res).Hijack()
+	if err != nil {
+		s.log.Error("cannot take over a connection for an event stream", "err", err)
+		return nil, echo.NewHTTPError(http.StatusInternalServerError, "event streams need HTTP/1.1")
+	}
 	h := res.Header()
 	h.Set("Content-Type", "text/event-stream; charset=utf-8")
 	h.Set("Cache-Control", "no-cache")
@@ -106,11 +111,6 @@ func (s *Server) startStream(c echo.Context) (conn net.Conn, err error) {
 	h.Set("Date", time.Now().UTC().Format(http.TimeFormat))
 	h.Del("Content-Length")
 	h.Del("Transfer-Encoding")
-	conn, _, err = http.NewResponseController(res).Hijack()
-	if err != nil {
-		s.log.Error("cannot take over a connection for an event stream", "err", err)
-		return nil, echo.NewHTTPError(http.StatusInternalServerError, "event streams need HTTP/1.1")
-	}
 	// net/http's deadlines (the deadlines middleware's write deadline)
 	// stay on a hijacked connection: the session sets its own.
 	conn.SetDeadline(time.Time{})
