@@ -31,6 +31,7 @@ func (s *Server) handleMetrics(c echo.Context) error {
 	lp := s.engine.Stats()
 	write("wall_walls", "gauge", "Walls this instance holds.", int64(s.hub.Len()))
 	write("wall_websocket_connections", "gauge", "Open WebSocket connections.", int64(s.streams.Count(wsTransport)))
+	write("wall_sse_connections", "gauge", "Open server-sent event streams.", int64(s.streams.Count(sseTransport)))
 	write("wall_longpoll_engine_connections", "gauge", "Keep-alive connections held by the long-poll engine (parked polls and idle).", int64(s.streams.Count(longpoll.Transport)))
 	write("wall_longpoll_worker_answers_total", "counter", "Long-polls answered by a flusher worker's non-blocking write.", lp.WorkerAnswers)
 	write("wall_longpoll_worker_handoffs_total", "counter", "Worker answers the socket did not take whole; a goroutine wrote the rest.", lp.WorkerHandoffs)
@@ -41,6 +42,10 @@ func (s *Server) handleMetrics(c echo.Context) error {
 		"# TYPE wall_stream_disconnects_total counter\n")
 	s.wsEnded.Each(func(r outbound.Reason, n int64) {
 		b.WriteString(`wall_stream_disconnects_total{transport="` + wsTransport + `",reason="` + r.String() + `"} ` +
+			strconv.FormatInt(n, 10) + "\n")
+	})
+	s.sse.ended.Each(func(r outbound.Reason, n int64) {
+		b.WriteString(`wall_stream_disconnects_total{transport="` + sseTransport + `",reason="` + r.String() + `"} ` +
 			strconv.FormatInt(n, 10) + "\n")
 	})
 	return c.Blob(http.StatusOK, "text/plain; version=0.0.4; charset=utf-8", []byte(b.String()))

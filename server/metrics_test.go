@@ -22,13 +22,15 @@ func TestMetrics(t *testing.T) {
 	e.post("a", "one")
 	e.post("b", "two")
 	e.mustDialWS("/ws?wall=a", "a", 1)
+	e.openSSE("/sse?wall=b")
 	// The wall has its subscriber before the handshake is answered; the
 	// connection is counted just after.
 	var code int
 	var body []byte
 	waitFor(t, "the WebSocket counted", 5*time.Second, func() bool {
 		code, body = e.get("/metrics")
-		return code != http.StatusOK || strings.Contains(string(body), "\nwall_websocket_connections 1\n")
+		return code != http.StatusOK || strings.Contains(string(body), "\nwall_websocket_connections 1\n") &&
+			strings.Contains(string(body), "\nwall_sse_connections 1\n")
 	})
 	if code != http.StatusOK {
 		t.Fatalf("GET /metrics: %d", code)

@@ -41,6 +41,7 @@ func (s *Server) routes(assets fs.FS) *echo.Echo {
 	// WebSocket: ours, and the legacy websocket demo's path.
 	e.GET("/ws", s.handleWS)
 	e.GET("/chatsocket", s.handleWS)
+	e.GET("/sse", s.handleSSE) // server-sent events
 
 	// Backend publishing, authenticated by a bearer token.
 	e.POST("/api/publish", s.handlePublish)

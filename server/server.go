@@ -96,6 +96,7 @@ type Server struct {
 	// wsHeartbeatOpts: the same, for clients that asked for heartbeats
 	wsHeartbeatOpts *outbound.Options
 	wsEnded         outbound.Counters // WebSocket sessions ended, per reason
+	sse             sseShared         // what every event stream shares (sseconn.go)
 	flusher         *netpoll.Flusher  // writes to them
 	keepalive       chan struct{}     // closed when the keepalive loop has ended
 
@@ -127,6 +128,7 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 		s.log.Error("flusher job panicked", "panic", v, "stack", string(stack))
 	})
 	s.wsOpts, s.wsHeartbeatOpts = s.wsOptions(false), s.wsOptions(true)
+	s.sse.init(s)
 	s.keepalive = make(chan struct{})
 	go func() { // owned by the Server, ended by hub.Close
 		defer close(s.keepalive)

@@ -59,7 +59,6 @@ type pollConn struct {
 	timer   *time.Timer
 	firesAt atomic.Int64 // when timer fires (Unix ns), as last set
 
-
 	left bool // leave ran (or began): the connection is out of the registry
 
 	// in is a pooled buffer of bytes read and not yet handled: a
