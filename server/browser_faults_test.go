@@ -36,6 +36,16 @@ func evalJS[T any](t *testing.T, tab context.Context, expr string) T {
 	return v
 }
 
+// awaitJS evaluates expr in tab and waits for the promise it returns.
+func awaitJS[T any](t *testing.T, tab context.Context, expr string) T {
+	t.Helper()
+	v, err := chromedp.Run(tab, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
+	if err != nil {
+		t.Fatalf("evaluating %s: %v", expr, err)
+	}
+	return v
+}
+
 // waitJS waits until expr is true in tab.
 func waitJS(t *testing.T, tab context.Context, what, expr string) {
 	t.Helper()

@@ -296,14 +296,14 @@ func TestBrowserWebSocket(t *testing.T) {
 	}
 }
 
-// wsGate answers 503 to every WebSocket handshake while closed, as a proxy
-// that does not pass WebSockets would, so the client must fall back to
-// long-poll.
+// wsGate answers 503 to every WebSocket handshake and event stream while
+// closed, as a proxy that passes neither would, so the client must fall
+// back to long-poll.
 type wsGate struct{ open atomic.Bool }
 
 func (g *wsGate) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/ws" && !g.open.Load() {
+		if (r.URL.Path == "/ws" || r.URL.Path == "/sse") && !g.open.Load() {
 			http.Error(w, "no websockets here", http.StatusServiceUnavailable)
 			return
 		}

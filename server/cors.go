@@ -11,8 +11,8 @@ import (
 
 // Cross-origin use of the HTTP transports (CORS). The origins allowed are
 // the ones allowed to open WebSockets (Config.AllowedOrigins, -origins):
-// a page on one of them may read a wall over /sse and long-poll, post to
-// it, and import the client library from /static. Same-origin requests
+// a page on one of them may read a wall over /sse and long-poll and post
+// to it. Any page may import the client library (/static). Same-origin requests
 // (the Origin's host is the request's Host, as checkOrigin decides for
 // WebSockets) need nothing from here.
 //
@@ -48,18 +48,25 @@ func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
 		if sameHost(origin, r.Host) {
 			return next(c)
 		}
+		if strings.HasPrefix(r.URL.Path, "/static/") {
+			// Public files, the client library first: any page may
+			// import it, and learn from the transports whether it may
+			// use them.
+			h.Set("Access-Control-Allow-Origin", "*")
+			return next(c)
+		}
 		allowed, anyOrigin := s.corsOrigin(origin)
 		preflight := r.Method == http.MethodOptions && r.Header.Get("Access-Control-Request-Method") != ""
 		switch {
 		case !allowed && preflight:
 			return c.NoContent(http.StatusForbidden)
-		case !allowed && r.Method == http.MethodGet && !strings.HasPrefix(r.URL.Path, "/static/"):
+		case !allowed && r.Method == http.MethodGet:
 			h.Set("Access-Control-Allow-Origin", origin)
 			return echo.NewHTTPError(http.StatusForbidden, "origin not allowed: "+origin)
 		case !allowed:
-			// Public files, and posts, which the XSRF check (or, with a
-			// token, the refused preflight) keeps out: no headers, so the
-			// page cannot read the answer.
+			// A post, which the XSRF check (or, with a token, the refused
+			// preflight) keeps out: no headers, so the page cannot read
+			// the answer.
 			return next(c)
 		case anyOrigin:
 			h.Set("Access-Control-Allow-Origin", "*")
