@@ -27,7 +27,7 @@ func ValidName(name string) bool {
 		c := name[i]
 		switch {
 		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9',
-			c == '-', c == '_', c == '.', c == '~':
+			c == '-', c == '_', c == '.', c == '~', c == ':':
 		default:
 			return false
 		}
