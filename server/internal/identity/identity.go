@@ -8,7 +8,6 @@ package identity
 import (
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 )
 
@@ -90,16 +89,4 @@ func (c Config) Validate() error {
 		return errors.New("private walls need a token secret: without tokens no client could reach them")
 	}
 	return nil
-}
-
-// SplitList splits a comma-separated list (of a flag or an environment
-// variable), trimming spaces and dropping empty entries.
-func SplitList(s string) []string {
-	var out []string
-	for _, v := range strings.Split(s, ",") {
-		if v = strings.TrimSpace(v); v != "" {
-			out = append(out, v)
-		}
-	}
-	return out
 }
