@@ -3,8 +3,10 @@
 // the WebSocket handshake, the publish API and event streams all call
 // Admitter.Admit, which runs the same steps in the same order:
 //
-//	arguments (merged the Tornado way by the Source) → XSRF (form POSTs)
-//	→ identity → wall → private wall → cursor
+//	arguments (merged the Tornado way by the Source) → XSRF (form POSTs
+//	but those whose token is a Bearer header) → identity (the client's
+//	token and the anonymous mode, or the publish API's bearer token)
+//	→ wall → private wall → cursor
 //
 // and returns one error type, Error, which each path writes its own way
 // (a JSON error body, a refused handshake, the engine's raw answer). A

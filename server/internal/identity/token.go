@@ -19,7 +19,7 @@ const Leeway = 5 * time.Second
 // The reasons a token is refused; their texts are what clients are told.
 var (
 	ErrMalformed   = errors.New("malformed token")
-	ErrClaims      = errors.New("malformed token claims: sub and sid must be strings, groups and walls arrays of strings, exp, nbf and iat numbers")
+	ErrClaims      = errors.New("malformed token claims: sub and sid must be strings, groups and walls arrays of strings, dates numbers")
 	ErrAlgorithm   = errors.New("token must be signed with HS256")
 	ErrSignature   = errors.New("bad token signature")
 	ErrExpired     = errors.New("token expired")
