@@ -31,6 +31,16 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "token" { // wall token -sub mary ...: print a token
+		if err := tokenCommand(os.Args[2:], os.Getenv, os.Stdout, os.Stderr); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				os.Exit(0)
+			}
+			fmt.Fprintln(os.Stderr, "wall token:", err)
+			os.Exit(2)
+		}
+		return
+	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stderr, nil); err != nil {
@@ -85,6 +95,10 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&cfg.redisURL, "redis", env("REDIS_URL", ""), "Redis URL, e.g. redis://127.0.0.1:6379/0; empty runs a single instance with the in-process broker (REDIS_URL)")
 	fs.IntVar(&cfg.server.MaxWalls, "max-walls", envInt("WALL_MAX_WALLS", server.DefaultMaxWalls), "walls one instance holds before posts to new walls get 503; -1 for no limit (WALL_MAX_WALLS)")
 	fs.StringVar(&cfg.server.PublishToken, "publish-token", env("WALL_PUBLISH_TOKEN", ""), "bearer token for POST /api/publish; empty disables it (WALL_PUBLISH_TOKEN)")
+	var secret, anonymous, private string
+	fs.StringVar(&secret, "token-secret", env("WALL_TOKEN_SECRET", ""), "HS256 secret of client tokens (JWT), at least 32 bytes; prefer the variable, which ps does not show; empty: no tokens, every client anonymous (WALL_TOKEN_SECRET)")
+	fs.StringVar(&anonymous, "anonymous", env("WALL_ANONYMOUS", "post"), "what clients without a token may do on public walls: post, read or none (page only) (WALL_ANONYMOUS)")
+	fs.StringVar(&private, "private-walls", env("WALL_PRIVATE_WALLS", ""), "comma-separated private wall names or prefix* patterns, reached only by tokens whose walls claim matches; user:, group: and session: walls are always private (WALL_PRIVATE_WALLS)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", envDur("WALL_SHUTDOWN_TIMEOUT", 10*time.Second), "longest graceful shutdown (WALL_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&cfg.logLevel, "log-level", env("WALL_LOG_LEVEL", "info"), "debug, info, warn or error (WALL_LOG_LEVEL)")
 	fs.StringVar(&cfg.debugAddr, "debug-addr", env("WALL_DEBUG_ADDR", ""), "serve /debug/pprof/ on this address, e.g. 127.0.0.1:6060; keep it private (WALL_DEBUG_ADDR)")
@@ -96,6 +110,15 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if cfg.cacheSize < 1 {
 		return cfg, fmt.Errorf("-cache must be at least 1")
+	}
+	mode, err := server.ParseAnonymous(anonymous)
+	if err != nil {
+		return cfg, fmt.Errorf("-anonymous: %w", err)
+	}
+	id := &cfg.server.Identity
+	id.Secret, id.Anonymous, id.PrivateWalls = []byte(secret), mode, splitList(private)
+	if err := id.Validate(); err != nil {
+		return cfg, fmt.Errorf("-token-secret, -anonymous, -private-walls: %w", err)
 	}
 	for _, o := range strings.Split(cfg.origins, ",") {
 		if o = strings.TrimSpace(o); o != "" {
@@ -183,7 +206,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, hub *wall.Hub, bro
 		}
 		return nil
 	})
-	log.Info("wall listening", "addr", ln.Addr().String(), "redis", cfg.redisURL != "", "cache", cfg.cacheSize)
+	log.Info("wall listening", "addr", ln.Addr().String(), "redis", cfg.redisURL != "", "cache", cfg.cacheSize,
+		"tokens", len(cfg.server.Identity.Secret) > 0, "anonymous", cfg.server.Identity.Anonymous.String())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

@@ -9,6 +9,8 @@ import (
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+
+	"wall/server/internal/form"
 )
 
 // routes builds the echo instance with every route of the server.
@@ -99,12 +101,42 @@ func (s *Server) requestLogger() echo.MiddlewareFunc {
 			if v.Status >= 500 {
 				level = slog.LevelError
 			}
+			if !s.log.Enabled(c.Request().Context(), level) {
+				return nil // not logged: no need to redact it either
+			}
 			s.log.LogAttrs(c.Request().Context(), level, "request",
-				slog.String("method", v.Method), slog.String("uri", v.URI),
+				slog.String("method", v.Method), slog.String("uri", redactToken(v.URI)),
 				slog.Int("status", v.Status), slog.Duration("latency", v.Latency))
 			return nil
 		},
 	})
+}
+
+// redactToken returns uri with the value of every token argument (an
+// identity token is a secret) replaced by "REDACTED". A uri without one
+// is returned as is, without allocating.
+func redactToken(uri string) string {
+	path, query, ok := strings.Cut(uri, "?")
+	if !ok {
+		return uri
+	}
+	found := false
+	form.EachPair(query, func(k, _ string) { found = found || form.Unquote(k) == "token" })
+	if !found {
+		return uri
+	}
+	var b strings.Builder
+	b.WriteString(path + "?")
+	for i, kv := range strings.Split(query, "&") {
+		if i > 0 {
+			b.WriteByte('&')
+		}
+		if k, _, _ := strings.Cut(kv, "="); form.Unquote(k) == "token" {
+			kv = k + "=REDACTED"
+		}
+		b.WriteString(kv)
+	}
+	return b.String()
 }
 
 // deadlines sets the read deadline for a request's body (BodyTimeout: a

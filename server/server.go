@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"wall/server/internal/admit"
+	"wall/server/internal/identity"
 	"wall/server/internal/longpoll"
 	"wall/server/internal/netpoll"
 	"wall/server/internal/outbound"
@@ -33,6 +34,10 @@ type Config struct {
 	MaxWalls       int           // walls an instance holds before posts to new walls get 503; 0 takes the default, <0 is no limit
 	BodyTimeout    time.Duration // longest a request body may take to arrive (net/http paths)
 	WriteTimeout   time.Duration // longest an answer may take to be written, from when it is ready (net/http paths)
+
+	// Identity is the tokens, anonymous mode and private walls
+	// (internal/identity); the zero value has none: everyone may post.
+	Identity identity.Config
 
 	testHookParked func() // tests: longpoll.Config.TestHookParked
 }
@@ -121,7 +126,10 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 		return nil, err
 	}
 	s.pages = p
-	s.admit = admit.New(admit.Config{PublishToken: cfg.PublishToken})
+	if err := cfg.Identity.Validate(); err != nil {
+		return nil, err
+	}
+	s.admit = admit.New(admit.Config{PublishToken: cfg.PublishToken, Identity: cfg.Identity})
 	s.upgrader = s.newUpgrader()
 	s.echo = s.routes(assets)
 	s.flusher = netpoll.NewFlusher(func(v any, stack []byte) {

@@ -3,8 +3,10 @@
 // the WebSocket handshake, the publish API and event streams all call
 // Admitter.Admit, which runs the same steps in the same order:
 //
-//	arguments (merged the Tornado way by the Source) → XSRF (form POSTs)
-//	→ identity → wall → cursor
+//	arguments (merged the Tornado way by the Source) → XSRF (form POSTs
+//	but those whose token is a Bearer header) → identity (the client's
+//	token and the anonymous mode, or the publish API's bearer token)
+//	→ wall → private wall → cursor
 //
 // and returns one error type, Error, which each path writes its own way
 // (a JSON error body, a refused handshake, the engine's raw answer). A
@@ -15,6 +17,7 @@ import (
 	"net/http"
 	"strings"
 
+	"wall/server/internal/identity"
 	"wall/wall"
 )
 
@@ -71,13 +74,20 @@ func (k Kind) String() string {
 func (k Kind) cursored() bool { return k == Poll || k == Socket || k == Stream }
 
 // Ticket is what admission grants: the wall and, for the kinds that take
-// one, the cursor.
+// one, the cursor, and who is asking.
 type Ticket struct {
 	// Wall is a valid wall name. It may view the Source's buffer: clone
 	// it to keep it past the caller's use of that buffer.
 	Wall string
 	// Cursor is the request's cursor; its strings are the Ticket's own.
 	Cursor wall.Cursor
+	// Who is the verified token's holder, zero for an anonymous client
+	// (and for the publish API, which is the backend). Its strings are
+	// its own.
+	Who identity.Identity
+	// MayPost says whether this client may post to Wall (the WebSocket
+	// frame posts check it; a Post request that may not is refused).
+	MayPost bool
 }
 
 // Config holds what admission checks against.
@@ -85,31 +95,51 @@ type Config struct {
 	// PublishToken is the bearer token of the publish API; empty disables
 	// the API (404).
 	PublishToken string
+	// Identity is the deployment's tokens, anonymous mode and private
+	// walls; the zero value has no tokens and lets everyone post.
+	Identity identity.Config
 }
 
 // Admitter runs the admission steps. It is safe for concurrent use and
 // never blocks: the long-poll engine calls it on its reactor goroutine.
 type Admitter struct {
 	cfg Config
+	id  *identity.Checker
 }
 
-// New returns an Admitter over cfg.
-func New(cfg Config) *Admitter { return &Admitter{cfg: cfg} }
+// New returns an Admitter over cfg. cfg.Identity must be valid
+// (identity.Config.Validate, which server.New checks first, returning the
+// error): New panics otherwise, as a programming error.
+func New(cfg Config) *Admitter {
+	id, err := identity.New(cfg.Identity)
+	if err != nil {
+		panic("admit.New: " + err.Error())
+	}
+	return &Admitter{cfg: cfg, id: id}
+}
 
 // Admit runs the steps for a request of kind k and returns its Ticket, or
 // the Error to answer with. Nothing else on any path checks these again.
 func (a *Admitter) Admit(src Source, k Kind) (Ticket, *Error) {
 	var t Ticket
+	// The token is found first (not verified yet): one sent in the
+	// Authorization header exempts a POST from the XSRF check, since a
+	// cross-site form cannot send that header.
+	var token string
+	var bearer bool
+	if k != Publish && a.id.Enabled() {
+		token, bearer = findToken(src)
+	}
 	// XSRF: every form POST (Tornado checks all POSTs; the publish API is
 	// authenticated by its token instead and has no cookie to match).
-	if k != Publish && src.Method() == http.MethodPost {
+	if k != Publish && !bearer && src.Method() == http.MethodPost {
 		arg, _ := src.Arg(XSRFCookie)
 		cookie, ok := src.Cookie(XSRFCookie)
 		if msg := matchXSRF(arg, src.Header("X-Xsrftoken"), src.Header("X-Csrftoken"), cookie, ok); msg != "" {
 			return t, refuse(http.StatusForbidden, msg)
 		}
 	}
-	if err := a.identify(src, k); err != nil {
+	if err := a.identify(src, k, token, &t); err != nil {
 		return t, err
 	}
 	name, ok := src.Arg("wall")
@@ -120,31 +150,14 @@ func (a *Admitter) Admit(src Source, k Kind) (Ticket, *Error) {
 		return t, refuse(http.StatusBadRequest, wall.ErrBadName.Error())
 	}
 	t.Wall = name
+	if err := a.reach(k, &t); err != nil {
+		return t, err
+	}
 	if k.cursored() {
 		raw, _ := src.Arg("cursor")
-		c, err := wall.ParseCursor(raw)
-		if err != nil {
-			return t, refuse(http.StatusBadRequest, err.Error())
-		}
-		c.ID = strings.Clone(c.ID) // kept while the poll waits
+		c, _ := wall.ParseCursor(raw) // never fails: every string is a cursor
+		c.ID = strings.Clone(c.ID)    // kept while the poll waits
 		t.Cursor = c
 	}
 	return t, nil
-}
-
-// identify checks who is asking. Until tokens exist every client is
-// anonymous and may use every wall; the publish API alone needs its
-// bearer token.
-func (a *Admitter) identify(src Source, k Kind) *Error {
-	if k != Publish {
-		return nil
-	}
-	if a.cfg.PublishToken == "" {
-		return refuse(http.StatusNotFound, "publish API disabled: no token configured")
-	}
-	auth, ok := strings.CutPrefix(src.Header("Authorization"), "Bearer ")
-	if !ok || !equalSecret(auth, a.cfg.PublishToken) {
-		return &Error{Status: http.StatusUnauthorized, Message: "missing or wrong bearer token"}
-	}
-	return nil
 }
