@@ -33,6 +33,7 @@ type cluster struct {
 	t     *testing.T
 	redis *redistest.Server
 	stops [2]func() error
+	logs  [2]*logBuffer // each instance's log since it last started
 	args  []string
 }
 
@@ -52,8 +53,8 @@ func startCluster(t *testing.T, args ...string) *cluster {
 
 func (c *cluster) startInstance(i int) {
 	c.t.Helper()
-	_, stop := startRunAt(c.t, instanceAddrs[i], c.args...)
-	c.stops[i] = stop
+	_, stop, logs := startRunLogged(c.t, instanceAddrs[i], c.args...)
+	c.stops[i], c.logs[i] = stop, logs
 }
 
 func (c *cluster) stopInstance(i int) {
@@ -142,6 +143,7 @@ func copyFile(src, dst string) error {
 type wireMsg struct {
 	ID   string `json:"id"`
 	Seq  uint64 `json:"seq"`
+	User string `json:"user"`
 	Body string `json:"body"`
 }
 

@@ -25,11 +25,18 @@ func startRun(t *testing.T, args ...string) (string, func() error) {
 // startRunAt is startRun on a given address.
 func startRunAt(t *testing.T, addr string, args ...string) (string, func() error) {
 	t.Helper()
+	base, stop, _ := startRunLogged(t, addr, args...)
+	return base, stop
+}
+
+// startRunLogged is startRunAt that also returns the instance's log.
+func startRunLogged(t *testing.T, addr string, args ...string) (string, func() error, *logBuffer) {
+	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	ready := make(chan string, 1)
 	errc := make(chan error, 1)
 	var logs bytes.Buffer
-	lw := &lockedWriter{w: &logs}
+	lw := &logBuffer{lockedWriter{w: &logs}, &logs}
 	t.Cleanup(func() {
 		if t.Failed() {
 			lw.mu.Lock()
@@ -65,7 +72,21 @@ func startRunAt(t *testing.T, addr string, args ...string) (string, func() error
 		}
 	}
 	t.Cleanup(func() { stop() })
-	return "http://" + addr, stop
+	return "http://" + addr, stop, lw
+}
+
+// logBuffer is an instance's log, written by the instance and read by
+// the test.
+type logBuffer struct {
+	lockedWriter
+	buf *bytes.Buffer
+}
+
+// String returns what was logged so far.
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }
 
 func TestRunShutsDownGracefully(t *testing.T) {

@@ -58,7 +58,7 @@ func (s *Server) publish(ctx context.Context, p wall.Post) (m *wall.Message, sto
 	m, stored, err := s.broker.Publish(ctx, p)
 	if err != nil {
 		s.metrics.postFailures.Add(1)
-		s.log.Warn("publish failed", "wall", s.logName(name), "err", err)
+		s.log.Warn("publish failed", "wall", wall.LogName(name), "err", err)
 		return nil, false, publishError(err)
 	}
 	if stored {

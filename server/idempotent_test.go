@@ -7,7 +7,9 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+
 	"time"
+	"wall/server/internal/identity"
 )
 
 const retryID = "11111111-2222-4333-8444-555555555555"
@@ -210,4 +212,42 @@ func manyNames(n int) string {
 		fmt.Fprintf(&b, `"u%d"`, i)
 	}
 	return b.String()
+}
+
+// TestAuthoredPosts: a post by a token holder carries its author on every
+// entry path (form post with the token in a header, WebSocket frame); an
+// anonymous one has no "user"; under -anonymous read an anonymous socket's
+// frame post is refused with an error frame naming its id.
+func TestAuthoredPosts(t *testing.T) {
+	e := newTestEnv(t, idConfig(identity.AnonymousRead), 10)
+	mary := maryToken(t)
+	req := formRequest("/a/message/new", url.Values{"body": {"from a form"}, "wall": {"user:mary"}})
+	req.Header.Set("Authorization", "Bearer "+mary)
+	rec := e.serve(req)
+	if rec.Code != 200 || decodeMsg(t, rec.Body.Bytes()).User != "mary" {
+		t.Fatalf("form post: %d %s", rec.Code, rec.Body)
+	}
+	ws := e.mustDialWS("/ws?wall=user:mary&token="+mary, "user:mary", 1)
+	if err := ws.WriteJSON(map[string]string{"body": "from a socket"}); err != nil {
+		t.Fatal(err)
+	}
+	if m := readWSMsg(t, ws); m.User != "mary" || m.Body != "from a socket" {
+		t.Fatalf("frame post stored %+v", m)
+	}
+	if html := e.hub.Lookup("user:mary").Messages()[1].HTML; strings.Contains(html, "mary") {
+		t.Fatalf("the author is in the legacy html fragment: %s", html)
+	}
+
+	anon := e.mustDialWS("/ws?wall=main", "main", 1)
+	const id = "cccccccc-2222-4333-8444-555555555555"
+	if err := anon.WriteJSON(map[string]string{"body": "anonymous", "id": id}); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]string
+	if err := json.Unmarshal(readFrame(t, anon, 5*time.Second), &got); err != nil || got["id"] != id || !strings.Contains(got["error"], "anonymous") {
+		t.Fatalf("anonymous frame post under -anonymous read answered %v (%v)", got, err)
+	}
+	if w := e.hub.Lookup("main"); w.Last() != 0 {
+		t.Fatalf("an anonymous frame post was stored under -anonymous read")
+	}
 }

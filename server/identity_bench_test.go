@@ -91,7 +91,7 @@ func BenchmarkRepollToken(b *testing.B) {
 			e := benchIDEnv(b)
 			defer e.close()
 			for range 2 {
-				if _, err := e.broker.Publish(context.Background(), tc.wall, uuid.NewString(), benchBody); err != nil {
+				if _, _, err := e.broker.Publish(context.Background(), wall.Post{Wall: tc.wall, ID: uuid.NewString(), Body: benchBody}); err != nil {
 					b.Fatal(err)
 				}
 			}
@@ -130,7 +130,7 @@ func BenchmarkRepollToken(b *testing.B) {
 					b.Fatal("the engine did not take the connection")
 				}
 			}
-			if _, err := e.broker.Publish(context.Background(), tc.wall, uuid.NewString(), benchBody); err != nil {
+			if _, _, err := e.broker.Publish(context.Background(), wall.Post{Wall: tc.wall, ID: uuid.NewString(), Body: benchBody}); err != nil {
 				b.Fatal(err)
 			}
 			if status, resp, err := benchReadResponse(r, body); err != nil || status != 200 {

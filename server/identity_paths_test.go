@@ -274,7 +274,7 @@ func TestIdentityLogRedacted(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := broker.Publish(t.Context(), "user:mary", "3f2a8c1e-5b7d-4e9a-8c6f-1d2e3f4a5b6c", "hello"); err != nil {
+	if _, _, err := broker.Publish(t.Context(), wall.Post{Wall: "user:mary", ID: "3f2a8c1e-5b7d-4e9a-8c6f-1d2e3f4a5b6c", Body: "hello"}); err != nil {
 		t.Fatal(err)
 	}
 	tok := maryToken(t)

@@ -80,7 +80,7 @@ func (s *Server) sync(ctx context.Context, w *wall.Wall, c wall.Cursor) *echo.HT
 	if err == nil || !c.Set || w.Has(c) {
 		return nil
 	}
-	s.log.Warn("cursor sync failed", "wall", w.Name(), "cursor", c.String(), "err", err)
+	s.log.Warn("cursor sync failed", "wall", wall.LogName(w.Name()), "cursor", c.String(), "err", err)
 	return echo.NewHTTPError(http.StatusServiceUnavailable, "message store unavailable, try again")
 }
 

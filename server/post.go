@@ -39,7 +39,7 @@ func (s *Server) handlePost(c echo.Context) error {
 	if herr := checkID(id); herr != nil {
 		return herr
 	}
-	m, _, herr := s.publish(c.Request().Context(), wall.Post{Wall: t.Wall, ID: id, Body: body, User: author(t)})
+	m, _, herr := s.publish(c.Request().Context(), wall.Post{Wall: t.Wall, ID: id, Body: body, User: t.Who.Sub})
 	if herr != nil {
 		if c.Request().Context().Err() != nil {
 			return nil // the client is gone; the message, if sequenced, stands

@@ -72,7 +72,7 @@ func (s *Server) handleError(err error, c echo.Context) {
 	}
 	code, msg, ok := errorStatus(err)
 	if !ok {
-		s.log.Error("request failed", "method", c.Request().Method, "path", c.Request().URL.Path, "err", err)
+		s.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "err", err) // the route: a path may name a private wall
 	}
 	if code == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="wall"`)

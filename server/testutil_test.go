@@ -654,6 +654,9 @@ func wantError(t *testing.T, r *wireResponse, code int, msg string) {
 	if r.Status != code || json.Unmarshal(r.Body, &got) != nil || got.Error == nil || (msg != "" && *got.Error != msg) {
 		t.Errorf("answer %v, want %d %q", r, code, msg)
 	}
+	if code == http.StatusUnauthorized && r.Header.Get("WWW-Authenticate") != `Bearer realm="wall"` {
+		t.Errorf("401 without WWW-Authenticate: %v", r)
+	}
 }
 
 // forEachPathMethod runs f over every path with GET and POST polls, as

@@ -104,7 +104,7 @@ func (s *Server) handleWS(c echo.Context) error {
 	// From here on gorilla's Conn is not used: see wsconn.go.
 	sess.Attach(conn.NetConn(), backlog)
 	s.streams.Add(sess)
-	go (&wsConn{s: s, sess: sess, wall: w, user: author(t), mayPost: true}).readPump()
+	go (&wsConn{s: s, sess: sess, wall: w, user: t.Who.Sub, mayPost: t.MayPost}).readPump()
 	return nil
 }
 

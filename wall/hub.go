@@ -3,6 +3,7 @@ package wall
 import (
 	"errors"
 	"sort"
+	"strings"
 	"sync"
 )
 
@@ -16,6 +17,16 @@ const MaxNameLen = 64
 // ErrBadName is returned for wall names that are empty, too long or not
 // URL-safe.
 var ErrBadName = errors.New("wall name must be 1-64 characters of A-Z a-z 0-9 - _ . ~ :")
+
+// LogName is a wall's name as logs above debug level show it: the part
+// after the first ':' names the owner of a private wall (user:<sub>,
+// group:<name>, session:<sid>), which is personal data, so it is cut.
+func LogName(name string) string {
+	if i := strings.IndexByte(name, ':'); i >= 0 {
+		return name[:i+1] + "…"
+	}
+	return name
+}
 
 // ValidName reports whether name is a valid wall name: 1–64 bytes of the
 // URL-unreserved characters and ':', which separates the prefix of a

@@ -113,7 +113,7 @@ func (b *Broker) replace(ctx context.Context, w *wall.Wall, st redisState, since
 		w.Restore(msgs, st.epoch)
 	}
 	if prev > 0 {
-		b.log.Warn("wall reloaded from redis history", "wall", w.Name(),
+		b.log.Warn("wall reloaded from redis history", "wall", wall.LogName(w.Name()),
 			"last", prev, "epoch", prevEpoch, "new_last", w.Last(), "new_epoch", st.epoch)
 	}
 	return nil
@@ -141,7 +141,7 @@ func (b *Broker) restoreInto(ctx context.Context, w *wall.Wall, epoch string) er
 		return err
 	}
 	if n, _ := v.(int64); n == 1 {
-		b.log.Info("wall restored into redis from this cache", "wall", w.Name(), "last", last, "epoch", epoch)
+		b.log.Info("wall restored into redis from this cache", "wall", wall.LogName(w.Name()), "last", last, "epoch", epoch)
 	}
 	return nil
 }
@@ -175,7 +175,7 @@ func (b *Broker) read(ctx context.Context, wallName string, since uint64) (redis
 		p, _ := x.(string)
 		e, err := parsePayload(p)
 		if err != nil {
-			b.log.Warn("redis: skipping malformed history entry", "wall", wallName, "err", err)
+			b.log.Warn("redis: skipping malformed history entry", "wall", wall.LogName(wallName), "err", err)
 			continue
 		}
 		st.entries = append(st.entries, e)

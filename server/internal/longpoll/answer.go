@@ -156,6 +156,9 @@ func (pc *pollConn) response(code int, b []byte) []byte {
 		h = append(h, http.StatusText(code)...)
 		h = append(h, "\r\n"...)
 	}
+	if code == http.StatusUnauthorized { // as the net/http paths answer
+		h = append(h, "WWW-Authenticate: Bearer realm=\"wall\"\r\n"...)
+	}
 	h = append(h, "Content-Type: application/json; charset=UTF-8\r\nContent-Length: "...)
 	h = strconv.AppendInt(h, int64(len(b)-respReserve), 10)
 	if !pc.keepAlive {

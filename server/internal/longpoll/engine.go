@@ -51,7 +51,7 @@ const (
 	MaxHead     = 8 << 10          // longest request head the engine reads
 	MaxBody     = 8 << 10          // longest poll body: a cursor, a wall and a token
 	headTimeout = 10 * time.Second // to read a whole request once it began
-	respReserve = 128              // room for the response head before the body
+	respReserve = 192              // room for the response head before the body
 )
 
 // App is what the engine needs of the application.
