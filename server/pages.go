@@ -45,6 +45,7 @@ type pageData struct {
 	DeadAfter   int64
 	PollTimeout int64   // ms a poll may be held before the client gives up on it
 	Denied      *denied // the wall may not be read: the page says so and does not connect
+	User        string  // who the browser is signed in as (its token's sub), if anyone
 	ImportMap   template.HTML
 	Static      func(name string) string
 }
@@ -119,6 +120,7 @@ func (s *Server) handlePage(c echo.Context) error {
 	s.hub.Release(w)
 
 	data := s.pageFor(c, name, def, nil)
+	data.User = t.Who.Sub
 	data.Messages = make([]template.HTML, len(msgs))
 	data.Meta = make([][2]any, len(msgs))
 	for i, m := range msgs {
