@@ -36,8 +36,10 @@ export class PublishError extends Error {
   }
 }
 
-/** uuid4 returns a random lowercase UUID4 (crypto.randomUUID needs a secure context). */
+/** uuid4 returns a random lowercase UUID4. */
 export function uuid4() {
+  if (typeof crypto.randomUUID === "function") return crypto.randomUUID();
+  // Pages served over plain HTTP (not a secure context) lack randomUUID.
   const b = crypto.getRandomValues(new Uint8Array(16));
   b[6] = (b[6] & 0x0f) | 0x40;
   b[8] = (b[8] & 0x3f) | 0x80;

@@ -146,7 +146,7 @@ form.addEventListener("submit", (ev) => {
       inbox.sent(id);
       if (!input.value) input.value = text; // nothing typed is lost
       const why = err instanceof PublishError ? err.message : String(err);
-      showError(`Not posted: ${why}`);
+      showError(`Not posted: ${why}`, err.status ? "refused" : "network");
     },
   );
   input.focus();

@@ -26,9 +26,9 @@ import (
 const corsMaxAge = "600" // seconds
 
 // corsPath reports whether a path serves cross-origin clients: the read
-// and post endpoints, the event stream and the static files.
+// and post endpoints and the event stream.
 func corsPath(p string) bool {
-	return p == "/a/message/updates" || p == "/a/message/new" || p == "/sse" || strings.HasPrefix(p, "/static/")
+	return p == "/a/message/updates" || p == "/a/message/new" || p == "/sse"
 }
 
 // cors is middleware: it answers preflights and adds the CORS headers of
@@ -39,20 +39,21 @@ func corsPath(p string) bool {
 func (s *Server) cors(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		r := c.Request()
-		origin := r.Header.Get("Origin")
-		if origin == "" || !corsPath(r.URL.Path) {
-			return next(c)
-		}
 		h := c.Response().Header()
-		h.Add("Vary", "Origin")
-		if sameHost(origin, r.Host) {
-			return next(c)
-		}
 		if strings.HasPrefix(r.URL.Path, "/static/") {
 			// Public files, the client library first: any page may
 			// import it, and learn from the transports whether it may
-			// use them.
+			// use them. Sent to every request, so that a shared cache
+			// never keeps a copy without it.
 			h.Set("Access-Control-Allow-Origin", "*")
+			return next(c)
+		}
+		if !corsPath(r.URL.Path) {
+			return next(c)
+		}
+		h.Add("Vary", "Origin")
+		origin := r.Header.Get("Origin")
+		if origin == "" || sameHost(origin, r.Host) {
 			return next(c)
 		}
 		allowed, anyOrigin := s.corsOrigin(origin)
