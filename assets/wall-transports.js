@@ -256,13 +256,9 @@ export function openLongPoll(cfg, h) {
           headers: { Accept: "application/json" },
         });
         if (done) return;
-        if (!res.ok) {
-          clearTimeout(held);
-          return end(await refusal(res));
-        }
+        if (!res.ok) return end(await refusal(res));
         data = await res.json();
       } catch {
-        clearTimeout(held);
         return end({ reason: "long-poll: network error" });
       } finally {
         clearTimeout(held);

@@ -141,38 +141,48 @@ func TestBrowserHungHandshake(t *testing.T) {
 }
 
 func TestBrowserBlackhole(t *testing.T) {
-	// Heartbeats every second: the page's client counts the server as
-	// gone after 3 s of silence (data-dead-after).
-	e := newBrowserEnv(t, Config{PingInterval: time.Second}, nil)
-	p := newTCPProxy(t, e.ts.Listener.Addr().String())
-	browser := newBrowser(t)
-	tab := openTab(t, browser, p.url()+"/w/hole", "live (WebSocket)")
-	deadAfter := evalJS[int](t, tab, `Number(document.body.dataset.deadAfter)`)
-	e.publish(t, "hole", "before the blackhole")
-	waitShowsWall(t, tab, e.hub, "hole")
-	evalJS[bool](t, tab, watchStatus)
+	for _, tc := range []struct{ name, query, status string }{
+		{"websocket", "", "live (WebSocket)"},
+		{"sse", "?transport=sse", "live (SSE)"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			// Heartbeats every second: the page's client counts the server
+			// as gone after 3 s of silence (data-dead-after).
+			e := newBrowserEnv(t, Config{PingInterval: time.Second}, nil)
+			p := newTCPProxy(t, e.ts.Listener.Addr().String())
+			// Every connection is blackholed, idle pooled ones too: a new
+			// request may first go out on one of those and hang until
+			// the handshake bound.
+			browser := newBrowserFor(t, time.Minute)
+			tab := openTab(t, browser, p.url()+"/w/hole"+tc.query, tc.status)
+			deadAfter := evalJS[int](t, tab, `Number(document.body.dataset.deadAfter)`)
+			e.publish(t, "hole", "before the blackhole")
+			waitShowsWall(t, tab, e.hub, "hole")
+			evalJS[bool](t, tab, watchStatus)
 
-	p.blackhole()
-	cut := time.Now()
-	for i := 1; i <= 3; i++ {
-		e.publish(t, "hole", "sent into the blackhole "+string(rune('0'+i)))
-	}
-	waitJS(t, tab, "the dead connection noticed", `document.getElementById("status").dataset.state !== "live"`)
-	noticed := time.Since(cut)
-	t.Logf("blackholed WebSocket noticed after %v (bound %d ms)", noticed.Round(time.Millisecond), deadAfter)
-	if noticed > time.Duration(deadAfter)*time.Millisecond+2*time.Second {
-		t.Errorf("noticed after %v, bound %d ms", noticed, deadAfter)
-	}
+			p.blackhole()
+			cut := time.Now()
+			for i := 1; i <= 3; i++ {
+				e.publish(t, "hole", "sent into the blackhole "+string(rune('0'+i)))
+			}
+			waitJS(t, tab, "the dead connection noticed", `document.getElementById("status").dataset.state !== "live"`)
+			noticed := time.Since(cut)
+			t.Logf("blackholed %s noticed after %v (bound %d ms)", tc.name, noticed.Round(time.Millisecond), deadAfter)
+			if noticed > time.Duration(deadAfter)*time.Millisecond+2*time.Second {
+				t.Errorf("noticed after %v, bound %d ms", noticed, deadAfter)
+			}
 
-	// New connections get through: it comes back and catches up, with
-	// nothing lost or shown twice.
-	waitStatus(t, tab, "live (WebSocket)")
-	t.Logf("live again %v after the blackhole", time.Since(cut).Round(time.Millisecond))
-	waitShowsWall(t, tab, e.hub, "hole")
-	postEnter(t, tab, "after the blackhole")
-	waitMessage(t, tab, "after the blackhole")
-	waitShowsWall(t, tab, e.hub, "hole")
-	checkStatusLog(t, tab)
+			// New connections get through: it comes back and catches up,
+			// with nothing lost or shown twice.
+			waitStatus(t, tab, tc.status)
+			t.Logf("live again %v after the blackhole", time.Since(cut).Round(time.Millisecond))
+			waitShowsWall(t, tab, e.hub, "hole")
+			postEnter(t, tab, "after the blackhole")
+			waitMessage(t, tab, "after the blackhole")
+			waitShowsWall(t, tab, e.hub, "hole")
+			checkStatusLog(t, tab)
+		})
+	}
 }
 
 // restartable is an in-memory server that can be stopped and started
