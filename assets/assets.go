@@ -1,5 +1,6 @@
 // Package assets embeds the browser files served under /static: the client
-// library (wall-client.js, its modules and its types, wall-client.d.ts),
+// library (wall-client.js; its modules wall-order.js, wall-publish.js and
+// wall-transports.js; its types, wall-client.d.ts),
 // the wall page's script (wall.js, wall-view.js) and its style (wall.css).
 // The page links them with a content-hash cache-buster.
 package assets

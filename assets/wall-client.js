@@ -18,8 +18,9 @@
 // each message once, in seq order, and says so (a "gap" event) when the
 // server reports messages it can no longer send or a new numbering.
 
-import { openLongPoll, openSSE, openWebSocket } from "./wall-transports.js";
+import { Order } from "./wall-order.js";
 import { PublishError, Publisher } from "./wall-publish.js";
+import { openLongPoll, openSSE, openWebSocket } from "./wall-transports.js";
 
 export { PublishError };
 
@@ -49,14 +50,6 @@ const defaults = {
 // flapping server does not get a reconnect every backoffMin.
 const steadyAfter = 10000;
 
-// parseCursor splits "<seq>.<epoch>" (or a plain seq).
-function parseCursor(c) {
-  const s = String(c == null ? "" : c);
-  const dot = s.indexOf(".");
-  const seq = Number(dot < 0 ? s : s.slice(0, dot));
-  return { seq: Number.isSafeInteger(seq) && seq >= 0 ? seq : 0, epoch: dot < 0 ? "" : s.slice(dot + 1) };
-}
-
 /**
  * connect starts a client of one wall and returns it at once; it connects
  * in the background (listen to "state").
@@ -84,12 +77,11 @@ export class WallClient {
     this.state = "connecting";
     /** The transport in use ("websocket", "sse", "longpoll") or null. */
     this.transport = null;
-    /** The cursor after the last message delivered; sent to resume. */
-    this.cursor = o.cursor == null ? "" : String(o.cursor);
-    const c = parseCursor(this.cursor);
-    this.seq = c.seq;
-    this.epoch = c.epoch;
-    this.fresh = this.cursor === ""; // no history of its own: no gap to report
+    this.order = new Order(
+      o.cursor == null ? "" : String(o.cursor),
+      (m) => this.emit("message", m),
+      (g) => this.emit("gap", g),
+    );
     this.listeners = { message: new Set(), state: new Set(), gap: new Set() };
     this.index = 0; // the transport tried or in use
     this.cur = null; // its handle
@@ -100,7 +92,6 @@ export class WallClient {
     this.probe = null; // a better transport being tried
     this.probeTimer = 0;
     this.probeDelay = o.probeMin;
-    this.gapSaid = false; // the next seq jump was announced
     this.terminal = false; // refused (401/403): no reconnecting
     this.publisher = new Publisher({
       base: o.base,
@@ -110,7 +101,7 @@ export class WallClient {
       xsrf: o.xsrf,
       frames: o.transports.includes("websocket"),
       sendFrame: (obj) => (this.transport === "websocket" && this.cur.send ? this.cur.send(obj) : false),
-      stored: (m) => this.stored(m),
+      stored: (m) => this.order.stored(m),
     });
     this.onOnline = () => {
       if (this.state === "offline" && !this.terminal) this.reconnect(0);
@@ -212,7 +203,7 @@ export class WallClient {
         wall: o.wall,
         token: o.token,
         credentials: o.credentials,
-        cursor: () => this.cursor || "0",
+        cursor: () => this.order.cursor || "0",
         handshakeTimeout: o.handshakeTimeout,
         deadAfter: o.deadAfter,
         pollTimeout: o.pollTimeout,
@@ -326,45 +317,17 @@ export class WallClient {
 
   // --- receiving -----------------------------------------------------------
 
+  /** The cursor after the last message delivered; sent to resume. */
+  get cursor() {
+    return this.order.cursor;
+  }
+
   // receive handles one object from the server, in wire order.
   receive(obj) {
     if (typeof obj.error === "string") return this.publisher.refused(obj);
-    if (obj.reset === true) return this.reset();
-    if (typeof obj.missed === "number") {
-      if (!this.fresh || this.seq > 0) this.emit("gap", { missed: obj.missed });
-      this.gapSaid = true;
-      return;
-    }
+    if (obj.reset === true || typeof obj.missed === "number") return this.order.notice(obj);
     if (typeof obj.seq !== "number" || typeof obj.id !== "string") return;
     this.publisher.settle(obj); // a post's acknowledgement, even a duplicate
-    this.deliver(obj);
-  }
-
-  reset() {
-    this.seq = 0;
-    this.epoch = "";
-    this.gapSaid = true;
-    this.emit("gap", { reset: true });
-  }
-
-  // deliver hands m to the listeners unless it was delivered already.
-  deliver(m) {
-    const c = parseCursor(m.cursor == null ? m.seq : m.cursor);
-    if (this.epoch && c.epoch && c.epoch !== this.epoch) this.reset(); // a new numbering, unannounced
-    if (m.seq <= this.seq) return false;
-    if (this.seq > 0 && m.seq > this.seq + 1 && !this.gapSaid) this.emit("gap", { missed: m.seq - this.seq - 1 });
-    this.gapSaid = false;
-    this.seq = m.seq;
-    if (c.epoch) this.epoch = c.epoch;
-    this.cursor = m.cursor == null ? String(m.seq) : m.cursor;
-    this.emit("message", m);
-    return true;
-  }
-
-  // stored is a message the server answered a post with: shown at once
-  // if it is the next one, otherwise the stream brings it in order.
-  stored(m) {
-    const c = parseCursor(m.cursor == null ? m.seq : m.cursor);
-    if (m.seq === this.seq + 1 && (!c.epoch || c.epoch === this.epoch)) this.deliver(m);
+    this.order.deliver(obj);
   }
 }
