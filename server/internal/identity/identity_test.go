@@ -3,6 +3,7 @@ package identity
 import (
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"slices"
 	"strconv"
 	"strings"
@@ -321,5 +322,78 @@ func BenchmarkVerify(b *testing.B) {
 		if _, err := c.Verify(tok); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// The cost of a token's first check (an HMAC and two JSON decodings, and
+// a fresh cache entry).
+func BenchmarkVerifyUncached(b *testing.B) {
+	c := checker(b, Config{Secret: secret})
+	tok, _ := Mint(secret, Claims{Sub: "mary", Groups: []string{"chatters"}, Sid: "s1", TTL: time.Hour})
+	b.ReportAllocs()
+	for b.Loop() {
+		c.cache = verifiedCache{}
+		if _, err := c.Verify(tok); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// TestVerifyCached: a token that verified verifies again from the cache,
+// with the same identity and no allocation; a bad token is never cached.
+func TestVerifyCached(t *testing.T) {
+	c := checker(t, Config{Secret: secret})
+	tok, _ := Mint(secret, Claims{Sub: "mary", Groups: []string{"chatters"}, TTL: time.Hour})
+	first, err := c.Verify(tok)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := c.Verify(tok)
+	if err != nil || again.Sub != "mary" || !slices.Equal(again.Groups, first.Groups) || !again.Expires.Equal(first.Expires) {
+		t.Fatalf("cached verify: %+v, %v; first %+v", again, err, first)
+	}
+	if n := testing.AllocsPerRun(100, func() { _, _ = c.Verify(tok) }); n != 0 {
+		t.Errorf("a cached token costs %v allocations", n)
+	}
+	bad := tok[:len(tok)-2] + "xx"
+	for range 2 {
+		if _, err := c.Verify(bad); err == nil {
+			t.Fatal("a tampered token verified")
+		}
+	}
+	if len(c.cache.m) != 1 {
+		t.Fatalf("cache holds %d tokens, want 1", len(c.cache.m))
+	}
+}
+
+// TestVerifiedCacheTime: a cached token is judged against the clock on
+// every hit; keys are copies; the cache is bounded.
+func TestVerifiedCacheTime(t *testing.T) {
+	var c verifiedCache
+	t0 := time.Unix(1_800_000_000, 0)
+	buf := []byte("token-a")
+	c.put(string(buf), verified{id: Identity{Sub: "a"}, notAfter: t0})
+	buf[0] = 'X' // the caller reuses its buffer
+	if id, err, ok := c.get("token-a", t0.Add(Leeway)); !ok || err != nil || id.Sub != "a" {
+		t.Fatalf("within the leeway: %+v %v %v", id, err, ok)
+	}
+	if _, err, ok := c.get("token-a", t0.Add(Leeway+time.Second)); !ok || err != ErrExpired {
+		t.Fatalf("past exp: %v %v", err, ok)
+	}
+	if _, _, ok := c.get("token-a", t0); ok {
+		t.Fatal("an expired token stayed cached")
+	}
+	c.put("token-b", verified{id: Identity{Sub: "b"}, notBefore: t0.Add(time.Hour)})
+	if _, err, ok := c.get("token-b", t0); !ok || err != ErrNotYetValid {
+		t.Fatalf("before nbf: %v %v", err, ok)
+	}
+	if _, err, _ := c.get("token-b", t0.Add(time.Hour-Leeway)); err != nil {
+		t.Fatalf("at nbf minus the leeway: %v", err)
+	}
+	for i := range verifiedMax + 10 {
+		c.put(fmt.Sprint("t", i), verified{id: Identity{Sub: "x"}})
+	}
+	if len(c.m) > verifiedMax {
+		t.Fatalf("cache grew to %d", len(c.m))
 	}
 }

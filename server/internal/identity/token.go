@@ -35,6 +35,7 @@ type Checker struct {
 	private policy
 	parser  *jwt.Parser
 	key     any // cfg.Secret, boxed once: keyFunc returns it without allocating
+	cache   verifiedCache
 }
 
 // New returns a Checker for cfg, or what is wrong with cfg.
@@ -66,11 +67,16 @@ func (c *Checker) Enabled() bool { return len(c.cfg.Secret) > 0 }
 func (c *Checker) Anonymous() Mode { return c.cfg.Anonymous }
 
 // Verify checks a token and returns its holder, or one of the Err values
-// saying what is wrong with it. It costs one HMAC-SHA256 and the decoding
-// of the token's two JSON objects.
+// saying what is wrong with it. The first time it sees a token it costs
+// one HMAC-SHA256 and the decoding of the token's two JSON objects; a
+// token that verified before costs a lookup and a look at the clock. The
+// returned Identity's slices are shared: read them, do not change them.
 func (c *Checker) Verify(token string) (Identity, error) {
 	if !c.Enabled() {
 		return Identity{}, ErrSignature // no secret: nothing verifies
+	}
+	if id, err, ok := c.cache.get(token, time.Now()); ok {
+		return id, err
 	}
 	var cl claims
 	tok, err := c.parser.ParseWithClaims(token, &cl, c.keyFunc)
@@ -81,9 +87,17 @@ func (c *Checker) Verify(token string) (Identity, error) {
 		return Identity{}, ErrNoSubject
 	}
 	id := Identity{Sub: cl.Sub, Groups: cl.Groups, Sid: cl.Sid, Walls: cl.Walls}
+	v := verified{id: id}
 	if cl.Exp.set {
 		id.Expires = cl.Exp.Time
+		v.id.Expires, v.notAfter = cl.Exp.Time, cl.Exp.Time
 	}
+	for _, d := range []numericDate{cl.Nbf, cl.Iat} {
+		if d.set && d.Time.After(v.notBefore) {
+			v.notBefore = d.Time
+		}
+	}
+	c.cache.put(token, v)
 	return id, nil
 }
 
