@@ -27,8 +27,8 @@ function metaHTML(user, time) {
   return `<p class="meta">${h}</p>`;
 }
 
-// markerText says what a gap or reset notice marks, where it is.
-export function gapText(g) {
+// gapText says what a gap or reset marker in the list marks.
+function gapText(g) {
   if (g.reset) return "The wall restarted: messages from before are gone. Its messages since then follow.";
   return `${g.missed} message${g.missed === 1 ? " was" : "s were"} missed here.`;
 }

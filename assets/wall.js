@@ -9,7 +9,7 @@
 
 import { connect, PublishError } from "./wall-client.js";
 import { uuid4 } from "./wall-publish.js";
-import { gapText, Inbox } from "./wall-view.js";
+import { Inbox } from "./wall-view.js";
 
 const ds = document.body.dataset;
 const $ = (id) => document.getElementById(id);
@@ -116,7 +116,11 @@ client.on("state", (s) => {
 client.on("message", (m) => inbox.add(m));
 client.on("gap", (g) => {
   inbox.gap(g);
-  notice(gapText(g));
+  notice(
+    g.reset
+      ? "The wall restarted: messages from before it are gone. A line in the list marks where."
+      : `${g.missed} message${g.missed === 1 ? " was" : "s were"} missed: a line in the list marks where.`,
+  );
 });
 
 // --- posting -----------------------------------------------------------------
