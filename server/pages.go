@@ -105,10 +105,13 @@ func (s *Server) handlePage(c echo.Context) error {
 	t, aerr := s.admit.Admit(httpSource{c.Request(), a}, admit.Page)
 	def := c.Param("wall") == ""
 	if aerr != nil {
-		if aerr.Status != http.StatusUnauthorized && aerr.Status != http.StatusForbidden {
+		if aerr.Status != http.StatusUnauthorized && aerr.Status != http.StatusForbidden || !wantsHTML(c.Request()) {
 			return aerr
 		}
 		// A wall this browser may not read: its page, empty, says so.
+		if aerr.Status == http.StatusUnauthorized {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="wall"`)
+		}
 		return s.renderPage(c, aerr.Status, s.pageFor(c, a["wall"], def, &denied{
 			Status: aerr.Status, Message: aerr.Message, Explain: deniedExplain(aerr.Status),
 		}))
