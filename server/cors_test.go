@@ -172,3 +172,20 @@ func TestCORSWaitingReads(t *testing.T) {
 		t.Errorf("cross-origin event stream: %d %v", res.StatusCode, res.Header)
 	}
 }
+
+// TestCORSOnEveryPollPath: a cross-origin poll gets its CORS headers on
+// every path, a keep-alive connection the engine already holds included
+// (behind nginx one upstream connection carries many origins' polls).
+func TestCORSOnEveryPollPath(t *testing.T) {
+	forEachPath(t, func(t *testing.T, p pollPath) {
+		e := p.env(t, Config{AllowedOrigins: []string{"https://app.example"}}, 10)
+		e.post("main", "hello")
+		wc := e.pollConn(p)
+		wc.send(pollReq("GET", url.Values{"cursor": {"0"}}, "Origin: https://app.example"))
+		r := wc.response(5 * time.Second)
+		wantMessages(t, r)
+		if got := r.Header.Get("Access-Control-Allow-Origin"); got != "https://app.example" {
+			t.Errorf("Access-Control-Allow-Origin %q on %s: %v", got, p.name, r)
+		}
+	})
+}
