@@ -38,6 +38,7 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	args []string // extra redis-server arguments (a cluster node's)
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -50,6 +51,13 @@ type Server struct {
 // installed, unless WALL_REQUIRE_INTEGRATION=1, where it fails.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startServer(t, lookServer(t), nil)
+}
+
+// lookServer returns the path of redis-server, or skips (or fails, with
+// WALL_REQUIRE_INTEGRATION=1) the test.
+func lookServer(t testing.TB) string {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("WALL_REQUIRE_INTEGRATION") == "1" {
@@ -57,12 +65,24 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("redistest: redis-server not installed; set WALL_REQUIRE_INTEGRATION=1 to fail instead")
 	}
+	return bin
+}
+
+// startServer starts bin on a free loopback port; args(port) returns the
+// extra arguments, which may name more free ports.
+func startServer(t testing.TB, bin string, args func(port int) ([]string, error)) *Server {
+	t.Helper()
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	t.Cleanup(s.cleanup)
 	var lastErr error
 	for range 3 { // a free port may be taken between probing and binding
 		if s.port, lastErr = freePort(); lastErr != nil {
 			continue
+		}
+		if args != nil {
+			if s.args, lastErr = args(s.port); lastErr != nil {
+				continue
+			}
 		}
 		if lastErr = s.start(); lastErr == nil {
 			return s
@@ -94,6 +114,21 @@ func (s *Server) Client() *redis.Client {
 	return c
 }
 
+// Kill kills the server with SIGKILL, as a crash would, and waits for it
+// to exit. A cluster node keeps its nodes.conf: Start brings it back into
+// the cluster (as a replica, if it was failed over meanwhile), empty.
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.signal(syscall.SIGKILL)
+}
+
+// Running reports whether the server process is up.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
 // Stop shuts the server down (SIGTERM) and waits for it to exit. Nothing
 // is persisted: a later Start comes back empty.
 func (s *Server) Stop() {
@@ -122,6 +157,7 @@ func (s *Server) start() error {
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--logfile", logFile, "--daemonize", "no")
+	cmd.Args = append(cmd.Args, s.args...)
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return err
