@@ -1,0 +1,65 @@
+package redisbroker
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// This file holds what differs on a Redis Cluster: which node a wall's
+// subscription goes to, loading the function library on every master, and
+// telling go-redis that the topology may have changed.
+//
+// go-redis's ClusterClient routes commands (FCALL, the check's pipeline)
+// by key and follows MOVED and ASK itself; its view of the slots is what
+// route uses for pub/sub too. That view is reloaded after a MOVED reply to
+// a command, every 60 s by default, and whenever the broker sees a sign of
+// change (a pub/sub connection lost, an error reply to a subscribe, a
+// subscription dropped by its node, a command that could not reach its
+// node), so after a failover both the commands and the subscriptions reach
+// the promoted replica as soon as the cluster knows it.
+
+// route returns where a wall's channel is subscribed: on a single Redis
+// the one link (""); on a cluster the address and client of the master
+// that serves the channel's slot (the slot of the wall's keys).
+func (b *Broker) route(ctx context.Context, ch string) (string, *redis.Client, error) {
+	if b.cluster == nil {
+		return "", nil, nil
+	}
+	node, err := b.cluster.MasterForKey(ctx, ch)
+	if err != nil {
+		return "", nil, err
+	}
+	return node.Options().Addr, node, nil
+}
+
+// loadLibrary loads the function library: on every master of a cluster
+// (replicas get it by replication), or on the single Redis.
+func (b *Broker) loadLibrary(ctx context.Context) error {
+	var err error
+	if b.cluster != nil {
+		// ForEachMaster reloads the topology first: a node promoted or
+		// added since is included.
+		err = b.cluster.ForEachMaster(ctx, func(ctx context.Context, node *redis.Client) error {
+			if err := node.FunctionLoadReplace(ctx, b.lib).Err(); err != nil {
+				return fmt.Errorf("%s: %w", node.Options().Addr, err)
+			}
+			return nil
+		})
+	} else {
+		err = b.client.FunctionLoadReplace(ctx, b.lib).Err()
+	}
+	if err != nil {
+		return fmt.Errorf("loading the wall function library: %w", err)
+	}
+	return nil
+}
+
+// reloadTopology asks go-redis to reload the cluster's slots in the
+// background; a no-op on a single Redis.
+func (b *Broker) reloadTopology() {
+	if b.cluster != nil {
+		b.cluster.ReloadState(context.Background())
+	}
+}

@@ -1,0 +1,408 @@
+package redisbroker
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// This file holds the subscription manager, one of Run's goroutines and
+// the only one that subscribes and unsubscribes. It routes each followed
+// wall to the link of the node that serves it (the one link on a single
+// Redis), keeps the links connected, moves walls when the cluster's
+// topology changes, and drops the walls whose linger is over.
+//
+// A wall's subscription is "live" once its node confirmed it. Only then
+// does the wall's history tell everything the stream will not: any message
+// published after the confirmation arrives on the stream, any before is in
+// the history, and the applier drops what it already has by seq. So every
+// confirmation (first subscription, reconnection, move) marks the wall
+// dirty for the applier to read what it lacks.
+
+// Manager tuning.
+const (
+	manageTick     = 100 * time.Millisecond // reconnects, retries
+	expireEvery    = time.Second            // linger sweep
+	routeEvery     = 2 * time.Second         // cluster: every wall's route checked against the topology
+	unconfirmedFor = 500 * time.Millisecond // a subscribe unanswered this long is routed and sent again
+)
+
+// manager is the state of the manager goroutine; nothing else touches it.
+type manager struct {
+	b     *Broker
+	sv    *supervisor
+	links map[string]*link // by node address
+	wg    sync.WaitGroup   // readers
+
+	expireAt time.Time // next linger sweep
+	routeAt  time.Time // next check of every wall's route (cluster)
+}
+
+// manageLoop runs the manager until ctx is done, then closes every link
+// and waits for their readers. Must only run as Run's manager goroutine.
+func (b *Broker) manageLoop(ctx context.Context, sv *supervisor) {
+	m := &manager{b: b, sv: sv, links: make(map[string]*link)}
+	defer m.wg.Wait()
+	defer func() {
+		for _, l := range m.links {
+			m.closeConn(l)
+		}
+	}()
+	tick := time.NewTicker(manageTick)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-b.subKick:
+		case ev := <-b.linkEv:
+			m.handle(ctx, ev)
+		case now := <-tick.C:
+			m.periodic(ctx, now)
+		}
+		m.subscribePending(ctx)
+	}
+}
+
+// handle acts on a reader's event.
+func (m *manager) handle(ctx context.Context, ev linkEvent) {
+	l := ev.l
+	if m.links[l.addr] != l || ev.gen != l.gen || l.ps == nil {
+		return // a connection closed since
+	}
+	b := m.b
+	switch ev.kind {
+	case evSubscribed:
+		b.fol.Lock()
+		f := b.fol.walls[ev.wall]
+		confirmed := f != nil && f.link == l && !f.live
+		if confirmed {
+			f.setLive(true)
+			l.fails = 0
+		}
+		b.fol.Unlock()
+		if confirmed && b.hub.Lookup(ev.wall) != nil {
+			b.markDirty(ev.wall) // read what was published before the subscription
+		}
+	case evUnsubscribed:
+		ch := b.channel(ev.wall)
+		if l.unsubs[ch] > 0 {
+			if l.unsubs[ch]--; l.unsubs[ch] == 0 {
+				delete(l.unsubs, ch)
+			}
+			return
+		}
+		// The node dropped the subscription itself: the wall's slot moved
+		// to another node. Route it again.
+		b.log.Info("redis dropped a wall's subscription (slot moved); moving it", "wall", ev.wall, "node", l.addr)
+		b.reloadTopology()
+		b.fol.Lock()
+		if f := b.fol.walls[ev.wall]; f != nil && f.link == l {
+			m.unlinkLocked(ev.wall, f)
+		}
+		b.fol.Unlock()
+	case evReply:
+		// An error reply to a subscribe (MOVED after a topology change);
+		// the wall stays unconfirmed and is routed and sent again.
+		b.log.Debug("redis pub/sub error reply", "node", l.addr, "err", ev.err)
+		b.reloadTopology()
+	case evDown:
+		b.log.Warn("redis pub/sub connection lost; reconnecting", "node", l.addr, "walls", len(l.walls), "err", ev.err)
+		m.down(l)
+	}
+}
+
+// periodic reconnects links whose backoff is over, sends again the
+// subscribes left unconfirmed, checks routes and drops expired walls.
+func (m *manager) periodic(ctx context.Context, now time.Time) {
+	b := m.b
+	if b.cluster != nil && !now.Before(m.routeAt) {
+		m.routeAt = now.Add(routeEvery)
+		m.reroute(ctx, nil)
+	}
+	var stale []string
+	b.fol.Lock()
+	for _, l := range m.links {
+		if l.ps == nil {
+			continue
+		}
+		for name := range l.walls {
+			if f := b.fol.walls[name]; f != nil && !f.live && now.Sub(f.sentAt) >= unconfirmedFor {
+				stale = append(stale, name)
+			}
+		}
+	}
+	b.fol.Unlock()
+	if len(stale) > 0 {
+		m.reroute(ctx, stale) // on a cluster, where the topology says now
+		for _, name := range stale {
+			m.resend(ctx, name)
+		}
+	}
+	for _, l := range m.links {
+		if l.ps == nil && !now.Before(l.retryAt) {
+			if b.cluster != nil {
+				m.reroute(ctx, keys(l.walls)) // after a failover its walls are elsewhere
+			}
+			if len(l.walls) > 0 {
+				m.connect(ctx, l)
+			}
+		}
+	}
+	if !now.Before(m.expireAt) {
+		m.expireAt = now.Add(expireEvery)
+		m.expire(ctx, now)
+	}
+	m.closeEmpty()
+}
+
+// subscribePending routes the walls that have no link and subscribes them.
+func (m *manager) subscribePending(ctx context.Context) {
+	b := m.b
+	b.fol.Lock()
+	if len(b.fol.pending) == 0 {
+		b.fol.Unlock()
+		return
+	}
+	names := keys(b.fol.pending)
+	b.fol.Unlock()
+	for _, name := range names {
+		addr, node, err := b.route(ctx, b.channel(name))
+		if err != nil {
+			b.log.Debug("redis: cannot route a wall yet", "wall", name, "err", err)
+			b.reloadTopology()
+			continue // still pending: retried at the next event or tick
+		}
+		l := m.links[addr]
+		if l == nil {
+			l = &link{addr: addr, node: node, walls: make(map[string]struct{})}
+			m.links[addr] = l
+		}
+		b.fol.Lock()
+		f := b.fol.walls[name]
+		if f == nil || f.link != nil {
+			b.fol.Unlock()
+			continue
+		}
+		delete(b.fol.pending, name)
+		f.link, f.sentAt = l, time.Now()
+		l.walls[name] = struct{}{}
+		b.fol.Unlock()
+		switch {
+		case l.ps != nil:
+			if err := m.subscribe(ctx, l, name); err != nil {
+				b.log.Warn("redis pub/sub subscribe failed; reconnecting", "node", l.addr, "err", err)
+				m.down(l)
+			}
+		case !time.Now().Before(l.retryAt):
+			m.connect(ctx, l) // subscribes every wall of the link
+		}
+	}
+}
+
+// connect opens a new connection for l and subscribes every wall of the
+// link on it, one command each, then starts its reader.
+func (m *manager) connect(ctx context.Context, l *link) {
+	b := m.b
+	if b.cluster != nil {
+		l.ps = l.node.SSubscribe(ctx)
+	} else {
+		l.ps = b.client.Subscribe(ctx)
+	}
+	l.gen++
+	l.stop = make(chan struct{})
+	l.unsubs = make(map[string]int)
+	now := time.Now()
+	b.fol.Lock()
+	for name := range l.walls {
+		if f := b.fol.walls[name]; f != nil {
+			f.sentAt = now
+		}
+	}
+	b.fol.Unlock()
+	for name := range l.walls {
+		if err := m.subscribe(ctx, l, name); err != nil {
+			b.log.Warn("redis pub/sub connect failed; retrying", "node", l.addr, "err", err)
+			m.down(l)
+			return
+		}
+	}
+	ps, gen, stop := l.ps, l.gen, l.stop
+	m.wg.Go(m.sv.guard(ctx, "reader", func(ctx context.Context) { b.readLoop(ctx, l, ps, gen, stop) }))
+	b.log.Debug("redis pub/sub connected", "node", l.addr, "walls", len(l.walls))
+}
+
+// subscribe sends the subscribe command for one wall on l's connection.
+func (m *manager) subscribe(ctx context.Context, l *link, name string) error {
+	ctx, cancel := context.WithTimeout(ctx, m.b.cfg.Timeout)
+	defer cancel()
+	if m.b.cluster != nil {
+		return l.ps.SSubscribe(ctx, m.b.channel(name))
+	}
+	return l.ps.Subscribe(ctx, m.b.channel(name))
+}
+
+// unsubscribe sends the unsubscribe command for one wall on l's
+// connection; its confirmation is expected (not taken for the node's).
+func (m *manager) unsubscribe(ctx context.Context, l *link, name string) {
+	ch := m.b.channel(name)
+	l.unsubs[ch]++
+	ctx, cancel := context.WithTimeout(ctx, m.b.cfg.Timeout)
+	defer cancel()
+	var err error
+	if m.b.cluster != nil {
+		err = l.ps.SUnsubscribe(ctx, ch)
+	} else {
+		err = l.ps.Unsubscribe(ctx, ch)
+	}
+	if err != nil {
+		m.b.log.Warn("redis pub/sub unsubscribe failed; reconnecting", "node", l.addr, "err", err)
+		m.down(l)
+	}
+}
+
+// resend sends a wall's subscribe again on its link, if the link is up.
+func (m *manager) resend(ctx context.Context, name string) {
+	b := m.b
+	b.fol.Lock()
+	f := b.fol.walls[name]
+	if f == nil || f.link == nil || f.link.ps == nil || f.live {
+		b.fol.Unlock()
+		return
+	}
+	l := f.link
+	f.sentAt = time.Now()
+	b.fol.Unlock()
+	if err := m.subscribe(ctx, l, name); err != nil {
+		m.down(l)
+	}
+}
+
+// down closes l's connection after a failure; its walls are not live
+// until a new connection, after a backoff, confirms them again.
+func (m *manager) down(l *link) {
+	if l.ps == nil {
+		return
+	}
+	m.closeConn(l)
+	l.fails++
+	backoff := min(50*time.Millisecond<<min(l.fails-1, 5), redisMaxBackoff)
+	l.retryAt = time.Now().Add(backoff)
+	m.b.reloadTopology()
+}
+
+// closeConn ends l's current connection and reader and marks its walls not
+// live.
+func (m *manager) closeConn(l *link) {
+	if l.ps == nil {
+		return
+	}
+	close(l.stop)
+	_ = l.ps.Close() // ends the reader's Receive
+	l.ps = nil
+	m.b.fol.Lock()
+	for name := range l.walls {
+		if f := m.b.fol.walls[name]; f != nil {
+			f.setLive(false)
+		}
+	}
+	m.b.fol.Unlock()
+}
+
+// reroute checks the route of the named walls (nil: every followed wall)
+// against the cluster's topology and moves those now served by another
+// node: unsubscribed from the old link, pending for the new one. A no-op
+// on a single Redis.
+func (m *manager) reroute(ctx context.Context, names []string) {
+	b := m.b
+	if b.cluster == nil {
+		return
+	}
+	if names == nil {
+		b.fol.Lock()
+		names = keys(b.fol.walls)
+		b.fol.Unlock()
+	}
+	for _, name := range names {
+		addr, _, err := b.route(ctx, b.channel(name))
+		if err != nil {
+			continue
+		}
+		b.fol.Lock()
+		f := b.fol.walls[name]
+		if f == nil || f.link == nil || f.link.addr == addr {
+			b.fol.Unlock()
+			continue
+		}
+		old := f.link
+		m.unlinkLocked(name, f)
+		b.fol.Unlock()
+		b.log.Info("redis: wall moved to another node", "wall", name, "from", old.addr, "to", addr)
+		if old.ps != nil {
+			m.unsubscribe(ctx, old, name)
+		}
+	}
+}
+
+// unlinkLocked takes wall name off its link and makes it pending. The
+// follows lock must be held.
+func (m *manager) unlinkLocked(name string, f *follow) {
+	delete(f.link.walls, name)
+	f.link = nil
+	f.setLive(false)
+	m.b.fol.pending[name] = struct{}{}
+}
+
+// expire stops following the walls whose linger is over and that the hub
+// could evict (no user came back), and unsubscribes them.
+func (m *manager) expire(ctx context.Context, now time.Time) {
+	b := m.b
+	type unsub struct {
+		l    *link
+		name string
+	}
+	var unsubs []unsub
+	b.fol.Lock()
+	for name, f := range b.fol.walls {
+		if f.users || now.Sub(f.idleAt) < b.cfg.Linger {
+			continue
+		}
+		// Evicted under the follows lock: a user arriving now waits in
+		// WallActive and follows the wall anew, on a new, empty wall.
+		if !b.hub.Evict(name) {
+			continue
+		}
+		delete(b.fol.walls, name)
+		delete(b.fol.pending, name)
+		if l := f.link; l != nil {
+			delete(l.walls, name)
+			if l.ps != nil {
+				unsubs = append(unsubs, unsub{l, name})
+			}
+		}
+	}
+	b.fol.Unlock()
+	for _, u := range unsubs {
+		if u.l.ps != nil {
+			m.unsubscribe(ctx, u.l, u.name)
+		}
+	}
+}
+
+// closeEmpty closes and forgets the links that carry no wall.
+func (m *manager) closeEmpty() {
+	for addr, l := range m.links {
+		if len(l.walls) == 0 {
+			m.closeConn(l)
+			delete(m.links, addr)
+		}
+	}
+}
+
+func keys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	return out
+}
