@@ -23,7 +23,7 @@ import (
 const (
 	manageTick     = 100 * time.Millisecond // reconnects, retries
 	expireEvery    = time.Second            // linger sweep
-	routeEvery     = 2 * time.Second         // cluster: every wall's route checked against the topology
+	routeEvery     = 2 * time.Second        // cluster: every wall's route checked against the topology
 	unconfirmedFor = 500 * time.Millisecond // a subscribe unanswered this long is routed and sent again
 )
 
