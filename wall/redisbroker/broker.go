@@ -164,6 +164,11 @@ type Broker struct {
 
 	dropPubSub atomic.Bool // tests: the readers lose every message, as if their connections were down
 
+	// subscribeDelay, when set by a test before Run, delays every
+	// subscribe the manager sends: a slow subscription, to test that
+	// nothing published meanwhile is lost.
+	subscribeDelay time.Duration
+
 	// panicHook, when set by a test before Run, is called by the reader
 	// ("reader") for every pub/sub message and by the applier ("applier")
 	// before applying one; it panics to test the loops' recovery.

@@ -22,7 +22,7 @@ import (
 // Manager tuning.
 const (
 	manageTick     = 100 * time.Millisecond // reconnects, retries
-	expireEvery    = time.Second            // linger sweep
+	expireEvery    = time.Second            // linger sweep, or Linger/2 if shorter
 	routeEvery     = 2 * time.Second        // cluster: every wall's route checked against the topology
 	unconfirmedFor = 500 * time.Millisecond // a subscribe unanswered this long is routed and sent again
 )
@@ -150,7 +150,7 @@ func (m *manager) periodic(ctx context.Context, now time.Time) {
 		}
 	}
 	if !now.Before(m.expireAt) {
-		m.expireAt = now.Add(expireEvery)
+		m.expireAt = now.Add(min(expireEvery, b.cfg.Linger/2))
 		m.expire(ctx, now)
 	}
 	m.closeEmpty()
@@ -234,6 +234,9 @@ func (m *manager) connect(ctx context.Context, l *link) {
 
 // subscribe sends the subscribe command for one wall on l's connection.
 func (m *manager) subscribe(ctx context.Context, l *link, name string) error {
+	if m.b.subscribeDelay > 0 {
+		time.Sleep(m.b.subscribeDelay)
+	}
 	ctx, cancel := context.WithTimeout(ctx, m.b.cfg.Timeout)
 	defer cancel()
 	if m.b.cluster != nil {
