@@ -123,8 +123,9 @@ func (b *Broker) check(ctx context.Context) {
 		cmds[i] = pipe.HMGet(ctx, b.key(n)+":meta", "seq", "epoch")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		// On a cluster one node may be down (failing over) while the
+		// others answer: each command has its own outcome.
 		b.log.Debug("redis resync check failed", "err", err)
-		return
 	}
 	for i, n := range names {
 		w := b.hub.Lookup(n)

@@ -2,6 +2,7 @@ package redisbroker
 
 import (
 	"context"
+	"log/slog"
 	"sync"
 	"time"
 )
@@ -222,7 +223,11 @@ func (m *manager) connect(ctx context.Context, l *link) {
 	b.fol.Unlock()
 	for name := range l.walls {
 		if err := m.subscribe(ctx, l, name); err != nil {
-			b.log.Warn("redis pub/sub connect failed; retrying", "node", l.addr, "err", err)
+			level := slog.LevelWarn
+			if l.fails > 0 {
+				level = slog.LevelDebug // logged once per outage
+			}
+			b.log.Log(ctx, level, "redis pub/sub connect failed; retrying", "node", l.addr, "err", err)
 			m.down(l)
 			return
 		}

@@ -160,11 +160,12 @@ func (c *Cluster) Nodes() []*Server { return c.nodes }
 // with timeouts short enough for tests that kill nodes.
 func (c *Cluster) Client() *redis.ClusterClient {
 	cl := redis.NewClusterClient(&redis.ClusterOptions{
-		Addrs:        c.Addrs(),
-		DialTimeout:  time.Second,
-		ReadTimeout:  2 * time.Second,
-		WriteTimeout: 2 * time.Second,
-		MaxRetries:   1,
+		Addrs:         c.Addrs(),
+		DialTimeout:   time.Second,
+		DialerRetries: 1,
+		ReadTimeout:   2 * time.Second,
+		WriteTimeout:  2 * time.Second,
+		MaxRetries:    1,
 	})
 	c.mu.Lock()
 	c.clients = append(c.clients, cl)

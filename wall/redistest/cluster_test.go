@@ -3,6 +3,7 @@ package redistest
 import (
 	"context"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -18,7 +19,10 @@ func TestCluster(t *testing.T) {
 	defer cancel()
 	cl := c.Client()
 	masters := map[string]bool{}
+	var mu sync.Mutex
 	if err := cl.ForEachMaster(ctx, func(ctx context.Context, m *redis.Client) error {
+		mu.Lock() // called concurrently
+		defer mu.Unlock()
 		masters[m.Options().Addr] = true
 		return nil
 	}); err != nil || len(masters) != 3 {
