@@ -49,6 +49,7 @@ type config struct {
 	server          server.Config
 	origins         string
 	redisURL        string
+	redisCluster    string
 	shutdownTimeout time.Duration
 	logLevel        string
 	debugAddr       string
@@ -83,6 +84,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&cfg.server.PollTimeout, "poll-timeout", envDur("WALL_POLL_TIMEOUT", server.DefaultPollTimeout), "longest a long-poll is held; keep it below the proxy's read timeout (WALL_POLL_TIMEOUT)")
 	fs.StringVar(&cfg.origins, "origins", env("WALL_ALLOWED_ORIGINS", ""), "comma-separated extra origins allowed to open WebSockets, or * (WALL_ALLOWED_ORIGINS)")
 	fs.StringVar(&cfg.redisURL, "redis", env("REDIS_URL", ""), "Redis URL, e.g. redis://127.0.0.1:6379/0; empty runs a single instance with the in-process broker (REDIS_URL)")
+	fs.StringVar(&cfg.redisCluster, "redis-cluster", env("WALL_REDIS_CLUSTER", ""), "Redis Cluster seed nodes, host:port,host:port,... (or a redis:// cluster URL with ?addr=...); instead of -redis (WALL_REDIS_CLUSTER)")
 	fs.IntVar(&cfg.server.MaxWalls, "max-walls", envInt("WALL_MAX_WALLS", server.DefaultMaxWalls), "walls one instance holds before posts to new walls get 503; -1 for no limit (WALL_MAX_WALLS)")
 	fs.StringVar(&cfg.server.PublishToken, "publish-token", env("WALL_PUBLISH_TOKEN", ""), "bearer token for POST /api/publish; empty disables it (WALL_PUBLISH_TOKEN)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", envDur("WALL_SHUTDOWN_TIMEOUT", 10*time.Second), "longest graceful shutdown (WALL_SHUTDOWN_TIMEOUT)")
@@ -183,7 +185,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, hub *wall.Hub, bro
 		}
 		return nil
 	})
-	log.Info("wall listening", "addr", ln.Addr().String(), "redis", cfg.redisURL != "", "cache", cfg.cacheSize)
+	log.Info("wall listening", "addr", ln.Addr().String(), "redis", cfg.redisURL != "", "redis_cluster", cfg.redisCluster != "", "cache", cfg.cacheSize)
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
