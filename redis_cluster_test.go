@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -232,6 +233,33 @@ func TestRedisClusterInstances(t *testing.T) {
 		}
 		if bodies[0] != bodies[1] {
 			t.Errorf("%s: the instances answer cursor 3 differently:\n%.300s\n%.300s", w, bodies[0], bodies[1])
+		}
+	}
+}
+
+// TestRedisClusterFlag: -redis-cluster and WALL_REDIS_CLUSTER take seed
+// addresses or a cluster URL; a bad address, or both -redis and
+// -redis-cluster, is refused at start.
+func TestRedisClusterFlag(t *testing.T) {
+	env := map[string]string{"WALL_REDIS_CLUSTER": "127.0.0.1:7100,127.0.0.1:7101"}
+	cfg, err := parseFlags(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil || cfg.redisCluster != env["WALL_REDIS_CLUSTER"] {
+		t.Fatalf("WALL_REDIS_CLUSTER not applied: %q %v", cfg.redisCluster, err)
+	}
+	var help strings.Builder
+	parseFlags([]string{"-help"}, func(string) string { return "" }, &help)
+	if !strings.Contains(help.String(), "WALL_REDIS_CLUSTER") {
+		t.Error("-help does not mention WALL_REDIS_CLUSTER")
+	}
+	for _, bad := range [][]string{
+		{"-redis-cluster", "127.0.0.1"},
+		{"-redis-cluster", "127.0.0.1:7100,"},
+		{"-redis-cluster", "127.0.0.1:7100", "-redis", "redis://127.0.0.1:6379/0"},
+		{"-redis-cluster", "redis://[::1"},
+	} {
+		args := append([]string{"-addr", "127.0.0.1:0"}, bad...)
+		if err := run(context.Background(), args, func(string) string { return "" }, io.Discard, nil); err == nil || !strings.Contains(err.Error(), "-redis") {
+			t.Errorf("run %q: %v, want an error naming the flag", bad, err)
 		}
 	}
 }
