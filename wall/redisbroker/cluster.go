@@ -8,8 +8,9 @@ import (
 )
 
 // This file holds what differs on a Redis Cluster: which node a wall's
-// subscription goes to, loading the function library on every master, and
-// telling go-redis that the topology may have changed.
+// subscription goes to and moving it when that changes, loading the
+// function library on every master, and telling go-redis that the
+// topology may have changed.
 //
 // go-redis's ClusterClient routes commands (FCALL, the check's pipeline)
 // by key and follows MOVED and ASK itself; its view of the slots is what
@@ -62,4 +63,48 @@ func (b *Broker) reloadTopology() {
 	if b.cluster != nil {
 		b.cluster.ReloadState(context.Background())
 	}
+}
+
+// reroute checks the route of the named walls (nil: every followed wall)
+// against the cluster's topology and moves those now served by another
+// node: unsubscribed from the old link, pending for the new one. A no-op
+// on a single Redis.
+func (m *manager) reroute(ctx context.Context, names []string) {
+	b := m.b
+	if b.cluster == nil {
+		return
+	}
+	if names == nil {
+		b.fol.Lock()
+		names = keys(b.fol.walls)
+		b.fol.Unlock()
+	}
+	for _, name := range names {
+		addr, _, err := b.route(ctx, b.channel(name))
+		if err != nil {
+			continue
+		}
+		b.fol.Lock()
+		f := b.fol.walls[name]
+		if f == nil || f.link == nil || f.link.addr == addr {
+			b.fol.Unlock()
+			continue
+		}
+		old := f.link
+		m.unlinkLocked(name, f)
+		b.fol.Unlock()
+		b.log.Info("redis: wall moved to another node", "wall", name, "from", old.addr, "to", addr)
+		if old.ps != nil {
+			m.unsubscribe(ctx, old, name)
+		}
+	}
+}
+
+// unlinkLocked takes wall name off its link and makes it pending. The
+// follows lock must be held.
+func (m *manager) unlinkLocked(name string, f *follow) {
+	delete(f.link.walls, name)
+	f.link = nil
+	f.setLive(false)
+	m.b.fol.pending[name] = struct{}{}
 }

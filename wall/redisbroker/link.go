@@ -3,6 +3,7 @@ package redisbroker
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"time"
 
@@ -10,9 +11,10 @@ import (
 )
 
 // This file holds the link, one pub/sub connection to one Redis node that
-// carries the subscriptions of the followed walls the node serves, and its
+// carries the subscriptions of the followed walls the node serves: its
 // reader goroutine, which only parses what arrives and hands it on, never
-// blocking on the applier.
+// blocking on the applier, and the manager's operations on it (connect,
+// subscribe, unsubscribe, down).
 //
 // Each connection is one go-redis PubSub, used for its life only: when it
 // fails, the manager closes it and opens a new one on which it subscribes
@@ -131,4 +133,120 @@ func (b *Broker) readLoop(ctx context.Context, l *link, ps *redis.PubSub, gen in
 			}
 		}
 	}
+}
+
+// connect opens a new connection for l and subscribes every wall of the
+// link on it, one command each, then starts its reader.
+func (m *manager) connect(ctx context.Context, l *link) {
+	b := m.b
+	if b.cluster != nil {
+		l.ps = l.node.SSubscribe(ctx)
+	} else {
+		l.ps = b.client.Subscribe(ctx)
+	}
+	l.gen++
+	l.stop = make(chan struct{})
+	l.unsubs = make(map[string]int)
+	now := time.Now()
+	b.fol.Lock()
+	for name := range l.walls {
+		if f := b.fol.walls[name]; f != nil {
+			f.sentAt = now
+		}
+	}
+	b.fol.Unlock()
+	for name := range l.walls {
+		if err := m.subscribe(ctx, l, name); err != nil {
+			level := slog.LevelWarn
+			if l.fails > 0 {
+				level = slog.LevelDebug // logged once per outage
+			}
+			b.log.Log(ctx, level, "redis pub/sub connect failed; retrying", "node", l.addr, "err", err)
+			m.down(l)
+			return
+		}
+	}
+	ps, gen, stop := l.ps, l.gen, l.stop
+	m.wg.Go(m.sv.guard(ctx, "reader", func(ctx context.Context) { b.readLoop(ctx, l, ps, gen, stop) }))
+	b.log.Debug("redis pub/sub connected", "node", l.addr, "walls", len(l.walls))
+}
+
+// subscribe sends the subscribe command for one wall on l's connection.
+func (m *manager) subscribe(ctx context.Context, l *link, name string) error {
+	if m.b.subscribeDelay > 0 {
+		time.Sleep(m.b.subscribeDelay)
+	}
+	ctx, cancel := context.WithTimeout(ctx, m.b.cfg.Timeout)
+	defer cancel()
+	if m.b.cluster != nil {
+		return l.ps.SSubscribe(ctx, m.b.channel(name))
+	}
+	return l.ps.Subscribe(ctx, m.b.channel(name))
+}
+
+// unsubscribe sends the unsubscribe command for one wall on l's
+// connection; its confirmation is expected (not taken for the node's).
+func (m *manager) unsubscribe(ctx context.Context, l *link, name string) {
+	ch := m.b.channel(name)
+	l.unsubs[ch]++
+	ctx, cancel := context.WithTimeout(ctx, m.b.cfg.Timeout)
+	defer cancel()
+	var err error
+	if m.b.cluster != nil {
+		err = l.ps.SUnsubscribe(ctx, ch)
+	} else {
+		err = l.ps.Unsubscribe(ctx, ch)
+	}
+	if err != nil {
+		m.b.log.Warn("redis pub/sub unsubscribe failed; reconnecting", "node", l.addr, "err", err)
+		m.down(l)
+	}
+}
+
+// resend sends a wall's subscribe again on its link, if the link is up.
+func (m *manager) resend(ctx context.Context, name string) {
+	b := m.b
+	b.fol.Lock()
+	f := b.fol.walls[name]
+	if f == nil || f.link == nil || f.link.ps == nil || f.live {
+		b.fol.Unlock()
+		return
+	}
+	l := f.link
+	f.sentAt = time.Now()
+	b.fol.Unlock()
+	if err := m.subscribe(ctx, l, name); err != nil {
+		m.down(l)
+	}
+}
+
+// down closes l's connection after a failure; its walls are not live
+// until a new connection, after a backoff, confirms them again.
+func (m *manager) down(l *link) {
+	if l.ps == nil {
+		return
+	}
+	m.closeConn(l)
+	l.fails++
+	backoff := min(50*time.Millisecond<<min(l.fails-1, 5), redisMaxBackoff)
+	l.retryAt = time.Now().Add(backoff)
+	m.b.reloadTopology()
+}
+
+// closeConn ends l's current connection and reader and marks its walls not
+// live.
+func (m *manager) closeConn(l *link) {
+	if l.ps == nil {
+		return
+	}
+	close(l.stop)
+	_ = l.ps.Close() // ends the reader's Receive
+	l.ps = nil
+	m.b.fol.Lock()
+	for name := range l.walls {
+		if f := m.b.fol.walls[name]; f != nil {
+			f.setLive(false)
+		}
+	}
+	m.b.fol.Unlock()
 }
