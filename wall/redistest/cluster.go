@@ -62,6 +62,7 @@ func StartCluster(t testing.TB, masters, replicas int) *Cluster {
 				"--cluster-node-timeout", strconv.Itoa(int(NodeTimeout.Milliseconds())),
 				"--cluster-port", strconv.Itoa(bus),
 				"--cluster-require-full-coverage", "no",
+				"--repl-diskless-sync-delay", "0", // replicas in sync at once
 			}, nil
 		}))
 	}
@@ -113,7 +114,8 @@ func (c *Cluster) form(ctx context.Context, masters int) error {
 }
 
 // waitHealthy waits until every running node reports cluster_state:ok and
-// the same topology, and every running replica is in sync with its master.
+// the same topology, and every running replica is in sync with its master
+// and counted online by it.
 func (c *Cluster) waitHealthy(ctx context.Context) error {
 	return c.waitAll(ctx, "a healthy cluster", func(cl *redis.Client) (bool, error) {
 		info, err := cl.ClusterInfo(ctx).Result()
@@ -126,6 +128,12 @@ func (c *Cluster) waitHealthy(ctx context.Context) error {
 		}
 		if strings.Contains(repl, "role:slave") && !strings.Contains(repl, "master_link_status:up") {
 			return false, nil
+		}
+		for line := range strings.Lines(repl) {
+			// A master counts a replica (for WAIT) once it is online.
+			if strings.HasPrefix(line, "slave") && strings.Contains(line, "ip=") && !strings.Contains(line, "state=online") {
+				return false, nil
+			}
 		}
 		slots, err := cl.ClusterSlots(ctx).Result()
 		if err != nil {

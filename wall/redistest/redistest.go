@@ -257,3 +257,31 @@ func tail(path string) string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// StartReplica starts a replica of master on a free loopback port and
+// waits until both see it in sync (the master counts it for WAIT); it is
+// killed at cleanup like master.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	// The master would wait 5 s for more replicas before a diskless sync.
+	if err := master.Client().ConfigSet(context.Background(), "repl-diskless-sync-delay", "0").Err(); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	s := startServer(t, lookServer(t), func(int) ([]string, error) {
+		return []string{"--replicaof", "127.0.0.1", strconv.Itoa(master.port)}, nil
+	})
+	c, mc := s.Client(), master.Client()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		info, err := c.Info(context.Background(), "replication").Result()
+		minfo, merr := mc.Info(context.Background(), "replication").Result()
+		if err == nil && merr == nil && strings.Contains(info, "master_link_status:up") &&
+			strings.Contains(minfo, "port="+strconv.Itoa(s.port)+",state=online") {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: replica of %s not in sync: %v %s", master.Addr(), err, info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
