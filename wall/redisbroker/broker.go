@@ -28,6 +28,7 @@ import (
 //	link.go      one pub/sub connection to one Redis node, and its reader
 //	cluster.go   what differs on a Redis Cluster: routing, loading the library
 //	publish.go   Publish: sequence in Redis, wait until applied; library calls
+//	durable.go   the optional wait for a replica after each post (WAIT)
 //	sync.go      Sync, and how callers ask the applier for work (resync, dirty)
 //	apply.go     the applier goroutine, the only writer of the hub's walls
 //	resync.go    bringing one wall up to date with Redis (range, replace, restore)
@@ -83,6 +84,12 @@ type Config struct {
 	// a client that comes back within it finds the wall live and cached.
 	// Default 30s.
 	Linger time.Duration
+	// WaitReplica, when positive, makes every post wait until a replica of
+	// the wall's master has it (WAIT 1, at most this long) before it is
+	// answered, so that an acknowledged post survives a failover. A post
+	// still unreplicated at the timeout is answered all the same (every
+	// instance has delivered it), counted and logged. Zero: no wait.
+	WaitReplica time.Duration
 }
 
 // Broker shares walls between instances through Redis. Redis is the
@@ -160,6 +167,9 @@ type Broker struct {
 
 	applied  atomic.Uint64 // messages applied to the hub's walls; see Stats
 	received atomic.Uint64 // messages received by pub/sub; see Stats
+
+	unreplicated      atomic.Uint64 // posts answered before a replica had them; see WaitReplica
+	unreplicatedLogAt atomic.Int64  // Unix ns of the last warning about them
 
 	dropPubSub atomic.Bool // tests: the readers lose every message, as if their connections were down
 

@@ -111,7 +111,7 @@ func held(w *wall.Wall) string {
 // sequence runs wall_publish.
 func (b *Broker) sequence(ctx context.Context, p wall.Post, held string) (sequenced, error) {
 	var r sequenced
-	v, err := b.fcall(ctx, "wall_publish", p.Wall, p.Body, p.ID, b.cfg.History, held, url.PathEscape(p.User))
+	v, err := b.publishCall(ctx, p.Wall, p.Body, p.ID, b.cfg.History, held, url.PathEscape(p.User))
 	if err != nil {
 		msg := err.Error()
 		switch {

@@ -18,11 +18,14 @@ type Stats struct {
 	Live     int    // of those, walls whose subscription is confirmed
 	Received uint64 // messages received by pub/sub
 	Applied  uint64 // messages applied to the hub's walls (from pub/sub or the history)
+	// Unreplicated counts the posts answered before a replica had them
+	// (Config.WaitReplica set, and the wait timed out).
+	Unreplicated uint64
 }
 
 // Stats returns the broker's counters.
 func (b *Broker) Stats() Stats {
-	s := Stats{Received: b.received.Load(), Applied: b.applied.Load()}
+	s := Stats{Received: b.received.Load(), Applied: b.applied.Load(), Unreplicated: b.unreplicated.Load()}
 	b.fol.Lock()
 	defer b.fol.Unlock()
 	s.Followed = len(b.fol.walls)
