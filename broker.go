@@ -45,9 +45,10 @@ func newBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func()
 	opts.ContextTimeoutEnabled = true
 	client := redis.NewClient(opts)
 	b := redisbroker.New(client, hub, redisbroker.Config{
-		History:   cfg.cacheSize,
-		BodyLimit: cfg.server.BodyLimit,
-		Log:       log,
+		History:     cfg.cacheSize,
+		BodyLimit:   cfg.server.BodyLimit,
+		Log:         log,
+		WaitReplica: cfg.redisWait,
 	})
 	return b, func() { client.Close() }, nil
 }
@@ -88,9 +89,10 @@ func newClusterBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker,
 	opts.ContextTimeoutEnabled = true
 	client := redis.NewClusterClient(opts)
 	b := redisbroker.New(client, hub, redisbroker.Config{
-		History:   cfg.cacheSize,
-		BodyLimit: cfg.server.BodyLimit,
-		Log:       log,
+		History:     cfg.cacheSize,
+		BodyLimit:   cfg.server.BodyLimit,
+		Log:         log,
+		WaitReplica: cfg.redisWait,
 	})
 	return b, func() { client.Close() }, nil
 }

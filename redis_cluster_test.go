@@ -238,18 +238,20 @@ func TestRedisClusterInstances(t *testing.T) {
 }
 
 // TestRedisClusterFlag: -redis-cluster and WALL_REDIS_CLUSTER take seed
-// addresses or a cluster URL; a bad address, or both -redis and
-// -redis-cluster, is refused at start.
+// addresses or a cluster URL, -redis-wait and WALL_REDIS_WAIT a duration;
+// a bad address, or both -redis and -redis-cluster, is refused at start.
 func TestRedisClusterFlag(t *testing.T) {
-	env := map[string]string{"WALL_REDIS_CLUSTER": "127.0.0.1:7100,127.0.0.1:7101"}
+	env := map[string]string{"WALL_REDIS_CLUSTER": "127.0.0.1:7100,127.0.0.1:7101", "WALL_REDIS_WAIT": "50ms"}
 	cfg, err := parseFlags(nil, func(k string) string { return env[k] }, io.Discard)
-	if err != nil || cfg.redisCluster != env["WALL_REDIS_CLUSTER"] {
-		t.Fatalf("WALL_REDIS_CLUSTER not applied: %q %v", cfg.redisCluster, err)
+	if err != nil || cfg.redisCluster != env["WALL_REDIS_CLUSTER"] || cfg.redisWait != 50*time.Millisecond {
+		t.Fatalf("WALL_REDIS_CLUSTER, WALL_REDIS_WAIT not applied: %q %v %v", cfg.redisCluster, cfg.redisWait, err)
 	}
 	var help strings.Builder
 	parseFlags([]string{"-help"}, func(string) string { return "" }, &help)
-	if !strings.Contains(help.String(), "WALL_REDIS_CLUSTER") {
-		t.Error("-help does not mention WALL_REDIS_CLUSTER")
+	for _, name := range []string{"WALL_REDIS_CLUSTER", "WALL_REDIS_WAIT"} {
+		if !strings.Contains(help.String(), name) {
+			t.Errorf("-help does not mention %s", name)
+		}
 	}
 	for _, bad := range [][]string{
 		{"-redis-cluster", "127.0.0.1"},
