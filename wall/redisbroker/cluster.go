@@ -57,6 +57,14 @@ func (b *Broker) loadLibrary(ctx context.Context) error {
 	return nil
 }
 
+// reloadTopologyNow reloads the cluster's slots before it returns (go-redis
+// does it at the start of ForEachMaster); a no-op on a single Redis.
+func (b *Broker) reloadTopologyNow(ctx context.Context) {
+	if b.cluster != nil {
+		_ = b.cluster.ForEachMaster(ctx, func(context.Context, *redis.Client) error { return nil })
+	}
+}
+
 // reloadTopology asks go-redis to reload the cluster's slots in the
 // background; a no-op on a single Redis.
 func (b *Broker) reloadTopology() {

@@ -70,7 +70,8 @@ func checkWall(t *testing.T, wallName string, nodes []*redisNode, recs []*record
 // are killed over and over; then across the SIGKILL of the master of one
 // wall until its replica takes over, with posts to every wall going on
 // (retried with their id while refused): numbering continues, nothing is
-// lost or repeated, and no subscriber is reset.
+// lost or repeated, and no subscriber is reset; then the same while the
+// slot of a wall moves to another master.
 func TestRedisBrokerCluster(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 1)
 	cfg := Config{ResyncInterval: 200 * time.Millisecond}
@@ -184,6 +185,35 @@ func TestRedisBrokerCluster(t *testing.T) {
 	t.Logf("failover %s -> %s in %v: %d post attempts refused meanwhile", old.Addr(), nm.Addr(), took, refused)
 	round("after-failover", 5, nil)
 	check()
+
+	// Resharding: c1's slot moves to another master while every wall is
+	// posted to. The old node drops the subscriptions (sunsubscribe) and
+	// the instances subscribe on the new one; commands follow ASK/MOVED.
+	from, err := c.MasterOf("t:{c1}")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var to *redistest.Server
+	for _, w := range walls {
+		if m, err := c.MasterOf("t:{" + w + "}"); err == nil && m != from && m.Running() {
+			to = m
+			break
+		}
+	}
+	stop = make(chan struct{})
+	done = make(chan int)
+	go func() { done <- round("reshard", 0, stop) }()
+	time.Sleep(200 * time.Millisecond)
+	c.MoveSlot("t:{c1}", to)
+	time.Sleep(300 * time.Millisecond)
+	close(stop)
+	t.Logf("c1's slot moved %s -> %s: %d post attempts refused meanwhile", from.Addr(), to.Addr(), <-done)
+	round("after-reshard", 5, nil)
+	check()
+	eventually(t, 5*time.Second, "both instances subscribed to c1 on its new master", func() bool {
+		n, err := c.NodeClient(to).PubSubShardNumSub(context.Background(), "t:{c1}:events").Result()
+		return err == nil && n["t:{c1}:events"] == 2
+	})
 	for _, n := range nodes {
 		if st := n.b.Stats(); st.Followed != len(walls) || st.Live != len(walls) {
 			t.Errorf("after the failover an instance follows %+v, want all %d walls live", st, len(walls))

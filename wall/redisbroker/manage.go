@@ -34,8 +34,9 @@ type manager struct {
 	links map[string]*link // by node address
 	wg    sync.WaitGroup   // readers
 
-	expireAt time.Time // next linger sweep
-	routeAt  time.Time // next check of every wall's route (cluster)
+	expireAt    time.Time // next linger sweep
+	routeAt     time.Time // next check of every wall's route (cluster)
+	refreshedAt time.Time // last synchronous reload of the topology
 }
 
 // manageLoop runs the manager until ctx is done, then closes every link
@@ -95,7 +96,7 @@ func (m *manager) handle(ctx context.Context, ev linkEvent) {
 		// The node dropped the subscription itself: the wall's slot moved
 		// to another node. Route it again.
 		b.log.Info("redis dropped a wall's subscription (slot moved); moving it", "wall", ev.wall, "node", l.addr)
-		b.reloadTopology()
+		m.refreshTopology(ctx)
 		b.fol.Lock()
 		if f := b.fol.walls[ev.wall]; f != nil && f.link == l {
 			m.unlinkLocked(ev.wall, f)
@@ -105,10 +106,22 @@ func (m *manager) handle(ctx context.Context, ev linkEvent) {
 		// An error reply to a subscribe (MOVED after a topology change);
 		// the wall stays unconfirmed and is routed and sent again.
 		b.log.Debug("redis pub/sub error reply", "node", l.addr, "err", ev.err)
-		b.reloadTopology()
+		m.refreshTopology(ctx)
 	case evDown:
 		b.log.Warn("redis pub/sub connection lost; reconnecting", "node", l.addr, "walls", len(l.walls), "err", ev.err)
 		m.down(l)
+	}
+}
+
+// refreshTopology reloads the cluster's slots now, at most every
+// manageTick: a node said a slot moved, so the walls about to be routed
+// again go to the new owner at once.
+func (m *manager) refreshTopology(ctx context.Context) {
+	if now := time.Now(); now.Sub(m.refreshedAt) >= manageTick {
+		m.refreshedAt = now
+		ctx, cancel := context.WithTimeout(ctx, m.b.cfg.Timeout)
+		defer cancel()
+		m.b.reloadTopologyNow(ctx)
 	}
 }
 

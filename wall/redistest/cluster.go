@@ -231,6 +231,9 @@ func (c *Cluster) do(ctx context.Context, n *Server, args ...any) error {
 	return nil
 }
 
+// NodeClient returns a plain client of node n, closed at cleanup.
+func (c *Cluster) NodeClient(n *Server) *redis.Client { return n.Client() }
+
 // nodeClient returns a plain client of one node; the caller closes it.
 func (c *Cluster) nodeClient(n *Server) *redis.Client {
 	return redis.NewClient(&redis.Options{Addr: n.Addr(), DialTimeout: time.Second,

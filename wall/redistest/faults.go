@@ -127,3 +127,85 @@ func (c *Cluster) KillPubSub() (int, error) {
 	}
 	return total, nil
 }
+
+// MoveSlot migrates the slot of key, with its keys, from its master to the
+// master to (a resharding step, as redis-cli --cluster reshard does it:
+// IMPORTING and MIGRATING, MIGRATE of the keys, then the new owner told to
+// every master), and waits until the cluster is healthy.
+func (c *Cluster) MoveSlot(key string, to *Server) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
+	defer cancel()
+	if err := c.moveSlot(ctx, key, to); err != nil {
+		c.t.Fatalf("redistest: moving the slot of %q to %s: %v", key, to.Addr(), err)
+	}
+	if err := c.waitHealthy(ctx); err != nil {
+		c.t.Fatalf("redistest: cluster after moving the slot of %q: %v", key, err)
+	}
+}
+
+func (c *Cluster) moveSlot(ctx context.Context, key string, to *Server) error {
+	from, err := c.MasterOf(key)
+	if err != nil {
+		return err
+	}
+	if from == to {
+		return fmt.Errorf("%s already serves it", to.Addr())
+	}
+	src, dst := c.nodeClient(from), c.nodeClient(to)
+	defer src.Close()
+	defer dst.Close()
+	slot, err := src.ClusterKeySlot(ctx, key).Result()
+	if err != nil {
+		return err
+	}
+	srcID, err := src.Do(ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		return err
+	}
+	dstID, err := dst.Do(ctx, "CLUSTER", "MYID").Text()
+	if err != nil {
+		return err
+	}
+	if err := dst.Do(ctx, "CLUSTER", "SETSLOT", slot, "IMPORTING", srcID).Err(); err != nil {
+		return err
+	}
+	if err := src.Do(ctx, "CLUSTER", "SETSLOT", slot, "MIGRATING", dstID).Err(); err != nil {
+		return err
+	}
+	for {
+		keys, err := src.ClusterGetKeysInSlot(ctx, int(slot), 100).Result()
+		if err != nil {
+			return err
+		}
+		if len(keys) == 0 {
+			break
+		}
+		args := []any{"MIGRATE", "127.0.0.1", to.port, "", 0, 5000, "KEYS"}
+		for _, k := range keys {
+			args = append(args, k)
+		}
+		if err := src.Do(ctx, args...).Err(); err != nil {
+			return err
+		}
+	}
+	// The new owner first, then the old, then the others (as redis-cli),
+	// each once: a node told again drops the slot's shard subscribers.
+	told := map[*Server]bool{}
+	for _, n := range append([]*Server{to, from}, c.nodes...) {
+		if !n.Running() || told[n] {
+			continue
+		}
+		told[n] = true
+		cl := c.nodeClient(n)
+		role, err := cl.Do(ctx, "ROLE").Slice()
+		if err == nil && len(role) > 0 && role[0] == "master" {
+			err = cl.Do(ctx, "CLUSTER", "SETSLOT", slot, "NODE", dstID).Err()
+		}
+		cl.Close()
+		if err != nil {
+			return fmt.Errorf("%s: %w", n.Addr(), err)
+		}
+	}
+	return nil
+}
