@@ -103,10 +103,11 @@ func (m *manager) handle(ctx context.Context, ev linkEvent) {
 		}
 		b.fol.Unlock()
 	case evReply:
-		// An error reply to a subscribe (MOVED after a topology change);
-		// the wall stays unconfirmed and is routed and sent again.
+		// An error reply to a subscribe (MOVED after a topology change):
+		// the link's unconfirmed walls are routed and sent again.
 		b.log.Debug("redis pub/sub error reply", "node", l.addr, "err", ev.err)
 		m.refreshTopology(ctx)
+		m.retryUnconfirmed(ctx, l, 0)
 	case evDown:
 		b.log.Warn("redis pub/sub connection lost; reconnecting", "node", l.addr, "walls", len(l.walls), "err", ev.err)
 		m.down(l)
@@ -133,25 +134,7 @@ func (m *manager) periodic(ctx context.Context, now time.Time) {
 		m.routeAt = now.Add(routeEvery)
 		m.reroute(ctx, nil)
 	}
-	var stale []string
-	b.fol.Lock()
-	for _, l := range m.links {
-		if l.ps == nil {
-			continue
-		}
-		for name := range l.walls {
-			if f := b.fol.walls[name]; f != nil && !f.live && now.Sub(f.sentAt) >= unconfirmedFor {
-				stale = append(stale, name)
-			}
-		}
-	}
-	b.fol.Unlock()
-	if len(stale) > 0 {
-		m.reroute(ctx, stale) // on a cluster, where the topology says now
-		for _, name := range stale {
-			m.resend(ctx, name)
-		}
-	}
+	m.retryUnconfirmed(ctx, nil, unconfirmedFor)
 	for _, l := range m.links {
 		if l.ps == nil && !now.Before(l.retryAt) {
 			if b.cluster != nil {
@@ -167,6 +150,34 @@ func (m *manager) periodic(ctx context.Context, now time.Time) {
 		m.expire(ctx, now)
 	}
 	m.closeEmpty()
+}
+
+// retryUnconfirmed routes again and resends the subscribes sent at least
+// olderThan ago and still unconfirmed, on link only (nil: on every link
+// that is up).
+func (m *manager) retryUnconfirmed(ctx context.Context, only *link, olderThan time.Duration) {
+	b := m.b
+	now := time.Now()
+	var stale []string
+	b.fol.Lock()
+	for _, l := range m.links {
+		if l.ps == nil || (only != nil && l != only) {
+			continue
+		}
+		for name := range l.walls {
+			if f := b.fol.walls[name]; f != nil && !f.live && now.Sub(f.sentAt) >= olderThan {
+				stale = append(stale, name)
+			}
+		}
+	}
+	b.fol.Unlock()
+	if len(stale) == 0 {
+		return
+	}
+	m.reroute(ctx, stale) // on a cluster, where the topology says now
+	for _, name := range stale {
+		m.resend(ctx, name)
+	}
 }
 
 // subscribePending routes the walls that have no link and subscribes them.
