@@ -65,11 +65,13 @@ var _ Broker = (*MemoryBroker)(nil)
 // NewMemoryBroker returns a broker that delivers into hub. It gives hub
 // one new epoch, which every wall the hub creates from then on takes: the
 // process's history is lost when it stops, so a restarted server numbers
-// in a new epoch and answers older cursors with a reset. Call it before
-// the hub is used.
+// in a new epoch and answers older cursors with a reset. A wall the hub
+// evicts with messages loses its history the same way, and is created
+// again in an epoch of its own (Hub.epochFor). Call it before the hub is
+// used.
 func NewMemoryBroker(hub *Hub) *MemoryBroker {
 	hub.mu.Lock()
-	hub.epoch = NewEpoch()
+	hub.setEpoch(NewEpoch())
 	hub.mu.Unlock()
 	return &MemoryBroker{hub: hub}
 }

@@ -2,13 +2,16 @@ package wall
 
 // Buffer is the bounded cache of one wall: the newest messages in seq order,
 // kept in a ring that grows lazily up to its capacity, so a wall with three
-// messages does not pay for two hundred slots.
+// messages does not pay for two hundred slots. It counts the bytes its
+// messages hold (MessageBytes), which the hub's memory budget adds up.
 //
 // Buffer is not safe for concurrent use; the owning Wall holds the lock.
 type Buffer struct {
-	ring []*Message
-	size int // capacity
-	head int // index of the oldest message once the ring is full
+	ring  []*Message // len(ring) slots allocated, n of them used
+	size  int        // capacity
+	head  int        // index of the oldest message
+	n     int        // messages held
+	bytes int64      // MessageBytes of the messages held
 }
 
 // NewBuffer returns an empty buffer that keeps at most size messages.
@@ -20,7 +23,10 @@ func NewBuffer(size int) Buffer {
 }
 
 // Len returns the number of cached messages.
-func (b *Buffer) Len() int { return len(b.ring) }
+func (b *Buffer) Len() int { return b.n }
+
+// Bytes returns the memory the cached messages hold (see MessageBytes).
+func (b *Buffer) Bytes() int64 { return b.bytes }
 
 // At returns the i-th cached message, oldest first.
 func (b *Buffer) At(i int) *Message {
@@ -29,25 +35,56 @@ func (b *Buffer) At(i int) *Message {
 
 // Push appends m, evicting the oldest message when the buffer is full.
 func (b *Buffer) Push(m *Message) {
-	if len(b.ring) < b.size {
-		b.ring = append(b.ring, m)
-		return
+	if b.n == len(b.ring) {
+		if b.n == b.size { // full: m takes the oldest one's slot
+			b.bytes -= MessageBytes(b.ring[b.head])
+			b.ring[b.head] = m
+			b.head = (b.head + 1) % len(b.ring)
+			b.bytes += MessageBytes(m)
+			return
+		}
+		b.grow()
 	}
-	b.ring[b.head] = m
-	b.head = (b.head + 1) % len(b.ring)
+	b.ring[(b.head+b.n)%len(b.ring)] = m
+	b.n++
+	b.bytes += MessageBytes(m)
+}
+
+// grow doubles the ring (at least 4 slots, at most size), oldest first.
+func (b *Buffer) grow() {
+	n := min(b.size, max(4, 2*len(b.ring)))
+	ring := make([]*Message, n)
+	for i := range b.n {
+		ring[i] = b.At(i)
+	}
+	b.ring, b.head = ring, 0
+}
+
+// DropOldest drops the oldest messages until the buffer holds at most
+// limit bytes, but always keeps the newest message: a wall's cursor rules
+// need the seq of its first cached message (a cursor older than it is
+// answered with Missed). It returns the bytes freed.
+func (b *Buffer) DropOldest(limit int64) int64 {
+	before := b.bytes
+	for b.n > 1 && b.bytes > limit {
+		b.bytes -= MessageBytes(b.ring[b.head])
+		b.ring[b.head] = nil
+		b.head = (b.head + 1) % len(b.ring)
+		b.n--
+	}
+	return before - b.bytes
 }
 
 // Reset empties the buffer.
 func (b *Buffer) Reset() {
 	clear(b.ring)
-	b.ring = b.ring[:0]
-	b.head = 0
+	b.head, b.n, b.bytes = 0, 0, 0
 }
 
 // Slice returns the messages from index i (oldest first) to the newest, as a
 // new slice that the caller may keep after the lock is released.
 func (b *Buffer) Slice(i int) []*Message {
-	n := len(b.ring) - i
+	n := b.n - i
 	if n <= 0 {
 		return nil
 	}
@@ -61,7 +98,7 @@ func (b *Buffer) Slice(i int) []*Message {
 // indexOfID returns the index of the message with the given id, searching
 // newest first as Tornado does, or -1.
 func (b *Buffer) indexOfID(id string) int {
-	for i := len(b.ring) - 1; i >= 0; i-- {
+	for i := b.n - 1; i >= 0; i-- {
 		if b.At(i).ID == id {
 			return i
 		}

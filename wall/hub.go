@@ -2,9 +2,14 @@ package wall
 
 import (
 	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // DefaultWall is the wall used when a request names none, so legacy
@@ -48,14 +53,29 @@ func ValidName(name string) bool {
 }
 
 // Hub is the registry of walls of one instance. Walls are created on first
-// use and dropped when they hold nothing (no messages, no users). main
+// use and dropped when they hold nothing (no messages, no users), or
+// evicted to keep the caches within a memory budget (budget.go). main
 // builds one Hub and passes it down; there is no global registry.
 type Hub struct {
 	cacheSize int
 
 	mu    sync.Mutex
 	walls map[string]*Wall
-	epoch string // given to the walls it creates; set by NewMemoryBroker
+	clock uint64 // counts Acquire and Release calls: the walls' recency (Wall.used)
+	// epoch is given to the walls it creates (set by NewMemoryBroker;
+	// empty for a Redis hub, whose walls take Redis's): see epochFor.
+	epoch     string
+	epochBits uint64
+	epochGen  [epochBuckets]uint32 // per bucket of names: walls evicted with messages
+	seed      maphash.Seed
+
+	// The memory budget (budget.go).
+	budget   atomic.Int64 // bytes; 0 is none
+	bytes    atomic.Int64 // accounted
+	trimAt   atomic.Int64 // bytes over which a change trims
+	trimming atomic.Bool  // a goroutine is trimming
+	evicted  atomic.Int64 // walls evicted by the budget
+	trimmed  atomic.Int64 // messages dropped by the budget
 
 	done      chan struct{}
 	closeOnce sync.Once
@@ -70,7 +90,9 @@ type Hub struct {
 
 // NewHub returns an empty hub whose walls cache cacheSize messages each.
 func NewHub(cacheSize int) *Hub {
-	return &Hub{cacheSize: cacheSize, walls: make(map[string]*Wall), done: make(chan struct{})}
+	h := &Hub{cacheSize: cacheSize, walls: make(map[string]*Wall), done: make(chan struct{}), seed: maphash.MakeSeed()}
+	h.trimAt.Store(math.MaxInt64)
+	return h
 }
 
 // CacheSize returns the per-wall cache size.
@@ -83,6 +105,8 @@ func (h *Hub) Acquire(name string) *Wall {
 	h.mu.Lock()
 	w := h.getLocked(name)
 	w.refs++
+	h.clock++
+	w.used = h.clock
 	first := w.refs == 1
 	h.mu.Unlock()
 	if first {
@@ -96,9 +120,11 @@ func (h *Hub) Acquire(name string) *Wall {
 func (h *Hub) Release(w *Wall) {
 	h.mu.Lock()
 	w.refs--
+	h.clock++
+	w.used = h.clock
 	last := w.refs == 0
 	if w.idle() && h.walls[w.name] == w {
-		delete(h.walls, w.name)
+		h.evictLocked(w)
 	}
 	h.mu.Unlock()
 	if last {
@@ -141,14 +167,67 @@ func (h *Hub) Names() []string {
 	return names
 }
 
+// Active returns the walls that have users now (Acquire), in no order.
+func (h *Hub) Active() []*Wall {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var active []*Wall
+	for _, w := range h.walls {
+		if w.refs > 0 {
+			active = append(active, w)
+		}
+	}
+	return active
+}
+
 // getLocked returns or creates a wall. h.mu must be held.
 func (h *Hub) getLocked(name string) *Wall {
 	w := h.walls[name]
 	if w == nil {
-		w = newWall(name, h.cacheSize, h.epoch)
+		w = newWall(name, h.cacheSize, h.epochFor(name))
+		w.hub = h
+		h.bytes.Add(wallOverhead)
 		h.walls[name] = w
 	}
 	return w
+}
+
+// epochBuckets is how many generations epochFor keeps: a fixed table, so
+// that evicting walls costs no memory per name.
+const epochBuckets = 1024
+
+// setEpoch gives the hub's walls the numbering epoch from now on (the
+// in-process broker's: 16 hex digits). h.mu must be held.
+func (h *Hub) setEpoch(epoch string) {
+	h.epoch = epoch
+	bits, err := strconv.ParseUint(epoch, 16, 64)
+	if err != nil {
+		bits = maphash.String(h.seed, epoch)
+	}
+	h.epochBits = bits
+}
+
+// epochFor returns the epoch a new wall called name takes: none for a Redis
+// hub; else the hub's epoch, unless a wall whose name falls in the same
+// bucket was evicted with messages (its history is gone with it): then an
+// epoch derived from the bucket's generation, which moves on at every such
+// eviction, so a wall created again never numbers in an epoch it used
+// before. Another wall of the bucket may change epoch too, which costs its
+// readers at most one needless reset. h.mu must be held.
+func (h *Hub) epochFor(name string) string {
+	if h.epoch == "" {
+		return ""
+	}
+	g := h.epochGen[h.epochBucket(name)]
+	if g == 0 {
+		return h.epoch
+	}
+	// An odd multiplier: distinct generations give distinct epochs.
+	return fmt.Sprintf("%016x", h.epochBits+uint64(g)*0x9e3779b97f4a7c15)
+}
+
+func (h *Hub) epochBucket(name string) int {
+	return int(maphash.String(h.seed, name) % epochBuckets)
 }
 
 // Done is closed when the hub shuts down: pending polls answer and

@@ -91,9 +91,5 @@ func (h *Hub) Evict(name string) bool {
 	if w == nil {
 		return true
 	}
-	if w.refs > 0 || w.Subscribers() > 0 {
-		return false
-	}
-	delete(h.walls, name)
-	return true
+	return h.evictLocked(w)
 }

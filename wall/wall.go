@@ -43,8 +43,14 @@ type Wall struct {
 	epoch   string                  // numbering of last; see Wall
 	changed chan struct{}           // closed and replaced on every change
 	subs    map[Subscriber]struct{} // live subscribers
+	clients []transportCount        // subscribers per transport (Clients)
+	// hub is charged the cache's bytes (Hub.SetCacheBudget); nil for a
+	// wall outside a hub, or evicted from it (detached: its bytes were
+	// taken off the hub's account, and what it still does is not charged).
+	hub *Hub
 
-	refs int // active users (pollers, subscribers, pages); guarded by Hub.mu
+	refs int    // active users (pollers, subscribers, pages); guarded by Hub.mu
+	used uint64 // the hub's clock at the wall's last Acquire or Release; guarded by Hub.mu
 }
 
 func newWall(name string, cacheSize int, epoch string) *Wall {
@@ -109,7 +115,10 @@ func (w *Wall) Subscribe(s Subscriber, c Cursor) Result {
 	if w.subs == nil {
 		w.subs = make(map[Subscriber]struct{})
 	}
-	w.subs[s] = struct{}{}
+	if _, ok := w.subs[s]; !ok {
+		w.subs[s] = struct{}{}
+		w.countClient(s, 1)
+	}
 	if !c.Set {
 		return Result{}
 	}
@@ -120,7 +129,10 @@ func (w *Wall) Subscribe(s Subscriber, c Cursor) Result {
 func (w *Wall) Unsubscribe(s Subscriber) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	delete(w.subs, s)
+	if _, ok := w.subs[s]; ok {
+		delete(w.subs, s)
+		w.countClient(s, -1)
+	}
 }
 
 // Subscribers returns the number of live subscribers.
@@ -136,19 +148,28 @@ func (w *Wall) Subscribers() int {
 // epoch takes m's; a message of another epoch is refused (ErrEpoch): the
 // broker replaces the history instead.
 func (w *Wall) Apply(m *Message) error {
+	h, err := w.apply(m)
+	h.trimIfOver() // with no lock held: it may evict walls
+	return err
+}
+
+// apply is Apply but for the budget: it returns the hub to trim, if the
+// message took it over its budget.
+func (w *Wall) apply(m *Message) (*Hub, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	switch {
 	case w.epoch != "" && m.Epoch != w.epoch:
-		return ErrEpoch
+		return nil, ErrEpoch
 	case m.Seq <= w.last:
-		return ErrDuplicate
+		return nil, ErrDuplicate
 	case m.Seq != w.last+1:
-		return ErrGap
+		return nil, ErrGap
 	}
+	before := w.buf.Bytes()
 	w.epoch = m.Epoch
 	w.applyLocked(m)
-	return nil
+	return w.chargeLocked(before), nil
 }
 
 // sequence assigns the next seq under the lock and applies the message that
@@ -156,6 +177,14 @@ func (w *Wall) Apply(m *Message) error {
 // still cached: then that one is returned, and stored is false. Used by the
 // in-process broker, which is its own sequencer.
 func (w *Wall) sequence(id string, build func(seq uint64, epoch string) *Message) (m *Message, stored bool, err error) {
+	m, stored, h := w.sequenceLocked(id, build)
+	h.trimIfOver()
+	return m, stored, nil
+}
+
+// sequenceLocked is sequence under the wall's lock; it returns the hub
+// to trim, if the new message took it over its budget.
+func (w *Wall) sequenceLocked(id string, build func(seq uint64, epoch string) *Message) (m *Message, stored bool, h *Hub) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if id != "" {
@@ -163,9 +192,10 @@ func (w *Wall) sequence(id string, build func(seq uint64, epoch string) *Message
 			return w.buf.At(i), false, nil
 		}
 	}
+	before := w.buf.Bytes()
 	m = build(w.last+1, w.epoch)
 	w.applyLocked(m)
-	return m, true, nil
+	return m, true, w.chargeLocked(before)
 }
 
 // applyLocked appends m and notifies. w.mu must be held. Notifying is cheap
@@ -182,53 +212,6 @@ func (w *Wall) applyLocked(m *Message) {
 func (w *Wall) notifyLocked() {
 	close(w.changed)
 	w.changed = make(chan struct{})
-}
-
-// Restore loads msgs (oldest first, consecutive seqs, of the given epoch)
-// as the cache of a wall this instance held nothing of, or continues it:
-// subscribers are sent the messages newer than what the wall had; pollers
-// wake and see the new state through their cursors. For a history that
-// does not continue the wall's, use Replace.
-func (w *Wall) Restore(msgs []*Message, epoch string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	prev := w.last
-	w.epoch = epoch
-	w.buf.Reset()
-	for _, m := range msgs {
-		w.buf.Push(m)
-		w.last = m.Seq
-		if m.Seq > prev {
-			for s := range w.subs {
-				s.Send(m)
-			}
-		}
-	}
-	w.notifyLocked()
-}
-
-// Replace swaps the cache for msgs (oldest first, consecutive seqs, of the
-// given epoch), a history that does not continue the wall's: a new epoch
-// after Redis lost the wall, or a gap wider than the history. Subscribers
-// get Reset with the new cache; pollers whose cursor is of another epoch,
-// or whose plain seq is past the new last, get the whole cache with Reset.
-func (w *Wall) Replace(msgs []*Message, epoch string) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	w.buf.Reset()
-	w.last = 0
-	w.epoch = epoch
-	for _, m := range msgs {
-		w.buf.Push(m)
-		w.last = m.Seq
-	}
-	if len(w.subs) > 0 {
-		snapshot := w.buf.Slice(0)
-		for s := range w.subs {
-			s.Reset(snapshot)
-		}
-	}
-	w.notifyLocked()
 }
 
 // WaitApplied blocks until the wall has applied seq, and returns that
