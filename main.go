@@ -56,6 +56,7 @@ func main() {
 type config struct {
 	addr            string
 	cacheSize       int
+	cacheBytes      int64 // the hub's cache budget; 0 is none
 	server          server.Config
 	origins         string
 	redisURL        string
@@ -69,6 +70,7 @@ type config struct {
 // parseFlags reads flags, each defaulting to its environment variable.
 func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
 	var cfg config
+	var secret, anonymous, private, cacheBytes string
 	fs := flag.NewFlagSet("wall", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	env := func(name, def string) string {
@@ -97,16 +99,16 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&cfg.redisURL, "redis", env("REDIS_URL", ""), "Redis URL, e.g. redis://127.0.0.1:6379/0; empty runs a single instance with the in-process broker (REDIS_URL)")
 	fs.DurationVar(&cfg.redisWait, "redis-wait", envDur("WALL_REDIS_WAIT", 0), "after each post, wait up to this long for a replica to have it (WAIT 1) before answering, so an acknowledged post survives a failover; 0 does not wait (WALL_REDIS_WAIT)")
 	fs.StringVar(&cfg.redisCluster, "redis-cluster", env("WALL_REDIS_CLUSTER", ""), "Redis Cluster seed nodes, host:port,host:port,... (or a redis:// cluster URL with ?addr=...); instead of -redis (WALL_REDIS_CLUSTER)")
-	fs.IntVar(&cfg.server.MaxWalls, "max-walls", envInt("WALL_MAX_WALLS", server.DefaultMaxWalls), "walls one instance holds before posts to new walls get 503; -1 for no limit (WALL_MAX_WALLS)")
+	fs.StringVar(&cacheBytes, "cache-bytes", env("WALL_CACHE_BYTES", "256MiB"), "memory the message caches of all walls may hold, e.g. 256MiB or 2GiB; past it idle walls are evicted, least recently used first; 0 for no limit (WALL_CACHE_BYTES)")
 	fs.StringVar(&cfg.server.PublishToken, "publish-token", env("WALL_PUBLISH_TOKEN", ""), "bearer token for POST /api/publish; empty disables it (WALL_PUBLISH_TOKEN)")
-	var secret, anonymous, private string
 	fs.StringVar(&secret, "token-secret", env("WALL_TOKEN_SECRET", ""), "HS256 secret of client tokens (JWT), at least 32 bytes; prefer the variable, which ps does not show; empty: no tokens, every client anonymous (WALL_TOKEN_SECRET)")
 	fs.StringVar(&anonymous, "anonymous", env("WALL_ANONYMOUS", "post"), "what clients without a token may do on public walls: post, read or none (page only) (WALL_ANONYMOUS)")
 	fs.StringVar(&private, "private-walls", env("WALL_PRIVATE_WALLS", ""), "comma-separated private wall names or prefix* patterns, reached only by tokens whose walls claim matches; user:, group: and session: walls are always private (WALL_PRIVATE_WALLS)")
 	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", envDur("WALL_SHUTDOWN_TIMEOUT", 10*time.Second), "longest graceful shutdown (WALL_SHUTDOWN_TIMEOUT)")
 	fs.StringVar(&cfg.logLevel, "log-level", env("WALL_LOG_LEVEL", "info"), "debug, info, warn or error (WALL_LOG_LEVEL)")
 	fs.StringVar(&cfg.debugAddr, "debug-addr", env("WALL_DEBUG_ADDR", ""), "serve /debug/pprof/ on this address, e.g. 127.0.0.1:6060; keep it private (WALL_DEBUG_ADDR)")
-	if err := fs.Parse(args); err != nil {
+	err := fs.Parse(args)
+	if err != nil {
 		return cfg, err
 	}
 	if fs.NArg() > 0 {
@@ -114,6 +116,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if cfg.cacheSize < 1 {
 		return cfg, fmt.Errorf("-cache must be at least 1")
+	}
+	if cfg.cacheBytes, err = parseBytes(cacheBytes); err != nil {
+		return cfg, fmt.Errorf("-cache-bytes: %w", err)
 	}
 	mode, err := server.ParseAnonymous(anonymous)
 	if err != nil {
@@ -161,6 +166,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 
 	hub := wall.NewHub(cfg.cacheSize)
+	hub.SetCacheBudget(cfg.cacheBytes)
 	defer hub.Close() // ends the server's goroutines on every return path
 	broker, closeBroker, err := newBroker(cfg, hub, log)
 	if err != nil {
@@ -210,7 +216,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, hub *wall.Hub, bro
 		}
 		return nil
 	})
-	log.Info("wall listening", "addr", ln.Addr().String(), "redis", cfg.redisURL != "", "redis_cluster", cfg.redisCluster != "", "cache", cfg.cacheSize,
+	log.Info("wall listening", "addr", ln.Addr().String(), "redis", cfg.redisURL != "", "redis_cluster", cfg.redisCluster != "", "cache", cfg.cacheSize, "cache_bytes", cfg.cacheBytes,
 		"tokens", len(cfg.server.Identity.Secret) > 0, "anonymous", cfg.server.Identity.Anonymous.String())
 	if ready != nil {
 		ready <- ln.Addr().String()

@@ -200,12 +200,21 @@ func TestFlags(t *testing.T) {
 	if _, err := parseFlags([]string{"-help"}, func(string) string { return "" }, &help); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("-help: %v", err)
 	}
-	for _, name := range []string{"WALL_ADDR", "WALL_CACHE_SIZE", "WALL_BODY_LIMIT", "WALL_POLL_TIMEOUT", "WALL_ALLOWED_ORIGINS", "REDIS_URL", "WALL_PUBLISH_TOKEN"} {
+	for _, name := range []string{"WALL_ADDR", "WALL_CACHE_SIZE", "WALL_BODY_LIMIT", "WALL_POLL_TIMEOUT", "WALL_ALLOWED_ORIGINS", "REDIS_URL", "WALL_PUBLISH_TOKEN", "WALL_CACHE_BYTES"} {
 		if !strings.Contains(help.String(), name) {
 			t.Errorf("-help does not mention %s", name)
 		}
 	}
-	for _, bad := range [][]string{{"-cache", "0"}, {"extra"}, {"-poll-timeout", "soon"}} {
+	if cfg.cacheBytes != 256<<20 {
+		t.Errorf("default -cache-bytes %d, want 256 MiB", cfg.cacheBytes)
+	}
+	for in, want := range map[string]int64{"0": 0, "1000": 1000, "64KiB": 64 << 10, "512M": 512 << 20, "2GiB": 2 << 30, " 3 MB": 3 << 20} {
+		cfg, err := parseFlags([]string{"-cache-bytes", in}, func(string) string { return "" }, io.Discard)
+		if err != nil || cfg.cacheBytes != want {
+			t.Errorf("-cache-bytes %q: %d, %v; want %d", in, cfg.cacheBytes, err, want)
+		}
+	}
+	for _, bad := range [][]string{{"-cache", "0"}, {"extra"}, {"-poll-timeout", "soon"}, {"-cache-bytes", "-1"}, {"-cache-bytes", "lots"}, {"-cache-bytes", "9999999999GiB"}} {
 		if _, err := parseFlags(bad, func(string) string { return "" }, io.Discard); err == nil {
 			t.Errorf("parseFlags(%q) accepted", bad)
 		}

@@ -40,16 +40,9 @@ func (s *Server) cleanBody(raw string) (string, *echo.HTTPError) {
 // is stored and the stored message is returned (stored false). The error
 // is the client's answer.
 func (s *Server) publish(ctx context.Context, p wall.Post) (m *wall.Message, stored bool, herr *echo.HTTPError) {
+	// Memory is bounded by the hub's cache budget (wall.Hub.SetCacheBudget),
+	// not by refusing new walls: a post to a new wall is always stored.
 	name := p.Wall
-	// Every wall with messages stays in memory (up to its cache), so the
-	// number of walls is what bounds memory: a post may not open a wall
-	// past the limit. Walls that peers post to are still applied here.
-	if s.cfg.MaxWalls > 0 && s.hub.Len() >= s.cfg.MaxWalls {
-		if w := s.hub.Lookup(name); w == nil || w.Last() == 0 {
-			s.metrics.postFailures.Add(1)
-			return nil, false, echo.NewHTTPError(http.StatusServiceUnavailable, "too many walls on this server")
-		}
-	}
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	if p.ID == "" {

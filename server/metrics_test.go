@@ -81,21 +81,3 @@ func TestPostStoreUnavailable(t *testing.T) {
 		t.Fatalf("failure not counted:\n%s", rec.Body)
 	}
 }
-
-// Walls are bounded: past MaxWalls a post may not open a new wall (503,
-// nothing stored), while walls that exist keep taking posts.
-func TestMaxWalls(t *testing.T) {
-	e := newTestEnv(t, Config{MaxWalls: 2}, 10)
-	e.post("one", "a")
-	e.post("two", "b")
-	code, body := e.postForm("/a/message/new", url.Values{"body": {"c"}, "wall": {"three"}, "_xsrf": {testXSRF}})
-	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), "too many walls") {
-		t.Fatalf("post to a third wall: %d %s", code, body)
-	}
-	if w := e.hub.Lookup("three"); w != nil && w.Last() != 0 {
-		t.Fatal("the refused wall holds a message")
-	}
-	if m := e.post("two", "still fine"); m.Seq != 2 {
-		t.Fatalf("post to an existing wall: %+v", m)
-	}
-}

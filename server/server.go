@@ -31,7 +31,6 @@ type Config struct {
 	SyncWait       time.Duration // longest a request waits for this instance to catch up with a cursor
 	PingInterval   time.Duration // WebSocket ping period; a peer silent for 10/9 of it is cut off
 	IdleTimeout    time.Duration // longest a keep-alive connection held by the long-poll engine waits for its next request
-	MaxWalls       int           // walls an instance holds before posts to new walls get 503; 0 takes the default, <0 is no limit
 	BodyTimeout    time.Duration // longest a request body may take to arrive (net/http paths)
 	WriteTimeout   time.Duration // longest an answer may take to be written, from when it is ready (net/http paths)
 
@@ -49,7 +48,6 @@ const (
 	DefaultSyncWait     = 2 * time.Second
 	DefaultPingInterval = 25 * time.Second
 	DefaultIdleTimeout  = 2 * time.Minute // main's http.Server IdleTimeout
-	DefaultMaxWalls     = 10000
 	DefaultBodyTimeout  = 10 * time.Second
 	DefaultWriteTimeout = 30 * time.Second
 )
@@ -66,9 +64,6 @@ func (c *Config) setDefaults() {
 	}
 	if c.PingInterval <= 0 {
 		c.PingInterval = DefaultPingInterval
-	}
-	if c.MaxWalls == 0 {
-		c.MaxWalls = DefaultMaxWalls
 	}
 	if c.IdleTimeout <= 0 {
 		c.IdleTimeout = DefaultIdleTimeout
