@@ -59,9 +59,10 @@ const (
 	Socket              // the WebSocket handshake
 	Publish             // POST /api/publish (bearer token; wall from its JSON body)
 	Stream              // an event stream's handshake
+	Stats               // GET /api/walls/<wall>: a read of the wall's numbers (wall from Arg "wall")
 )
 
-var kindNames = [...]string{"page", "post", "poll", "socket", "publish", "stream"}
+var kindNames = [...]string{"page", "post", "poll", "socket", "publish", "stream", "stats"}
 
 func (k Kind) String() string {
 	if int(k) < len(kindNames) {
@@ -161,3 +162,8 @@ func (a *Admitter) Admit(src Source, k Kind) (Ticket, *Error) {
 	}
 	return t, nil
 }
+
+// Private reports whether the wall name is private (an audience prefix,
+// or listed by the deployment): what an overview of every wall (the admin
+// page) may not show by name.
+func (a *Admitter) Private(name string) bool { return a.id.Private(name) }

@@ -55,6 +55,7 @@ func TestAdmit(t *testing.T) {
 		{name: "XSRF before wall", kind: Post, src: source{method: "POST", args: map[string]string{"wall": "a b"}}, status: 403},
 		{name: "post has no cursor", kind: Post, src: source{method: "POST", args: map[string]string{"_xsrf": tok, "cursor": "5"}, cookies: map[string]string{"_xsrf": tok}}, wall: wall.DefaultWall},
 		{name: "page", kind: Page, src: source{method: "GET", args: map[string]string{"wall": "x"}}, wall: "x"},
+		{name: "stats", kind: Stats, src: source{method: "GET", args: map[string]string{"wall": "x", "cursor": "5"}}, wall: "x"},
 		{name: "publish, no token", kind: Publish, src: source{method: "POST"}, status: 401},
 		{name: "publish, wrong token", kind: Publish, src: source{method: "POST", headers: map[string]string{"Authorization": "Bearer nope"}}, status: 401},
 		{name: "publish, no XSRF needed", kind: Publish, src: source{method: "POST", headers: map[string]string{"Authorization": "Bearer secret"}, args: map[string]string{"wall": "w"}}, wall: "w"},

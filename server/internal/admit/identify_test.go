@@ -74,7 +74,7 @@ func withToken(carrier, tok string, args map[string]string) source {
 var carriers = []string{"arg", "header", "cookie"}
 
 // cursoredKinds and the rest: every kind a client request comes as.
-var clientKinds = []Kind{Page, Post, Poll, Socket, Stream}
+var clientKinds = []Kind{Page, Post, Poll, Socket, Stream, Stats}
 
 // admitAs admits src as kind k, filling in the XSRF a Post needs.
 func admitAs(a *Admitter, src source, k Kind) (Ticket, *Error) {
@@ -182,11 +182,11 @@ func TestAdmitAnonymousModes(t *testing.T) {
 		secret []byte
 		want   map[Kind]string // status, or "ro" for admitted with MayPost false
 	}{
-		{identity.AnonymousPost, testSecret, map[Kind]string{Page: "ok", Post: "ok", Poll: "ok", Socket: "ok", Stream: "ok"}},
-		{identity.AnonymousPost, nil, map[Kind]string{Page: "ok", Post: "ok", Poll: "ok", Socket: "ok", Stream: "ok"}},
-		{identity.AnonymousRead, testSecret, map[Kind]string{Page: "ro", Post: "401", Poll: "ro", Socket: "ro", Stream: "ro"}},
-		{identity.AnonymousRead, nil, map[Kind]string{Page: "ro", Post: "401", Poll: "ro", Socket: "ro", Stream: "ro"}},
-		{identity.AnonymousNone, testSecret, map[Kind]string{Page: "ro", Post: "401", Poll: "401", Socket: "401", Stream: "401"}},
+		{identity.AnonymousPost, testSecret, map[Kind]string{Page: "ok", Post: "ok", Poll: "ok", Socket: "ok", Stream: "ok", Stats: "ok"}},
+		{identity.AnonymousPost, nil, map[Kind]string{Page: "ok", Post: "ok", Poll: "ok", Socket: "ok", Stream: "ok", Stats: "ok"}},
+		{identity.AnonymousRead, testSecret, map[Kind]string{Page: "ro", Post: "401", Poll: "ro", Socket: "ro", Stream: "ro", Stats: "ro"}},
+		{identity.AnonymousRead, nil, map[Kind]string{Page: "ro", Post: "401", Poll: "ro", Socket: "ro", Stream: "ro", Stats: "ro"}},
+		{identity.AnonymousNone, testSecret, map[Kind]string{Page: "ro", Post: "401", Poll: "401", Socket: "401", Stream: "401", Stats: "401"}},
 	} {
 		a := New(Config{PublishToken: "pub", Identity: identity.Config{Secret: tc.secret, Anonymous: tc.mode}})
 		for _, k := range clientKinds {
