@@ -10,6 +10,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"wall/wall"
+	"wall/wall/presence"
 	"wall/wall/redisbroker"
 )
 
@@ -17,18 +18,53 @@ import (
 // or a Redis Cluster is configured, and a function that releases what it
 // holds.
 func newBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func(), error) {
+	if cfg.redisURL == "" && cfg.redisCluster == "" {
+		return wall.NewMemoryBroker(hub), func() {}, nil
+	}
+	client, err := newRedisClient(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	b := redisbroker.New(client, hub, redisbroker.Config{
+		History:     cfg.cacheSize,
+		BodyLimit:   cfg.server.BodyLimit,
+		Log:         log,
+		WaitReplica: cfg.redisWait,
+	})
+	return b, func() { client.Close() }, nil
+}
+
+// newPresence returns the presence store (GET /api/walls/<wall>, /admin)
+// on a Redis client of its own, and a function that closes it; without
+// Redis, none: each instance counts its own clients.
+func newPresence(cfg config, addr string) (*presence.Store, func(), error) {
+	if cfg.redisURL == "" && cfg.redisCluster == "" {
+		return nil, func() {}, nil
+	}
+	client, err := newRedisClient(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return presence.New(client, presence.NewID(), presence.Config{Addr: addr}), func() { client.Close() }, nil
+}
+
+// newRedisClient returns a client of the configured Redis: one server
+// (-redis, a URL) or a Redis Cluster (-redis-cluster: a list of seed
+// nodes, host:port,host:port,..., or a cluster URL,
+// redis://[user:password@]host:port?addr=host:port&addr=..., which also
+// carries credentials and TLS). Each part that talks to Redis (the
+// broker, presence) has a client of its own, so that neither waits for
+// the other's connections.
+func newRedisClient(cfg config) (redis.UniversalClient, error) {
 	if cfg.redisCluster != "" {
 		if cfg.redisURL != "" {
-			return nil, nil, fmt.Errorf("-redis and -redis-cluster: give one")
+			return nil, fmt.Errorf("-redis and -redis-cluster: give one")
 		}
-		return newClusterBroker(cfg, hub, log)
-	}
-	if cfg.redisURL == "" {
-		return wall.NewMemoryBroker(hub), func() {}, nil
+		return newClusterClient(cfg.redisCluster)
 	}
 	opts, err := redis.ParseURL(cfg.redisURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("-redis: %w", err)
+		return nil, fmt.Errorf("-redis: %w", err)
 	}
 	// Fail fast while Redis is away (posts answer 503 within about a
 	// second, not after go-redis's default 5 dial retries of 5 s each) and
@@ -43,33 +79,23 @@ func newBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func()
 		opts.MaxRetries = 1
 	}
 	opts.ContextTimeoutEnabled = true
-	client := redis.NewClient(opts)
-	b := redisbroker.New(client, hub, redisbroker.Config{
-		History:     cfg.cacheSize,
-		BodyLimit:   cfg.server.BodyLimit,
-		Log:         log,
-		WaitReplica: cfg.redisWait,
-	})
-	return b, func() { client.Close() }, nil
+	return redis.NewClient(opts), nil
 }
 
-// newClusterBroker returns the Redis broker on a Redis Cluster, from a
-// list of seed nodes (host:port,host:port,...) or a cluster URL
-// (redis://[user:password@]host:port?addr=host:port&addr=..., which also
-// carries credentials and TLS).
-func newClusterBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func(), error) {
+// newClusterClient returns a Redis Cluster client from -redis-cluster.
+func newClusterClient(seeds string) (redis.UniversalClient, error) {
 	var opts *redis.ClusterOptions
-	if strings.HasPrefix(cfg.redisCluster, "redis://") || strings.HasPrefix(cfg.redisCluster, "rediss://") {
+	if strings.HasPrefix(seeds, "redis://") || strings.HasPrefix(seeds, "rediss://") {
 		var err error
-		if opts, err = redis.ParseClusterURL(cfg.redisCluster); err != nil {
-			return nil, nil, fmt.Errorf("-redis-cluster: %w", err)
+		if opts, err = redis.ParseClusterURL(seeds); err != nil {
+			return nil, fmt.Errorf("-redis-cluster: %w", err)
 		}
 	} else {
 		opts = &redis.ClusterOptions{}
-		for _, a := range strings.Split(cfg.redisCluster, ",") {
+		for _, a := range strings.Split(seeds, ",") {
 			a = strings.TrimSpace(a)
 			if _, _, err := net.SplitHostPort(a); err != nil || a == "" {
-				return nil, nil, fmt.Errorf("-redis-cluster: %q is not host:port", a)
+				return nil, fmt.Errorf("-redis-cluster: %q is not host:port", a)
 			}
 			opts.Addrs = append(opts.Addrs, a)
 		}
@@ -87,12 +113,5 @@ func newClusterBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker,
 		opts.MaxRetries = 1
 	}
 	opts.ContextTimeoutEnabled = true
-	client := redis.NewClusterClient(opts)
-	b := redisbroker.New(client, hub, redisbroker.Config{
-		History:     cfg.cacheSize,
-		BodyLimit:   cfg.server.BodyLimit,
-		Log:         log,
-		WaitReplica: cfg.redisWait,
-	})
-	return b, func() { client.Close() }, nil
+	return redis.NewClusterClient(opts), nil
 }

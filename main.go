@@ -101,6 +101,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.StringVar(&cfg.redisCluster, "redis-cluster", env("WALL_REDIS_CLUSTER", ""), "Redis Cluster seed nodes, host:port,host:port,... (or a redis:// cluster URL with ?addr=...); instead of -redis (WALL_REDIS_CLUSTER)")
 	fs.StringVar(&cacheBytes, "cache-bytes", env("WALL_CACHE_BYTES", "256MiB"), "memory the message caches of all walls may hold, e.g. 256MiB or 2GiB; past it idle walls are evicted, least recently used first; 0 for no limit (WALL_CACHE_BYTES)")
 	fs.StringVar(&cfg.server.PublishToken, "publish-token", env("WALL_PUBLISH_TOKEN", ""), "bearer token for POST /api/publish; empty disables it (WALL_PUBLISH_TOKEN)")
+	fs.StringVar(&cfg.server.AdminToken, "admin-token", env("WALL_ADMIN_TOKEN", ""), "password of the admin page /admin (HTTP Basic, any user name) or its Bearer token; empty: the publish token; both empty disable the page; prefer the variable, which ps does not show (WALL_ADMIN_TOKEN)")
 	fs.StringVar(&secret, "token-secret", env("WALL_TOKEN_SECRET", ""), "HS256 secret of client tokens (JWT), at least 32 bytes; prefer the variable, which ps does not show; empty: no tokens, every client anonymous (WALL_TOKEN_SECRET)")
 	fs.StringVar(&anonymous, "anonymous", env("WALL_ANONYMOUS", "post"), "what clients without a token may do on public walls: post, read or none (page only) (WALL_ANONYMOUS)")
 	fs.StringVar(&private, "private-walls", env("WALL_PRIVATE_WALLS", ""), "comma-separated private wall names or prefix* patterns, reached only by tokens whose walls claim matches; user:, group: and session: walls are always private (WALL_PRIVATE_WALLS)")
@@ -119,6 +120,9 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	}
 	if cfg.cacheBytes, err = parseBytes(cacheBytes); err != nil {
 		return cfg, fmt.Errorf("-cache-bytes: %w", err)
+	}
+	if cfg.server.AdminToken == "" {
+		cfg.server.AdminToken = cfg.server.PublishToken
 	}
 	mode, err := server.ParseAnonymous(anonymous)
 	if err != nil {
@@ -173,6 +177,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 		return err
 	}
 	defer closeBroker()
+	presence, closePresence, err := newPresence(cfg, ln.Addr().String())
+	if err != nil {
+		return err
+	}
+	defer closePresence() // after the server has removed this instance's report
+	cfg.server.Presence = presence
 	srv, err := server.New(cfg.server, log, hub, broker, views.FS, assets.FS)
 	if err != nil {
 		return err

@@ -56,6 +56,7 @@ func (s *Server) publish(ctx context.Context, p wall.Post) (m *wall.Message, sto
 	}
 	if stored {
 		s.metrics.posts.Add(1)
+		s.stats.posts.Add(1)
 	}
 	return m, stored, nil
 }

@@ -47,6 +47,8 @@ func (s *Server) routes(assets fs.FS) *echo.Echo {
 
 	// Backend publishing, authenticated by a bearer token.
 	e.POST("/api/publish", s.handlePublish)
+	e.GET("/api/walls/:wall", s.handleWallStats) // presence and stats (stats.go)
+	e.GET("/admin", s.handleAdmin)               // behind the admin token (admin.go)
 
 	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
 	e.GET("/metrics", s.handleMetrics)

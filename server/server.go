@@ -20,6 +20,7 @@ import (
 	"wall/server/internal/netpoll"
 	"wall/server/internal/outbound"
 	"wall/wall"
+	"wall/wall/presence"
 )
 
 // Config holds the server's tunables. Zero values take the defaults below.
@@ -37,6 +38,12 @@ type Config struct {
 	// Identity is the tokens, anonymous mode and private walls
 	// (internal/identity); the zero value has none: everyone may post.
 	Identity identity.Config
+
+	// Presence shares this instance's clients per wall with the others
+	// through Redis (stats.go); nil counts this instance's only.
+	Presence *presence.Store
+	// AdminToken opens the admin page (admin.go); empty disables it.
+	AdminToken string
 
 	testHookParked func() // tests: longpoll.Config.TestHookParked
 }
@@ -102,6 +109,7 @@ type Server struct {
 
 	engine  *longpoll.Engine // the long-poll engine (engine.go): enabled by Listener
 	metrics metrics
+	stats   stats // post rate and the presence reporter (stats.go)
 
 	// Buffers lent only while bytes are in flight, never to an idle
 	// connection: client frames being read.
@@ -139,6 +147,8 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 		s.streams.Run(hub.Done(), cfg.PingInterval)
 	}()
 	s.engine = s.newEngine()
+	s.stats.init(s.statsInterval())
+	go s.runStats() // owned by the Server, ended by hub.Close
 	return s, nil
 }
 
@@ -152,6 +162,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) { s.echo.Serv
 // frame and every held poll to answer (idle ones close).
 func (s *Server) Wait() {
 	<-s.keepalive
+	<-s.stats.done
 	s.streams.Wait()
 	s.engine.Close() // no connection is left in its reactor
 	s.flusher.Close()

@@ -92,6 +92,14 @@ func (w *Wall) Snapshot() ([]*Message, Cursor) {
 	return w.buf.Slice(0), Cursor{Set: true, Seq: w.last, Epoch: w.epoch}
 }
 
+// Position returns the cursor just after the wall's newest message (its
+// last seq and epoch, read together).
+func (w *Wall) Position() Cursor {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return Cursor{Set: true, Seq: w.last, Epoch: w.epoch}
+}
+
 // Poll returns the messages after c if there are any. Otherwise it returns
 // an empty Result and a channel that is closed at the next change; the
 // caller waits on it and polls again. Registering nothing means a poller

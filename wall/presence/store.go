@@ -36,6 +36,9 @@ type Config struct {
 	// MaxAge is how old a snapshot may be when a reader is served it;
 	// default DefaultMaxAge.
 	MaxAge time.Duration
+	// Addr is the address this instance listens on, shown with its
+	// report.
+	Addr string
 }
 
 // Store reads and writes the reports in Redis. It is safe for concurrent
@@ -67,6 +70,9 @@ func New(client redis.UniversalClient, id string, cfg Config) *Store {
 
 // ID returns this instance's id.
 func (s *Store) ID() string { return s.id }
+
+// Addr returns the address this instance listens on (Config.Addr).
+func (s *Store) Addr() string { return s.cfg.Addr }
 
 // Interval returns how often an instance reports.
 func (s *Store) Interval() time.Duration { return s.cfg.Interval }
