@@ -3,6 +3,8 @@ package main
 import (
 	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -12,8 +14,15 @@ import (
 )
 
 // newBroker returns the in-process broker, or the Redis one when a Redis URL
-// is configured, and a function that releases what it holds.
+// or a Redis Cluster is configured, and a function that releases what it
+// holds.
 func newBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func(), error) {
+	if cfg.redisCluster != "" {
+		if cfg.redisURL != "" {
+			return nil, nil, fmt.Errorf("-redis and -redis-cluster: give one")
+		}
+		return newClusterBroker(cfg, hub, log)
+	}
 	if cfg.redisURL == "" {
 		return wall.NewMemoryBroker(hub), func() {}, nil
 	}
@@ -36,9 +45,54 @@ func newBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func()
 	opts.ContextTimeoutEnabled = true
 	client := redis.NewClient(opts)
 	b := redisbroker.New(client, hub, redisbroker.Config{
-		History:   cfg.cacheSize,
-		BodyLimit: cfg.server.BodyLimit,
-		Log:       log,
+		History:     cfg.cacheSize,
+		BodyLimit:   cfg.server.BodyLimit,
+		Log:         log,
+		WaitReplica: cfg.redisWait,
+	})
+	return b, func() { client.Close() }, nil
+}
+
+// newClusterBroker returns the Redis broker on a Redis Cluster, from a
+// list of seed nodes (host:port,host:port,...) or a cluster URL
+// (redis://[user:password@]host:port?addr=host:port&addr=..., which also
+// carries credentials and TLS).
+func newClusterBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func(), error) {
+	var opts *redis.ClusterOptions
+	if strings.HasPrefix(cfg.redisCluster, "redis://") || strings.HasPrefix(cfg.redisCluster, "rediss://") {
+		var err error
+		if opts, err = redis.ParseClusterURL(cfg.redisCluster); err != nil {
+			return nil, nil, fmt.Errorf("-redis-cluster: %w", err)
+		}
+	} else {
+		opts = &redis.ClusterOptions{}
+		for _, a := range strings.Split(cfg.redisCluster, ",") {
+			a = strings.TrimSpace(a)
+			if _, _, err := net.SplitHostPort(a); err != nil || a == "" {
+				return nil, nil, fmt.Errorf("-redis-cluster: %q is not host:port", a)
+			}
+			opts.Addrs = append(opts.Addrs, a)
+		}
+	}
+	// As for one Redis: fail fast on a node that is away (a master failing
+	// over), and let the broker retry once the cluster has promoted its
+	// replica.
+	if opts.DialTimeout == 0 {
+		opts.DialTimeout = time.Second
+	}
+	if opts.DialerRetries == 0 {
+		opts.DialerRetries = 1
+	}
+	if opts.MaxRetries == 0 {
+		opts.MaxRetries = 1
+	}
+	opts.ContextTimeoutEnabled = true
+	client := redis.NewClusterClient(opts)
+	b := redisbroker.New(client, hub, redisbroker.Config{
+		History:     cfg.cacheSize,
+		BodyLimit:   cfg.server.BodyLimit,
+		Log:         log,
+		WaitReplica: cfg.redisWait,
 	})
 	return b, func() { client.Close() }, nil
 }

@@ -59,6 +59,8 @@ type config struct {
 	server          server.Config
 	origins         string
 	redisURL        string
+	redisCluster    string
+	redisWait       time.Duration
 	shutdownTimeout time.Duration
 	logLevel        string
 	debugAddr       string
@@ -93,6 +95,8 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.DurationVar(&cfg.server.PollTimeout, "poll-timeout", envDur("WALL_POLL_TIMEOUT", server.DefaultPollTimeout), "longest a long-poll is held; keep it below the proxy's read timeout (WALL_POLL_TIMEOUT)")
 	fs.StringVar(&cfg.origins, "origins", env("WALL_ALLOWED_ORIGINS", ""), "comma-separated origins of other sites allowed to use the wall (WebSocket handshakes, CORS for polls, streams and posts), or * (WALL_ALLOWED_ORIGINS)")
 	fs.StringVar(&cfg.redisURL, "redis", env("REDIS_URL", ""), "Redis URL, e.g. redis://127.0.0.1:6379/0; empty runs a single instance with the in-process broker (REDIS_URL)")
+	fs.DurationVar(&cfg.redisWait, "redis-wait", envDur("WALL_REDIS_WAIT", 0), "after each post, wait up to this long for a replica to have it (WAIT 1) before answering, so an acknowledged post survives a failover; 0 does not wait (WALL_REDIS_WAIT)")
+	fs.StringVar(&cfg.redisCluster, "redis-cluster", env("WALL_REDIS_CLUSTER", ""), "Redis Cluster seed nodes, host:port,host:port,... (or a redis:// cluster URL with ?addr=...); instead of -redis (WALL_REDIS_CLUSTER)")
 	fs.IntVar(&cfg.server.MaxWalls, "max-walls", envInt("WALL_MAX_WALLS", server.DefaultMaxWalls), "walls one instance holds before posts to new walls get 503; -1 for no limit (WALL_MAX_WALLS)")
 	fs.StringVar(&cfg.server.PublishToken, "publish-token", env("WALL_PUBLISH_TOKEN", ""), "bearer token for POST /api/publish; empty disables it (WALL_PUBLISH_TOKEN)")
 	var secret, anonymous, private string
@@ -206,8 +210,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, hub *wall.Hub, bro
 		}
 		return nil
 	})
-	log.Info("wall listening", "addr", ln.Addr().String(), "redis", cfg.redisURL != "", "cache", cfg.cacheSize,
-		"tokens", len(cfg.server.Identity.Secret) > 0, "anonymous", cfg.server.Identity.Anonymous.String())
+	log.Info("wall listening", "addr", ln.Addr().String(), "redis", cfg.redisURL != "", "redis_cluster", cfg.redisCluster != "",
+		"cache", cfg.cacheSize, "tokens", len(cfg.server.Identity.Secret) > 0, "anonymous", cfg.server.Identity.Anonymous.String())
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}

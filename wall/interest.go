@@ -76,3 +76,24 @@ func (h *Hub) settle(name string) {
 		h.interest.WallIdle(name)
 	}
 }
+
+// Evict drops the named wall and its cache if nothing uses it (no user
+// through Acquire, no subscriber), and reports whether the hub no longer
+// holds it. A broker that stops following a wall's messages evicts it, so
+// the cache, which would go stale, is never served: the next Acquire
+// creates the wall anew, empty, and its first reader syncs it with the
+// broker. It fails (false) while the wall is in use; it may be called from
+// any goroutine but not from an Interest call.
+func (h *Hub) Evict(name string) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	w := h.walls[name]
+	if w == nil {
+		return true
+	}
+	if w.refs > 0 || w.Subscribers() > 0 {
+		return false
+	}
+	delete(h.walls, name)
+	return true
+}

@@ -50,10 +50,14 @@ func (b *Broker) applyEvent(ctx context.Context, e *redisEvent) {
 	if b.panicHook != nil {
 		b.panicHook("applier")
 	}
-	// Counted as a user, so a poller's Release cannot drop the wall (still
-	// empty) between here and the Apply.
-	w := b.hub.Acquire(e.wallName)
-	defer b.hub.Release(w)
+	// Not acquired: the applier's work is not a use of the wall (it would
+	// keep a lingering wall followed for ever). A wall the hub does not
+	// hold (dropped empty, or evicted with its subscription on the way
+	// out) is read from the history by its next user.
+	w := b.hub.Lookup(e.wallName)
+	if w == nil {
+		return
+	}
 	last, ep := w.Last(), w.Epoch()
 	switch {
 	case ep == e.epoch && e.seq <= last:
@@ -61,7 +65,11 @@ func (b *Broker) applyEvent(ctx context.Context, e *redisEvent) {
 	case ep == e.epoch || (ep == "" && last == 0 && e.seq == 1):
 		// A wall without an epoch takes the message's.
 		err := w.Apply(e.message())
-		if err == nil || errors.Is(err, wall.ErrDuplicate) {
+		if err == nil {
+			b.applied.Add(1)
+			return
+		}
+		if errors.Is(err, wall.ErrDuplicate) {
 			return
 		}
 	}
@@ -69,17 +77,12 @@ func (b *Broker) applyEvent(ctx context.Context, e *redisEvent) {
 	b.resyncWall(ctx, e.wallName)
 }
 
-// resyncDirty resyncs the walls marked by the reader.
+// resyncDirty resyncs the walls marked dirty.
 func (b *Broker) resyncDirty(ctx context.Context) {
 	b.dirty.Lock()
-	all, walls := b.dirty.all, b.dirty.walls
-	b.dirty.all, b.dirty.walls = false, make(map[string]struct{})
+	walls := b.dirty.walls
+	b.dirty.walls = make(map[string]struct{})
 	b.dirty.Unlock()
-	if all {
-		for _, n := range b.hub.Names() {
-			walls[n] = struct{}{}
-		}
-	}
 	for n := range walls {
 		if err := b.resyncWall(ctx, n); err != nil && ctx.Err() == nil {
 			b.markDirtyQuiet(n) // retried at the next tick
@@ -96,11 +99,18 @@ func (b *Broker) markDirtyQuiet(wallName string) {
 }
 
 // check compares every held wall's seq and epoch with Redis in one
-// pipeline, and resyncs those that differ: messages sequenced while the
-// pub/sub connection was down, or a wall Redis lost. Must only be called
-// from the applier.
+// pipeline (one per node on a cluster), and resyncs those that differ:
+// messages sequenced while the pub/sub connection was down, or a wall
+// Redis lost (wholly, or its newest messages in a failover). The hub holds
+// only the walls this instance follows. Must only be called from the
+// applier.
 func (b *Broker) check(ctx context.Context) {
 	b.pruneEmpty()
+	for n := range b.behind {
+		if b.hub.Lookup(n) == nil {
+			delete(b.behind, n)
+		}
+	}
 	names := b.hub.Names()
 	if len(names) == 0 {
 		return
@@ -113,8 +123,9 @@ func (b *Broker) check(ctx context.Context) {
 		cmds[i] = pipe.HMGet(ctx, b.key(n)+":meta", "seq", "epoch")
 	}
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		// On a cluster one node may be down (failing over) while the
+		// others answer: each command has its own outcome.
 		b.log.Debug("redis resync check failed", "err", err)
-		return
 	}
 	for i, n := range names {
 		w := b.hub.Lookup(n)

@@ -1,16 +1,15 @@
 // Package redisbroker is the Redis implementation of wall.Broker: it
-// shares walls between instances, with Redis as the single sequencer of
-// each wall (a Function library, see lua.go) and pub/sub to deliver every
-// message to every instance through wall.Wall.Apply.
+// shares walls between instances, with Redis (one server, or a Redis
+// Cluster) as the single sequencer of each wall (a Function library, see
+// lua.go) and per-wall pub/sub to deliver each message, through
+// wall.Wall.Apply, to the instances that serve the wall.
 package redisbroker
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"runtime/debug"
-	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,13 +19,17 @@ import (
 	"wall/wall"
 )
 
-// This file holds the Broker type, its Config and tuning, New, the
-// Interest calls from the hub (which walls this instance serves) and Run,
-// which owns the broker's two goroutines. The rest of the package:
+// This file holds the Broker type, its Config and tuning, and New. The
+// rest of the package:
 //
+//	run.go       Run, which owns the broker's goroutines, and Stats
+//	follow.go    which walls this instance follows: the hub's Interest calls
+//	manage.go    the subscription manager: subscribes, moves and drops walls
+//	link.go      one pub/sub connection to one Redis node, and its reader
+//	cluster.go   what differs on a Redis Cluster: routing, loading the library
 //	publish.go   Publish: sequence in Redis, wait until applied; library calls
+//	durable.go   the optional wait for a replica after each post (WAIT)
 //	sync.go      Sync, and how callers ask the applier for work (resync, dirty)
-//	readloop.go  the pub/sub reader goroutine
 //	apply.go     the applier goroutine, the only writer of the hub's walls
 //	resync.go    bringing one wall up to date with Redis (range, replace, restore)
 //	payload.go   the sequencer's payload: encoding, parsing, rendering
@@ -36,17 +39,23 @@ import (
 // stream normally delivers within a millisecond; past them the broker reads
 // the Redis history itself.
 const (
-	redisFillAfter   = 75 * time.Millisecond // Publish: wait for pub/sub this long, then fill from history
-	redisSyncWait    = 10 * time.Millisecond // Sync: same, for a cursor minted by another instance
-	redisPingEvery   = 2 * time.Second       // pub/sub health check when the stream is idle
-	redisQueueLen    = 4096                  // pub/sub messages waiting for the applier
-	redisMaxBackoff  = time.Second           // between pub/sub reconnect attempts
+	redisFillAfter   = 75 * time.Millisecond  // Publish: wait for pub/sub this long, then fill from history
+	redisSyncWait    = 10 * time.Millisecond  // Sync: same, for a cursor minted by another instance
+	redisLiveWait    = 250 * time.Millisecond // Publish, Sync: wait this long for a wall's subscription
+	redisPingEvery   = 2 * time.Second        // pub/sub health check when a connection is idle
+	redisQueueLen    = 4096                   // pub/sub messages waiting for the applier
+	redisMaxBackoff  = time.Second            // between pub/sub reconnect attempts
+	defaultLinger    = 30 * time.Second
 	defaultBodyLimit = 16384
 )
 
 // errWallGone is the sequencer's answer when Redis lost a wall that the
-// caller still holds.
-var errWallGone = errors.New("wall missing in redis")
+// caller still holds; errWallBehind when Redis holds less of it than the
+// caller (a failover lost the newest writes).
+var (
+	errWallGone   = errors.New("wall missing in redis")
+	errWallBehind = errors.New("wall behind in redis")
+)
 
 // errStopped is Publish's and Sync's answer (wrapped in ErrUnavailable)
 // once Run's goroutines have ended: nothing would apply a message.
@@ -61,7 +70,7 @@ type Config struct {
 	BodyLimit int
 	// Log receives the broker's logs; default slog.Default().
 	Log *slog.Logger
-	// Prefix starts every key and the channel; default "wall:". Instances
+	// Prefix starts every key and channel; default "wall:". Instances
 	// with different prefixes on one Redis are separate clusters. It must
 	// not contain braces (the wall name is the keys' hash tag).
 	Prefix string
@@ -70,52 +79,77 @@ type Config struct {
 	// ResyncInterval is the period of the light resync that compares every
 	// held wall with Redis; default 1s.
 	ResyncInterval time.Duration
+	// Linger is how long the instance keeps following a wall after its
+	// last local user left (a page viewed, a poll answered, a post made):
+	// a client that comes back within it finds the wall live and cached.
+	// Default 30s.
+	Linger time.Duration
+	// WaitReplica, when positive, makes every post wait until a replica of
+	// the wall's master has it (WAIT 1, at most this long) before it is
+	// answered, so that an acknowledged post survives a failover. A post
+	// still unreplicated at the timeout is answered all the same (every
+	// instance has delivered it), counted and logged. Zero: no wait.
+	WaitReplica time.Duration
 }
 
 // Broker shares walls between instances through Redis. Redis is the
 // single sequencer of each wall: the Function wall_publish assigns the next
 // seq, appends the message to the wall's bounded history and publishes it
-// on <prefix>events, in one atomic step and one round trip. Every instance,
-// the publisher included, applies messages from that stream through one
-// applier goroutine, in seq order; gaps (a dropped pub/sub connection, an
-// overflowing queue, a Redis restart) are filled from the history.
+// on the wall's channel, <prefix>{<wall>}:events, in one atomic step and
+// one round trip. On a Redis Cluster the wall's keys and channel share one
+// slot, and the message goes out by SPUBLISH from the node that owns it.
+//
+// An instance follows only the walls it serves (see follow.go): it
+// subscribes to a wall's channel when the wall gains a local user, reads
+// the history it lacks once the subscription is confirmed, and drops both
+// the subscription and the cache Linger after the last user left. Every
+// instance that follows a wall, the publisher included, applies its
+// messages through one applier goroutine, in seq order; gaps (a dropped
+// pub/sub connection, an overflowing queue, a Redis restart or failover)
+// are filled from the history.
 //
 // A backend publishes into a wall with one command (the id is made up when
 // omitted; the library is loaded by any running instance):
 //
 //	redis-cli FCALL wall_publish 1 'wall:{main}' 'hello from the backend'
 //
-// The key is the prefix plus the wall name in braces; optional arguments
-// after the body are an id (a lowercase UUID4) and the history size. The
-// reply is the seq, the epoch and the id. The body is cleaned like any post
-// by each instance on receipt.
+// (redis-cli -c on a cluster). The key is the prefix plus the wall name in
+// braces; optional arguments after the body are an id (a lowercase UUID4)
+// and the history size. The reply is the seq, the epoch and the id. The
+// body is cleaned like any post by each instance on receipt.
 //
-// Ownership: Run owns every goroutine (the pub/sub reader and the applier).
-// Only the applier writes to the hub's walls (their epochs included);
-// Publish and Sync ask it for a resync and wait for the result.
+// Ownership: Run owns the applier and the subscription manager, and the
+// manager owns one reader per pub/sub connection. Only the applier writes
+// to the hub's walls (their epochs included); Publish and Sync ask it for
+// a resync and wait for the result. Only the manager subscribes and
+// unsubscribes.
 //
-// A panic in either goroutine is not survived: the two hold the order of
-// every wall, and a wall the applier left mid-update (or a poison entry in
-// the Redis history, met again on every resync) gives no state to restart
-// from that is known to be consistent. The panic is logged at error with
-// its stack and the loop's name, the other loop is stopped, and Run
-// returns an error, so the process shuts down gracefully and exits
-// non-zero; meanwhile Publish and Sync answer ErrUnavailable.
+// A panic in any of these goroutines is not survived: they hold the order
+// of every wall, and a wall the applier left mid-update (or a poison entry
+// in the Redis history, met again on every resync) gives no state to
+// restart from that is known to be consistent. The panic is logged at
+// error with its stack and the loop's name, the other loops are stopped,
+// and Run returns an error, so the process shuts down gracefully and
+// exits non-zero; meanwhile Publish and Sync answer ErrUnavailable.
 type Broker struct {
-	client redis.UniversalClient
-	hub    *wall.Hub
-	cfg    Config
-	log    *slog.Logger
-	lib    string // library source, loaded on start and whenever missing
+	client  redis.UniversalClient
+	cluster *redis.ClusterClient // client, on a Redis Cluster; nil on a single Redis
+	hub     *wall.Hub
+	cfg     Config
+	log     *slog.Logger
+	lib     string // library source, loaded on start and whenever missing
 
-	msgs  chan *redisEvent // reader -> applier; never blocked on
+	msgs  chan *redisEvent // readers -> applier; never blocked on
 	reqs  chan resyncReq   // Publish/Sync -> applier
 	kick  chan struct{}    // 1-buffered: dirty walls are waiting
 	dirty struct {
 		sync.Mutex
-		all   bool
 		walls map[string]struct{}
 	}
+
+	fol     follows        // which walls this instance follows; see follow.go
+	subKick chan struct{}  // 1-buffered: the manager has walls to subscribe
+	linkEv  chan linkEvent // readers -> manager
 
 	mu sync.Mutex // guards emptyAt
 
@@ -128,17 +162,21 @@ type Broker struct {
 	// subscribers to a new wall then costs one Redis read, not one each.
 	emptyAt map[string]time.Time
 
-	// served is the set of walls with local users, kept from the hub's
-	// Interest calls (WallActive, WallIdle); see Served.
-	served struct {
-		sync.Mutex
-		walls map[string]struct{}
-	}
-
 	// stopped is closed when Run's goroutines have ended.
 	stopped chan struct{}
 
-	dropPubSub atomic.Bool // tests: the reader loses every message, as if its connection were down
+	applied  atomic.Uint64 // messages applied to the hub's walls; see Stats
+	received atomic.Uint64 // messages received by pub/sub; see Stats
+
+	unreplicated      atomic.Uint64 // posts answered before a replica had them; see WaitReplica
+	unreplicatedLogAt atomic.Int64  // Unix ns of the last warning about them
+
+	dropPubSub atomic.Bool // tests: the readers lose every message, as if their connections were down
+
+	// subscribeDelay, when set by a test before Run, delays every
+	// subscribe the manager sends: a slow subscription, to test that
+	// nothing published meanwhile is lost.
+	subscribeDelay time.Duration
 
 	// panicHook, when set by a test before Run, is called by the reader
 	// ("reader") for every pub/sub message and by the applier ("applier")
@@ -152,8 +190,9 @@ var (
 )
 
 // New returns a broker that delivers into hub through client, and makes
-// it the hub's Interest (replacing any other), so it knows which walls this
-// instance serves. Start it with Run.
+// it the hub's Interest (replacing any other), so it follows the walls
+// this instance serves. client is a *redis.ClusterClient on a Redis
+// Cluster, anything else talks to a single Redis. Start it with Run.
 func New(client redis.UniversalClient, hub *wall.Hub, cfg Config) *Broker {
 	if cfg.History <= 0 {
 		cfg.History = hub.CacheSize()
@@ -173,109 +212,47 @@ func New(client redis.UniversalClient, hub *wall.Hub, cfg Config) *Broker {
 	if cfg.ResyncInterval <= 0 {
 		cfg.ResyncInterval = time.Second
 	}
+	if cfg.Linger <= 0 {
+		cfg.Linger = defaultLinger
+	}
+	cluster, _ := client.(*redis.ClusterClient)
 	b := &Broker{
 		client:  client,
+		cluster: cluster,
 		hub:     hub,
 		cfg:     cfg,
 		log:     cfg.Log.With("broker", "redis"),
-		lib:     redisLibraryCode(cfg.History, cfg.BodyLimit),
+		lib:     redisLibraryCode(cfg.History, cfg.BodyLimit, cluster != nil),
 		msgs:    make(chan *redisEvent, redisQueueLen),
 		reqs:    make(chan resyncReq),
 		kick:    make(chan struct{}, 1),
+		subKick: make(chan struct{}, 1),
+		linkEv:  make(chan linkEvent, 256),
 		emptyAt: make(map[string]time.Time),
 		behind:  make(map[string]uint64),
 		stopped: make(chan struct{}),
 	}
 	b.dirty.walls = make(map[string]struct{})
-	b.served.walls = make(map[string]struct{})
+	b.fol.walls = make(map[string]*follow)
+	b.fol.pending = make(map[string]struct{})
 	hub.SetInterest(b)
 	return b
-}
-
-// WallActive implements wall.Interest: wall name has local users.
-func (b *Broker) WallActive(name string) {
-	b.served.Lock()
-	b.served.walls[name] = struct{}{}
-	b.served.Unlock()
-}
-
-// WallIdle implements wall.Interest: wall name has no local user left.
-func (b *Broker) WallIdle(name string) {
-	b.served.Lock()
-	delete(b.served.walls, name)
-	b.served.Unlock()
-}
-
-// Served returns the walls this instance has local users of, sorted: those
-// a sharded (Redis Cluster) broker must subscribe to. Every wall the hub
-// holds is still checked against Redis by the periodic resync: a wall with
-// cached messages and no user keeps its cache, which a returning user reads
-// at once, without a sync.
-func (b *Broker) Served() []string {
-	b.served.Lock()
-	defer b.served.Unlock()
-	names := make([]string, 0, len(b.served.walls))
-	for n := range b.served.walls {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	return names
 }
 
 // key returns the key that the library functions take for a wall.
 func (b *Broker) key(wallName string) string { return b.cfg.Prefix + "{" + wallName + "}" }
 
-func (b *Broker) channel() string { return b.cfg.Prefix + "events" }
+// channel returns the wall's pub/sub channel, in the slot of its keys.
+func (b *Broker) channel(wallName string) string { return b.key(wallName) + ":events" }
+
+// wallOf returns the wall whose channel ch is, or "".
+func (b *Broker) wallOf(ch string) string {
+	name, ok := strings.CutPrefix(ch, b.cfg.Prefix+"{")
+	if !ok {
+		return ""
+	}
+	name, _ = strings.CutSuffix(name, "}:events")
+	return name
+}
 
 func unavailable(err error) error { return fmt.Errorf("%w: %w", wall.ErrUnavailable, err) }
-
-// Run subscribes and applies messages until ctx is done; call it once. It
-// owns the pub/sub reader and the applier goroutines and returns after both
-// ended: nil when ctx ended them, an error when one of them panicked (see
-// Broker).
-func (b *Broker) Run(ctx context.Context) error {
-	defer close(b.stopped)
-	if err := b.loadLibrary(ctx); err != nil && ctx.Err() == nil {
-		b.log.Warn("redis not ready; will retry", "err", err) // reloaded on first use
-	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		mu     sync.Mutex
-		failed error
-	)
-	// guard is the root of each loop's goroutine: it turns a panic into
-	// the log line and Run's error, and stops the other loop.
-	guard := func(loop string, run func(context.Context)) func() {
-		return func() {
-			defer func() {
-				v := recover()
-				if v == nil {
-					return
-				}
-				b.log.Error("redis broker loop panicked; stopping the broker, the server shuts down",
-					"loop", loop, "panic", v, "stack", string(debug.Stack()))
-				mu.Lock()
-				failed = errors.Join(failed, fmt.Errorf("redis broker %s panicked: %v", loop, v))
-				mu.Unlock()
-				cancel()
-			}()
-			run(ctx)
-		}
-	}
-	var wg sync.WaitGroup
-	wg.Go(guard("reader", b.readLoop))
-	wg.Go(guard("applier", b.applyLoop))
-	wg.Wait()
-	return failed
-}
-
-// isStopped reports whether Run's goroutines have ended.
-func (b *Broker) isStopped() bool {
-	select {
-	case <-b.stopped:
-		return true
-	default:
-		return false
-	}
-}

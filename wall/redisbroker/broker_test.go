@@ -195,9 +195,11 @@ func postMany(t *testing.T, nodes []*redisNode, wallName string, posters, per in
 	wg.Wait()
 }
 
+// subscribe adds a live subscriber to the wall, held as a WebSocket holds
+// it (Acquire), so the instance follows the wall from now on.
 func subscribe(hub *wall.Hub, wallName string) *recorder {
 	r := &recorder{}
-	hub.Wall(wallName).Subscribe(r, wall.Cursor{})
+	hub.Acquire(wallName).Subscribe(r, wall.Cursor{})
 	return r
 }
 
@@ -367,6 +369,7 @@ func TestRedisBrokerMissedWhileDown(t *testing.T) {
 	srv := redistest.Start(t)
 	a, b := startNode(t, srv, 200), startNode(t, srv, 200)
 	admin := srv.Client()
+	subscribe(b.hub, "main")
 	if _, err := post(t, a, "main", "one"); err != nil {
 		t.Fatal(err)
 	}
@@ -390,14 +393,17 @@ func TestRedisBrokerMissedWhileDown(t *testing.T) {
 		t.Fatalf("generated id %q is not a UUID4", m.ID)
 	}
 
-	// A new wall published from the backend appears on both.
+	// A new wall published from the backend appears live on the
+	// instance that has a user of it, and only there.
+	rn := subscribe(a.hub, "news")
+	eventually(t, 2*time.Second, "A's subscription to the new wall", func() bool { return a.b.awaitLive(context.Background(), "news") })
 	if _, err := admin.FCall(context.Background(), "wall_publish", []string{"t:{news}"}, "x").Result(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 2*time.Second, "the new wall on both", func() bool {
-		la, lb := a.hub.Lookup("news"), b.hub.Lookup("news")
-		return la != nil && lb != nil && la.Last() == 1 && lb.Last() == 1
-	})
+	eventually(t, 2*time.Second, "the new wall on A", func() bool { rn.mu.Lock(); defer rn.mu.Unlock(); return len(rn.ids) == 1 })
+	if b.hub.Lookup("news") != nil {
+		t.Fatal("B holds a wall it has no user of")
+	}
 }
 
 // TestRedisBrokerInstanceRestart restarts one instance while the other
@@ -440,7 +446,7 @@ func TestRedisBrokerNewEpoch(t *testing.T) {
 	a := startNode(t, srv, 200)
 	postMany(t, []*redisNode{a}, "main", 1, 5)
 	sub := &recorder{}
-	a.hub.Wall("main").Subscribe(sub, wall.Cursor{})
+	a.hub.Acquire("main").Subscribe(sub, wall.Cursor{})
 	a.b.dropPubSub.Store(true) // keep A from restoring on resubscribe before the backend posts
 	admin := srv.Client()
 	a.stop()

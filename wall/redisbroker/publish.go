@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/redis/go-redis/v9"
+
 	"wall/wall"
 )
 
@@ -31,16 +33,19 @@ func (b *Broker) Publish(ctx context.Context, p wall.Post) (*wall.Message, bool,
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
+	// Held for the post: the wall is followed, so its own message comes
+	// back by pub/sub once the subscription is live.
 	w := b.hub.Acquire(p.Wall)
 	defer b.hub.Release(w)
+	b.awaitLive(ctx, p.Wall)
 
-	held := w.Last() > 0
-	r, err := b.sequence(ctx, p, held)
-	if errors.Is(err, errWallGone) {
-		// Redis came back empty: restore the wall from this cache first so
-		// numbering continues, then post.
+	r, err := b.sequence(ctx, p, held(w))
+	if errors.Is(err, errWallGone) || errors.Is(err, errWallBehind) {
+		// Redis lost the wall, or its newest messages (it came back
+		// empty, or failed over to a replica that missed them): restore
+		// them from this cache first so numbering continues, then post.
 		b.resync(ctx, p.Wall, 0)
-		r, err = b.sequence(ctx, p, true)
+		r, err = b.sequence(ctx, p, held(w))
 	}
 	if err != nil {
 		if errors.Is(err, wall.ErrBodyTooLarge) {
@@ -90,19 +95,30 @@ type sequenced struct {
 	payload string // the stored original's payload, when not stored
 }
 
-// sequence runs wall_publish.
-func (b *Broker) sequence(ctx context.Context, p wall.Post, held bool) (sequenced, error) {
-	var r sequenced
-	h := "0"
-	if held {
-		h = "1"
+// held returns wall_publish's held argument for w: the position of the
+// newest message this instance has applied, "0" for none.
+func held(w *wall.Wall) string {
+	last, epoch := w.Last(), w.Epoch()
+	switch {
+	case last == 0:
+		return "0"
+	case epoch == "":
+		return "1"
 	}
-	v, err := b.fcall(ctx, "wall_publish", p.Wall, p.Body, p.ID, b.cfg.History, h, url.PathEscape(p.User))
+	return strconv.FormatUint(last, 10) + "." + epoch
+}
+
+// sequence runs wall_publish.
+func (b *Broker) sequence(ctx context.Context, p wall.Post, held string) (sequenced, error) {
+	var r sequenced
+	v, err := b.publishCall(ctx, p.Wall, p.Body, p.ID, b.cfg.History, held, url.PathEscape(p.User))
 	if err != nil {
 		msg := err.Error()
 		switch {
 		case strings.HasPrefix(msg, "WALLGONE"):
 			return r, errWallGone
+		case strings.HasPrefix(msg, "WALLBEHIND"):
+			return r, errWallBehind
 		case strings.HasPrefix(msg, "TOOLARGE"):
 			return r, fmt.Errorf("%w: %s", wall.ErrBodyTooLarge, msg)
 		}
@@ -132,7 +148,10 @@ func (b *Broker) sequence(ctx context.Context, p wall.Post, held bool) (sequence
 }
 
 // fcall calls a library function on the wall's key, loading the library
-// if Redis does not have it (first start, or Redis restarted).
+// if Redis does not have it (first start, Redis restarted, or on a cluster
+// a node that never had it took the wall's slot). A command that could not
+// reach Redis has go-redis reload the cluster's topology: its node may
+// have failed over.
 func (b *Broker) fcall(ctx context.Context, fn, wallName string, args ...any) (any, error) {
 	keys := []string{b.key(wallName)}
 	v, err := b.client.FCall(ctx, fn, keys, args...).Result()
@@ -141,12 +160,9 @@ func (b *Broker) fcall(ctx context.Context, fn, wallName string, args ...any) (a
 			v, err = b.client.FCall(ctx, fn, keys, args...).Result()
 		}
 	}
-	return v, err
-}
-
-func (b *Broker) loadLibrary(ctx context.Context) error {
-	if err := b.client.FunctionLoadReplace(ctx, b.lib).Err(); err != nil {
-		return fmt.Errorf("loading the wall function library: %w", err)
+	var re redis.Error
+	if err != nil && !errors.As(err, &re) {
+		b.reloadTopology()
 	}
-	return nil
+	return v, err
 }

@@ -19,16 +19,25 @@ import (
 //   - Redis does not know the wall but this instance holds messages: Redis
 //     came back empty, so the wall is restored into Redis from this cache
 //     (wall_restore; the most complete cache wins) and numbering continues.
-//   - Same epoch: the missing messages are applied in order. The entry at
-//     this instance's last seq is compared by id, so a diverged history (a
-//     restore that lost messages this instance had) is not mixed in.
-//   - Another epoch (Redis lost the wall and it was posted to anew), a
-//     gap wider than the history, or a wall new to this instance: the wall
-//     is replaced with Redis's history (Wall.Restore). Clients holding a seq
-//     cursor past the new last get the whole cache with reset:true.
+//   - Same epoch, Redis ahead: the missing messages are applied in order.
+//     The entry at this instance's last seq is compared by id.
+//   - Same epoch, Redis behind (a failover to a replica that missed the
+//     newest writes): the messages it lacks are restored from this cache
+//     and numbering continues.
+//   - Same epoch, but the histories diverged (a post took a seq this
+//     instance holds another message at, before any instance restored it):
+//     the wall moves to a new epoch in Redis (wall_reepoch), so that no
+//     cursor of the old numbering is read as a position in the new one.
+//   - Another epoch, a gap wider than the history, or a wall new to this
+//     instance: the wall is replaced with Redis's history. Subscribers and
+//     clients holding a position in the old numbering get a reset.
 func (b *Broker) resyncWall(ctx context.Context, name string) error {
-	w := b.hub.Acquire(name)
-	defer b.hub.Release(w)
+	// Not acquired (see applyEvent); a wall the hub does not hold has
+	// nothing to bring up to date.
+	w := b.hub.Lookup(name)
+	if w == nil {
+		return nil
+	}
 	for range 3 {
 		last, ep := w.Last(), w.Epoch()
 		since := last
@@ -39,55 +48,96 @@ func (b *Broker) resyncWall(ctx context.Context, name string) error {
 		if err != nil {
 			return err
 		}
-		if !st.exists {
+		switch {
+		case !st.exists:
 			if last == 0 {
 				return nil
 			}
-			if err := b.restoreInto(ctx, w, ep); err != nil {
+			if _, err := b.restoreInto(ctx, w, ep); err != nil {
 				return err
 			}
 			continue // re-read: ours or another instance's restore won
-		}
-		if st.epoch == ep && st.seq >= last {
-			if b.applyRange(w, last, st.entries) {
+		case st.epoch == ep && st.seq >= last:
+			switch b.applyRange(w, last, st.entries) {
+			case rangeApplied:
 				return nil
+			case rangeDiverged:
+				if err := b.reepoch(ctx, w, ep); err != nil {
+					return err
+				}
+				continue // re-read: the new epoch replaces the wall
 			}
-		} else if st.epoch == ep && st.seq < last {
-			// Redis has fewer messages than we do in our epoch: another
-			// instance restored a shorter cache. Offer ours, then re-read.
-			if err := b.restoreInto(ctx, w, ep); err != nil {
+			// The entry at last was evicted from the history: replace.
+		case st.epoch == ep:
+			restored, err := b.restoreInto(ctx, w, ep)
+			if err != nil {
 				return err
 			}
-			if n, _ := b.read(ctx, name, 0); n.exists && n.epoch == ep && n.seq >= last {
-				continue
+			if !restored {
+				// Refused: restored by another instance meanwhile, or diverged.
+				n, err := b.read(ctx, name, last)
+				if err != nil {
+					return err
+				}
+				if !n.exists || n.epoch != ep || n.seq < last {
+					if err := b.reepoch(ctx, w, ep); err != nil {
+						return err
+					}
+				}
 			}
+			continue
 		}
 		return b.replace(ctx, w, st, since)
 	}
 	return nil
 }
 
+// rangeResult is what applyRange made of a range of the history.
+type rangeResult int
+
+const (
+	rangeApplied  rangeResult = iota // the wall continues with the range
+	rangeGap                         // the range does not reach back to the wall's last seq
+	rangeDiverged                    // the history holds another message at the wall's last seq
+)
+
 // applyRange applies entries (seq >= last, oldest first) after the wall's
-// last message. It reports false when they do not continue the wall: the
-// entry at last is missing (evicted from the history) or is another
-// message.
-func (b *Broker) applyRange(w *wall.Wall, last uint64, entries []*redisEvent) bool {
+// last message, if they continue it: the entry at last must be there (not
+// evicted from the history) and be the same message.
+func (b *Broker) applyRange(w *wall.Wall, last uint64, entries []*redisEvent) rangeResult {
 	i := 0
 	if last > 0 {
 		if len(entries) == 0 || entries[0].seq != last {
-			return false
+			return rangeGap
 		}
 		if m, _ := w.WaitApplied(context.Background(), last); m != nil && m.ID != entries[0].id {
-			return false
+			return rangeDiverged
 		}
 		i = 1
 	}
 	for _, e := range entries[i:] {
-		if err := w.Apply(e.message()); err != nil && !errors.Is(err, wall.ErrDuplicate) {
-			return false
+		err := w.Apply(e.message())
+		switch {
+		case err == nil:
+			b.applied.Add(1)
+		case !errors.Is(err, wall.ErrDuplicate):
+			return rangeGap
 		}
 	}
-	return true
+	return rangeApplied
+}
+
+// reepoch moves the wall to a new epoch in Redis, after its history there
+// diverged from what this instance delivered. The caller re-reads and
+// replaces.
+func (b *Broker) reepoch(ctx context.Context, w *wall.Wall, epoch string) error {
+	v, err := b.fcall(ctx, "wall_reepoch", w.Name(), epoch)
+	if err != nil {
+		return err
+	}
+	b.log.Warn("wall history in redis diverged from the one delivered (messages lost in a failover, then reused); moved to a new epoch, clients are reset",
+		"wall", wall.LogName(w.Name()), "last", w.Last(), "epoch", epoch, "new_epoch", v)
+	return nil
 }
 
 // replace loads the wall's whole Redis history with Wall.Restore and adopts
@@ -106,6 +156,7 @@ func (b *Broker) replace(ctx context.Context, w *wall.Wall, st redisState, since
 	if len(msgs) > b.hub.CacheSize() {
 		msgs = msgs[len(msgs)-b.hub.CacheSize():]
 	}
+	b.applied.Add(uint64(len(msgs)))
 	prev, prevEpoch := w.Last(), w.Epoch()
 	if prev > 0 {
 		w.Replace(msgs, st.epoch) // a discontinuity: subscribers are told to reset
@@ -119,11 +170,12 @@ func (b *Broker) replace(ctx context.Context, w *wall.Wall, st redisState, since
 	return nil
 }
 
-// restoreInto offers this instance's cache of w to Redis (wall_restore).
-func (b *Broker) restoreInto(ctx context.Context, w *wall.Wall, epoch string) error {
+// restoreInto offers this instance's cache of w to Redis (wall_restore)
+// and reports whether Redis took it.
+func (b *Broker) restoreInto(ctx context.Context, w *wall.Wall, epoch string) (bool, error) {
 	msgs := w.Messages()
 	if len(msgs) == 0 {
-		return nil
+		return false, nil
 	}
 	if epoch == "" {
 		// Not reached in practice (every message a Redis broker applies
@@ -138,12 +190,13 @@ func (b *Broker) restoreInto(ctx context.Context, w *wall.Wall, epoch string) er
 	}
 	v, err := b.fcall(ctx, "wall_restore", w.Name(), args...)
 	if err != nil {
-		return err
+		return false, err
 	}
-	if n, _ := v.(int64); n == 1 {
+	n, _ := v.(int64)
+	if n == 1 {
 		b.log.Info("wall restored into redis from this cache", "wall", wall.LogName(w.Name()), "last", last, "epoch", epoch)
 	}
-	return nil
+	return n == 1, nil
 }
 
 // redisState is a wall as wall_read returned it.

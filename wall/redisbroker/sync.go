@@ -24,21 +24,22 @@ type resyncReq struct {
 }
 
 // Sync catches this instance up to cursor c, which may have been minted by
-// another instance a moment ago. A seq cursor ahead of the wall waits
-// briefly for the pub/sub stream, then reads the Redis history; an id
-// cursor unknown here is looked up in the Redis history first; with no
-// cursor, a wall this instance holds no message of is loaded from the
-// history; a cursor of an epoch this instance does not hold loads the
-// wall's current epoch from Redis. Sync returns nil when caught up or when
-// the cursor is unknown to Redis too (the poll then answers the whole cache with reset), and
-// ErrUnavailable when Redis could not tell.
+// another instance a moment ago. The wall is followed from the first user
+// on (the caller holds it, or Sync does): Sync first waits, briefly, for
+// its subscription, so that what it reads from the history and what the
+// stream brings after leave nothing between them. Then a seq cursor ahead
+// of the wall waits briefly for the pub/sub stream, then reads the Redis
+// history; an id cursor unknown here is looked up in the Redis history
+// first; with no cursor, a wall this instance holds no message of is
+// loaded from the history; a cursor of an epoch this instance does not
+// hold loads the wall's current epoch from Redis. Sync returns nil when
+// caught up or when the cursor is unknown to Redis too (the poll then
+// answers the whole cache with reset), and ErrUnavailable when Redis could
+// not tell.
 func (b *Broker) Sync(ctx context.Context, wallName string, c wall.Cursor) error {
 	w := b.hub.Acquire(wallName)
 	defer b.hub.Release(w)
 	if w.Has(c) && w.Last() > 0 {
-		return nil
-	}
-	if !c.Set && w.Last() == 0 && b.knownEmpty(wallName) {
 		return nil
 	}
 	if b.isStopped() {
@@ -46,6 +47,10 @@ func (b *Broker) Sync(ctx context.Context, wallName string, c wall.Cursor) error
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
 	defer cancel()
+	live := b.awaitLive(ctx, wallName)
+	if !c.Set && w.Last() == 0 && live && b.knownEmpty(wallName) {
+		return nil
+	}
 	if !c.Set {
 		b.resync(ctx, wallName, 0)
 		b.noteEmpty(wallName, w)
@@ -148,15 +153,11 @@ func (b *Broker) resync(ctx context.Context, wallName string, target uint64) err
 	}
 }
 
-// markDirty schedules a resync of wall ("" for every wall) without
-// blocking; the reader uses it when it cannot hand a message over.
+// markDirty schedules a resync of wall without blocking: a reader that
+// cannot hand a message over, or a subscription just confirmed.
 func (b *Broker) markDirty(wallName string) {
 	b.dirty.Lock()
-	if wallName == "" {
-		b.dirty.all = true
-	} else {
-		b.dirty.walls[wallName] = struct{}{}
-	}
+	b.dirty.walls[wallName] = struct{}{}
 	b.dirty.Unlock()
 	select {
 	case b.kick <- struct{}{}:

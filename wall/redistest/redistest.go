@@ -38,6 +38,7 @@ type Server struct {
 	bin  string
 	dir  string
 	port int
+	args []string // extra redis-server arguments (a cluster node's)
 
 	mu      sync.Mutex
 	cmd     *exec.Cmd
@@ -50,6 +51,13 @@ type Server struct {
 // installed, unless WALL_REQUIRE_INTEGRATION=1, where it fails.
 func Start(t testing.TB) *Server {
 	t.Helper()
+	return startServer(t, lookServer(t), nil)
+}
+
+// lookServer returns the path of redis-server, or skips (or fails, with
+// WALL_REQUIRE_INTEGRATION=1) the test.
+func lookServer(t testing.TB) string {
+	t.Helper()
 	bin, err := exec.LookPath("redis-server")
 	if err != nil {
 		if os.Getenv("WALL_REQUIRE_INTEGRATION") == "1" {
@@ -57,12 +65,24 @@ func Start(t testing.TB) *Server {
 		}
 		t.Skip("redistest: redis-server not installed; set WALL_REQUIRE_INTEGRATION=1 to fail instead")
 	}
+	return bin
+}
+
+// startServer starts bin on a free loopback port; args(port) returns the
+// extra arguments, which may name more free ports.
+func startServer(t testing.TB, bin string, args func(port int) ([]string, error)) *Server {
+	t.Helper()
 	s := &Server{t: t, bin: bin, dir: t.TempDir()}
 	t.Cleanup(s.cleanup)
 	var lastErr error
 	for range 3 { // a free port may be taken between probing and binding
 		if s.port, lastErr = freePort(); lastErr != nil {
 			continue
+		}
+		if args != nil {
+			if s.args, lastErr = args(s.port); lastErr != nil {
+				continue
+			}
 		}
 		if lastErr = s.start(); lastErr == nil {
 			return s
@@ -94,6 +114,21 @@ func (s *Server) Client() *redis.Client {
 	return c
 }
 
+// Kill kills the server with SIGKILL, as a crash would, and waits for it
+// to exit. A cluster node keeps its nodes.conf: Start brings it back into
+// the cluster (as a replica, if it was failed over meanwhile), empty.
+func (s *Server) Kill() {
+	s.t.Helper()
+	s.signal(syscall.SIGKILL)
+}
+
+// Running reports whether the server process is up.
+func (s *Server) Running() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.cmd != nil
+}
+
 // Stop shuts the server down (SIGTERM) and waits for it to exit. Nothing
 // is persisted: a later Start comes back empty.
 func (s *Server) Stop() {
@@ -122,6 +157,7 @@ func (s *Server) start() error {
 		"--port", strconv.Itoa(s.port), "--bind", "127.0.0.1",
 		"--save", "", "--appendonly", "no", "--dir", s.dir,
 		"--logfile", logFile, "--daemonize", "no")
+	cmd.Args = append(cmd.Args, s.args...)
 	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		return err
@@ -220,4 +256,32 @@ func tail(path string) string {
 		b = b[len(b)-2000:]
 	}
 	return strings.TrimSpace(string(b))
+}
+
+// StartReplica starts a replica of master on a free loopback port and
+// waits until both see it in sync (the master counts it for WAIT); it is
+// killed at cleanup like master.
+func StartReplica(t testing.TB, master *Server) *Server {
+	t.Helper()
+	// The master would wait 5 s for more replicas before a diskless sync.
+	if err := master.Client().ConfigSet(context.Background(), "repl-diskless-sync-delay", "0").Err(); err != nil {
+		t.Fatalf("redistest: %v", err)
+	}
+	s := startServer(t, lookServer(t), func(int) ([]string, error) {
+		return []string{"--replicaof", "127.0.0.1", strconv.Itoa(master.port)}, nil
+	})
+	c, mc := s.Client(), master.Client()
+	deadline := time.Now().Add(startTimeout)
+	for {
+		info, err := c.Info(context.Background(), "replication").Result()
+		minfo, merr := mc.Info(context.Background(), "replication").Result()
+		if err == nil && merr == nil && strings.Contains(info, "master_link_status:up") &&
+			strings.Contains(minfo, "port="+strconv.Itoa(s.port)+",state=online") {
+			return s
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("redistest: replica of %s not in sync: %v %s", master.Addr(), err, info)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
 }
