@@ -70,6 +70,10 @@ type Config struct {
 	// ResyncInterval is the period of the light resync that compares every
 	// held wall with Redis; default 1s.
 	ResyncInterval time.Duration
+	// ObserveRedis, if set, is called after every Redis call the broker
+	// makes with its name (a command, "fcall <function>", "pipeline") and
+	// how long it took (metrics; see ready.go).
+	ObserveRedis func(op string, d time.Duration)
 }
 
 // Broker shares walls between instances through Redis. Redis is the
@@ -138,6 +142,8 @@ type Broker struct {
 	// stopped is closed when Run's goroutines have ended.
 	stopped chan struct{}
 
+	health health // the link to Redis, for Ready and ObserveRedis (ready.go)
+
 	dropPubSub atomic.Bool // tests: the reader loses every message, as if its connection were down
 
 	// panicHook, when set by a test before Run, is called by the reader
@@ -188,6 +194,7 @@ func New(client redis.UniversalClient, hub *wall.Hub, cfg Config) *Broker {
 	}
 	b.dirty.walls = make(map[string]struct{})
 	b.served.walls = make(map[string]struct{})
+	b.health.install(client, cfg.ObserveRedis)
 	hub.SetInterest(b)
 	return b
 }
