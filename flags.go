@@ -71,7 +71,7 @@ func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (co
 	fs.IntVar(&cfg.cacheSize, "cache", envInt("WALL_CACHE_SIZE", 200), "messages cached per wall (WALL_CACHE_SIZE)")
 	fs.IntVar(&cfg.server.BodyLimit, "body-limit", envInt("WALL_BODY_LIMIT", server.DefaultBodyLimit), "max message body in bytes; larger posts get 413 (WALL_BODY_LIMIT)")
 	fs.DurationVar(&cfg.server.PollTimeout, "poll-timeout", envDur("WALL_POLL_TIMEOUT", server.DefaultPollTimeout), "longest a long-poll is held; keep it below the proxy's read timeout (WALL_POLL_TIMEOUT)")
-	fs.StringVar(&cfg.origins, "origins", env("WALL_ALLOWED_ORIGINS", ""), "comma-separated extra origins allowed to open WebSockets, or * (WALL_ALLOWED_ORIGINS)")
+	fs.StringVar(&cfg.origins, "origins", env("WALL_ALLOWED_ORIGINS", ""), "comma-separated origins of other sites allowed to use the wall (WebSocket handshakes, CORS for polls, streams and posts), or * (WALL_ALLOWED_ORIGINS)")
 	fs.StringVar(&cfg.redisURL, "redis", env("REDIS_URL", ""), "Redis URL, e.g. redis://127.0.0.1:6379/0; empty runs a single instance with the in-process broker (REDIS_URL)")
 	fs.IntVar(&cfg.server.MaxWalls, "max-walls", envInt("WALL_MAX_WALLS", server.DefaultMaxWalls), "walls one instance holds before posts to new walls get 503; -1 for no limit (WALL_MAX_WALLS)")
 	fs.StringVar(&cfg.server.PublishToken, "publish-token", env("WALL_PUBLISH_TOKEN", ""), "bearer token for POST /api/publish; empty disables it; prefer the variable, which ps and /debug/pprof/cmdline do not show (WALL_PUBLISH_TOKEN)")

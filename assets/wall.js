@@ -1,363 +1,184 @@
-// wall.js: the browser client of a wall page.
-//
-// It keeps the inbox live over a WebSocket (/ws), falls back to long-polling
-// (/a/message/updates) when the socket cannot open, and resumes from the
-// cursor of the newest message it has seen after every reconnect, so nothing
-// is missed or shown twice. Posting goes over the socket when it is open and
-// over POST /a/message/new otherwise. Without JavaScript the page still
-// works: the form posts and the server redirects back.
-(() => {
-  "use strict";
+// wall.js: the wall page, built on wall-client.js (the library any page
+// can use) and wall-view.js (the inbox). The server rendered the newest
+// messages and the form; this script keeps the inbox live from the
+// page's cursor, posts with the library (each post retried until it is
+// stored, once), and says what is going on: a polite status line, gap and
+// reset notices that mark where and then go away, a "new messages"
+// button when the reader has scrolled up. Without JavaScript the page
+// still works: the form posts and the server redirects back.
 
-  const MIN_BACKOFF = 500; // ms; doubles per failed attempt
-  const MAX_BACKOFF = 30000;
-  const PROBE_MIN = 5000; // ms before retrying the WebSocket while on long-poll
-  const PROBE_MAX = 120000;
-  const HELD_AFTER = 1000; // ms a held poll takes to count as connected
+import { connect, PublishError } from "./wall-client.js";
+import { uuid4 } from "./wall-publish.js";
+import { Inbox } from "./wall-view.js";
 
-  const body = document.body;
-  const inbox = document.getElementById("inbox");
-  const form = document.getElementById("messageform");
-  const input = document.getElementById("message");
-  const button = form.querySelector("button[type=submit]");
-  const statusEl = document.getElementById("status");
-  const noticeEl = document.getElementById("notice");
-  const errorEl = document.getElementById("form-error");
+const ds = document.body.dataset;
+const $ = (id) => document.getElementById(id);
+const form = $("messageform");
+const input = $("message");
+const statusEl = $("status");
+const countdownEl = $("countdown");
+const noticeEl = $("notice");
+const errorEl = $("form-error");
 
-  // state is exposed as window.wallClient for tests and curious people; the
-  // client never reads anything back from it that it did not write itself.
-  const state = {
-    wall: body.dataset.wall || "main",
-    cursor: parseInt(body.dataset.last, 10) || 0, // highest seq in the inbox, for order
-    // resume is what the server is sent: the newest message's "cursor"
-    // ("<seq>.<epoch>"), so a cursor from before a server restart is
-    // answered with a reset rather than read in the new numbering.
-    resume: body.dataset.last || "0",
-    transport: "none", // "websocket", "longpoll" or "none"
-    status: "connecting",
-    attempt: 0, // failed connection attempts since the last success
-    gen: 0, // bumped on every (re)connect; stale callbacks compare it
-    forceLongPoll: new URLSearchParams(location.search).get("transport") === "longpoll",
-  };
-  window.wallClient = state;
+const names = { websocket: "WebSocket", sse: "SSE", longpoll: "long-poll" };
+const noticeFor = 10000; // ms a gap or reset notice stays
 
-  let ws = null; // the current socket (open or opening)
-  let poll = null; // AbortController of the poll in flight
-  let retryTimer = 0;
-  let countdown = 0;
-  let probeTimer = 0;
-  let probeDelay = PROBE_MIN;
-  let pending = ""; // text sent over the socket, restored if the server refuses it
+const inbox = new Inbox($("scroller"), $("inbox"), $("unread"), Number(ds.keep) || 200);
+inbox.adopt(JSON.parse($("wall-meta").textContent || "[]"));
 
-  // --- connection state -------------------------------------------------
+// ?transport=longpoll (or sse, or a list) picks the transports: for
+// trying each one, and for networks that need one.
+const only = new URLSearchParams(location.search).get("transport");
+const client = connect({
+  wall: ds.wall || "main",
+  cursor: ds.last || "0",
+  transports: only ? only.split(",") : undefined,
+  deadAfter: Number(ds.deadAfter) || undefined,
+  pollTimeout: Number(ds.pollTimeout) || undefined,
+});
+window.wallClient = client; // for tests and curious people
 
-  function setStatus(kind, text) {
-    state.status = text;
-    statusEl.dataset.state = kind;
-    statusEl.textContent = text;
-  }
+// --- status ------------------------------------------------------------------
 
-  function showNotice(text) {
-    noticeEl.textContent = text;
-    noticeEl.hidden = false;
-  }
-
-  function showError(text) {
-    errorEl.textContent = text;
-    errorEl.hidden = !text;
-  }
-
-  // teardown stops the current transport and any pending retry; callbacks of
-  // the old transport see a stale generation and do nothing.
-  function teardown() {
-    state.gen++;
-    clearTimeout(retryTimer);
-    clearInterval(countdown);
-    clearTimeout(probeTimer);
-    if (poll) poll.abort();
-    poll = null;
-    if (ws) {
-      const old = ws;
-      ws = null;
-      old.onopen = old.onmessage = old.onclose = old.onerror = null;
-      old.close(1000);
-    }
-    state.transport = "none";
-  }
-
-  function connect() {
-    teardown();
-    if (!navigator.onLine) {
-      setStatus("offline", "offline");
-      return; // the "online" event reconnects
-    }
-    setStatus("connecting", "connecting…");
-    if (state.forceLongPoll || !("WebSocket" in window)) startPoll();
-    else openSocket(false);
-  }
-
-  // reconnectLater waits a capped exponential backoff with full jitter, so a
-  // restarted server is not hit by every tab at once.
-  function reconnectLater() {
-    teardown();
-    const cap = Math.min(MAX_BACKOFF, MIN_BACKOFF * 2 ** state.attempt);
-    state.attempt++;
-    const delay = Math.random() * cap;
-    const until = Date.now() + delay;
+// The status element is a polite live region: it changes (and is read
+// out) only when the state does. The countdown beside it is for the eye.
+let ticking = 0;
+function setStatus(kind, text, until) {
+  statusEl.dataset.state = kind;
+  if (statusEl.textContent !== text) statusEl.textContent = text;
+  clearInterval(ticking);
+  countdownEl.textContent = "";
+  if (until) {
     const tick = () => {
-      const s = Math.max(0, Math.ceil((until - Date.now()) / 1000));
-      setStatus("reconnecting", `reconnecting in ${s}s…`);
+      const s = Math.ceil((until - Date.now()) / 1000);
+      countdownEl.textContent = s > 0 ? `in ${s} s` : "";
     };
     tick();
-    countdown = setInterval(tick, 1000);
-    retryTimer = setTimeout(connect, delay);
+    ticking = setInterval(tick, 1000);
   }
+}
 
-  function live(transport) {
-    state.transport = transport;
-    state.attempt = 0;
-    if (transport === "websocket") probeDelay = PROBE_MIN;
-    setStatus("live", transport === "websocket" ? "live (WebSocket)" : "live (long-poll)");
+// notice shows a passing notice (gaps, resets), which goes away by itself.
+let noticeTimer = 0;
+function notice(text) {
+  clearTimeout(noticeTimer);
+  noticeEl.querySelector(".text").textContent = text;
+  noticeEl.hidden = false;
+  noticeTimer = setTimeout(() => (noticeEl.hidden = true), noticeFor);
+}
+
+// warn shows what stays true until the page is reloaded.
+function warn(text) {
+  const w = $("warning");
+  w.textContent = text;
+  w.hidden = false;
+}
+noticeEl.querySelector(".dismiss").addEventListener("click", () => (noticeEl.hidden = true));
+
+// errors shown next to the form; network trouble is cleared once live.
+let errorKind = "";
+function showError(text, kind = "refused") {
+  errorEl.textContent = text;
+  errorEl.hidden = !text;
+  errorKind = text ? kind : "";
+}
+
+client.on("state", (s) => {
+  switch (s.state) {
+    case "connecting":
+      setStatus("connecting", "connecting…");
+      break;
+    case "live":
+      setStatus("live", `live (${names[s.transport]})`);
+      if (errorKind === "network") showError("");
+      break;
+    case "reconnecting":
+      setStatus("reconnecting", "reconnecting…", s.retryAt);
+      break;
+    case "offline":
+      if (s.status === 401 || s.status === 403) {
+        setStatus("denied", "not allowed");
+        warn(
+          s.status === 401
+            ? `Not allowed: this wall needs you to sign in (${s.reason}).`
+            : `Not allowed: you may not read this wall (${s.reason}).`,
+        );
+        input.disabled = true;
+      } else {
+        setStatus("offline", "offline");
+      }
+      break;
+    case "closed":
+      setStatus("offline", "closed");
   }
+});
 
-  // --- messages ----------------------------------------------------------
+client.on("message", (m) => inbox.add(m));
+client.on("gap", (g) => {
+  inbox.gap(g);
+  notice(
+    g.reset
+      ? "The wall restarted: messages from before it are gone. A line in the list marks where."
+      : `${g.missed} message${g.missed === 1 ? " was" : "s were"} missed: a line in the list marks where.`,
+  );
+});
 
-  // apply appends one message unless it is already shown; messages must come
-  // in seq order. It returns whether the message was new.
-  function apply(m) {
-    if (!m || typeof m.html !== "string") return false;
-    if (typeof m.seq === "number" && m.seq <= state.cursor) return false;
-    if (typeof m.seq === "number") {
-      state.cursor = m.seq;
-      state.resume = typeof m.cursor === "string" ? m.cursor : String(m.seq);
-    }
-    if (document.getElementById("m" + m.id)) return false;
-    const stick = inbox.scrollHeight - inbox.scrollTop - inbox.clientHeight < 40;
-    // The fragment was escaped and linkified by the server.
-    inbox.insertAdjacentHTML("beforeend", m.html);
-    if (stick) inbox.scrollTop = inbox.scrollHeight;
-    return true;
+// --- posting -----------------------------------------------------------------
+
+const limit = Number(ds.bodyLimit) || 0;
+const utf8 = new TextEncoder();
+
+form.addEventListener("submit", (ev) => {
+  ev.preventDefault();
+  const text = input.value;
+  if (!text.trim()) {
+    showError("Write something first.");
+    return;
   }
-
-  // replaceAll shows a fresh snapshot of the wall (its cursor was unknown to
-  // the server, e.g. after a restart).
-  function replaceAll(msgs) {
-    inbox.replaceChildren();
-    state.cursor = 0;
-    state.resume = "0";
-    msgs.forEach(apply);
-    inbox.scrollTop = inbox.scrollHeight;
+  const size = utf8.encode(text).length;
+  if (limit && size > limit) {
+    showError(`Too long: ${size} bytes, at most ${limit}. Shorten it and post again.`);
+    return;
   }
+  showError("");
+  const id = uuid4();
+  inbox.sending(id, text);
+  input.value = "";
+  client.publish(text, { id }).then(
+    () => inbox.stored(id),
+    (err) => {
+      inbox.sent(id);
+      if (!input.value) input.value = text; // nothing typed is lost
+      const why = err instanceof PublishError ? err.message : String(err);
+      showError(`Not posted: ${why}`, err.status ? "refused" : "network");
+    },
+  );
+  input.focus();
+});
 
-  function missed(n) {
-    if (n > 0) showNotice(`${n} earlier message${n === 1 ? " was" : "s were"} missed.`);
+// Enter sends; Shift+Enter (or an input method composing) makes a new line.
+// The line break of an Enter that sent is refused in beforeinput too: some
+// key event sources (automation, remote desktops) deliver it separately.
+let sentByEnter = false;
+input.addEventListener("keydown", (ev) => {
+  sentByEnter = false;
+  if (ev.key === "Enter" && !ev.shiftKey && !ev.isComposing && !ev.altKey && !ev.ctrlKey && !ev.metaKey) {
+    ev.preventDefault();
+    sentByEnter = true;
+    form.requestSubmit();
   }
+});
+input.addEventListener("beforeinput", (ev) => {
+  if (sentByEnter && (ev.inputType === "insertLineBreak" || ev.inputType === "insertParagraph")) ev.preventDefault();
+  sentByEnter = false;
+});
+input.addEventListener("keyup", () => (sentByEnter = false));
+$("form-hint").hidden = false;
 
-  // --- WebSocket ---------------------------------------------------------
-
-  function socketURL() {
-    const proto = location.protocol === "https:" ? "wss:" : "ws:";
-    const q = new URLSearchParams({ wall: state.wall, cursor: state.resume });
-    return `${proto}//${location.host}/ws?${q}`;
-  }
-
-  // openSocket opens a WebSocket. A probe is a retry made while long-polling
-  // works: it replaces the poll only once it is open.
-  function openSocket(probe) {
-    const gen = state.gen;
-    const sock = new WebSocket(socketURL());
-    let opened = false;
-    if (!probe) ws = sock;
-
-    sock.onopen = () => {
-      if (probe) {
-        if (gen !== state.gen || state.transport !== "longpoll") return sock.close(1000);
-        teardown(); // stops the poll
-        ws = sock;
-      } else if (gen !== state.gen) return;
-      opened = true;
-      live("websocket");
-    };
-
-    sock.onmessage = (ev) => {
-      if (ws !== sock) return;
-      let m;
-      try {
-        m = JSON.parse(ev.data);
-      } catch {
-        return;
-      }
-      if (m.error) {
-        showError(m.error);
-        if (pending && !input.value) input.value = pending;
-        pending = "";
-        return;
-      }
-      if (m.reset) {
-        // The server did not know our cursor (it restarted): its whole
-        // cache follows.
-        inbox.replaceChildren();
-        state.cursor = 0;
-        state.resume = "0";
-        return;
-      }
-      if (m.missed) return missed(m.missed);
-      if (typeof m.seq !== "number") return apply(m);
-      // A gap the server did not announce (it should): say so all the same.
-      if (m.seq > state.cursor + 1 && state.cursor > 0) missed(m.seq - state.cursor - 1);
-      if (apply(m) && pending && m.body === pending.trim()) pending = "";
-    };
-
-    sock.onclose = (ev) => {
-      if (probe && !opened) {
-        // Still blocked: try again later, less often.
-        if (state.transport === "longpoll" && gen === state.gen) scheduleProbe(gen);
-        return;
-      }
-      if (ws !== sock) return;
-      ws = null;
-      if (!opened) {
-        // The socket never opened (blocked by a proxy, refused): long-poll,
-        // and retry the socket from time to time.
-        startPoll();
-        return;
-      }
-      if (ev.code === 1008 || ev.code === 1009 || (ev.code >= 4000 && ev.code < 5000)) {
-        showError(ev.reason || `connection closed (${ev.code})`);
-      }
-      reconnectLater();
-    };
-  }
-
-  function scheduleProbe(gen) {
-    clearTimeout(probeTimer);
-    probeTimer = setTimeout(() => {
-      if (gen === state.gen && state.transport === "longpoll") openSocket(true);
-    }, probeDelay);
-    probeDelay = Math.min(PROBE_MAX, probeDelay * 2);
-  }
-
-  const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-
-  // --- long-poll ---------------------------------------------------------
-
-  async function startPoll() {
-    teardown();
-    const gen = state.gen;
-    state.transport = "longpoll";
-    if (!state.forceLongPoll && "WebSocket" in window) scheduleProbe(gen);
-    let ok = false;
-    while (gen === state.gen) {
-      const ctrl = new AbortController();
-      poll = ctrl;
-      const q = new URLSearchParams({ wall: state.wall, cursor: state.resume });
-      const started = Date.now();
-      // An empty wall holds the poll until a message comes, so a poll that
-      // is still held after a moment also counts as connected.
-      const held = ok ? 0 : setTimeout(() => {
-        if (gen === state.gen && !ok) {
-          ok = true;
-          live("longpoll");
-        }
-      }, HELD_AFTER);
-      let data;
-      try {
-        const res = await fetch(`/a/message/updates?${q}`, {
-          signal: ctrl.signal,
-          cache: "no-store",
-          headers: { Accept: "application/json" },
-        });
-        if (!res.ok) throw new Error(`HTTP ${res.status}`);
-        data = await res.json();
-      } catch {
-        if (gen === state.gen) reconnectLater();
-        return;
-      } finally {
-        clearTimeout(held);
-      }
-      if (gen !== state.gen) return;
-      if (!ok) {
-        ok = true;
-        live("longpoll");
-      }
-      state.attempt = 0;
-      if (!data || !Array.isArray(data.messages)) {
-        // The server's poll timeout (or its shutdown): poll again at once,
-        // unless it answers instantly, which would make this loop spin.
-        if (Date.now() - started < 1000) await sleep(MIN_BACKOFF + Math.random() * 1000);
-        continue;
-      }
-      if (data.reset) replaceAll(data.messages);
-      else {
-        missed(data.missed || 0);
-        data.messages.forEach(apply);
-      }
-    }
-  }
-
-  // --- posting -----------------------------------------------------------
-
-  function xsrf() {
-    const m = document.cookie.match(/(?:^|;\s*)_xsrf=([^;]*)/);
-    return m ? decodeURIComponent(m[1]) : form.elements._xsrf.value;
-  }
-
-  async function post(text) {
-    if (ws && ws.readyState === WebSocket.OPEN) {
-      ws.send(JSON.stringify({ body: text }));
-      pending = text;
-      input.value = "";
-      return;
-    }
-    button.disabled = true;
-    try {
-      const res = await fetch("/a/message/new", {
-        method: "POST",
-        headers: { Accept: "application/json" },
-        body: new URLSearchParams({ body: text, wall: state.wall, _xsrf: xsrf() }),
-      });
-      let data = null;
-      try {
-        data = await res.json();
-      } catch {
-        // An error page that is not JSON: reported below by status.
-      }
-      if (!res.ok) {
-        showError((data && data.error) || `could not post (HTTP ${res.status})`);
-        return;
-      }
-      if (input.value === text) input.value = "";
-      // Show it now only if it is next in order; otherwise the stream
-      // brings it after the messages before it.
-      if (data && data.seq === state.cursor + 1) apply(data);
-    } catch {
-      showError("could not post: network error");
-    } finally {
-      button.disabled = false;
-      input.focus();
-    }
-  }
-
-  form.addEventListener("submit", (ev) => {
-    ev.preventDefault(); // Enter in the input submits too
-    const text = input.value;
-    if (!text.trim()) {
-      showError("Write something first.");
-      return;
-    }
-    showError("");
-    post(text);
-  });
-
-  window.addEventListener("offline", () => {
-    teardown();
-    setStatus("offline", "offline");
-  });
-  window.addEventListener("online", () => {
-    state.attempt = 0;
-    connect();
-  });
-
-  inbox.scrollTop = inbox.scrollHeight;
-  connect();
-})();
+// Posting over HTTP needs this site's _xsrf cookie: say so if it is blocked.
+if (!navigator.cookieEnabled || !/(?:^|;\s*)_xsrf=/.test(document.cookie)) {
+  warn(
+    "Cookies are blocked for this site: posts can go only over a live WebSocket, not over HTTP. " +
+      "Allow cookies for this site to post reliably.",
+  );
+}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/chromedp/chromedp"
 	"github.com/chromedp/chromedp/kb"
+	"github.com/google/uuid"
 
 	"wall/assets"
 	"wall/views"
@@ -51,13 +52,24 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// newBrowserServer starts the server as main builds it, behind wrap (which
-// may be nil) to inject network faults.
-func newBrowserServer(t *testing.T, wrap func(http.Handler) http.Handler) *httptest.Server {
+// browserEnv is a server built as main builds it (in-process broker),
+// served by httptest behind an optional wrapper that injects faults, with
+// its hub and broker at hand for setting up walls.
+type browserEnv struct {
+	hub    *wall.Hub
+	broker *wall.MemoryBroker
+	srv    *Server
+	ts     *httptest.Server
+	url    string
+}
+
+// newBrowserEnv starts a server with cfg and a 200-message cache behind
+// wrap (which may be nil).
+func newBrowserEnv(t *testing.T, cfg Config, wrap func(http.Handler) http.Handler) *browserEnv {
 	t.Helper()
 	hub := wall.NewHub(200)
 	broker := wall.NewMemoryBroker(hub)
-	srv, err := New(Config{}, slog.New(slog.NewTextHandler(io.Discard, nil)), hub, broker, views.FS, assets.FS)
+	srv, err := New(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), hub, broker, views.FS, assets.FS)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -71,15 +83,36 @@ func newBrowserServer(t *testing.T, wrap func(http.Handler) http.Handler) *httpt
 	t.Cleanup(srv.Wait)
 	t.Cleanup(ts.Close)
 	t.Cleanup(hub.Close)
-	return ts
+	return &browserEnv{hub: hub, broker: broker, srv: srv, ts: ts, url: ts.URL}
+}
+
+// newBrowserServer starts the server as main builds it, behind wrap (which
+// may be nil) to inject network faults.
+func newBrowserServer(t *testing.T, wrap func(http.Handler) http.Handler) *httptest.Server {
+	t.Helper()
+	return newBrowserEnv(t, Config{}, wrap).ts
+}
+
+// publish stores a message on wall name through the broker, as a post
+// from anywhere would be.
+func (e *browserEnv) publish(t *testing.T, name, body string) *wall.Message {
+	t.Helper()
+	m, _, err := e.broker.Publish(t.Context(), wall.Post{Wall: name, ID: uuid.NewString(), Body: body})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }
 
 // newBrowser starts headless Chromium and returns the context of its first
 // tab, bounded by browserTimeout.
-func newBrowser(t *testing.T) context.Context {
+func newBrowser(t *testing.T) context.Context { return newBrowserFor(t, browserTimeout) }
+
+// newBrowserFor is newBrowser bounded by d.
+func newBrowserFor(t *testing.T, d time.Duration) context.Context {
 	t.Helper()
 	path := findChromium(t)
-	ctx, cancel := context.WithTimeout(context.Background(), browserTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(path),
@@ -263,14 +296,14 @@ func TestBrowserWebSocket(t *testing.T) {
 	}
 }
 
-// wsGate answers 503 to every WebSocket handshake while closed, as a proxy
-// that does not pass WebSockets would, so the client must fall back to
-// long-poll.
+// wsGate answers 503 to every WebSocket handshake and event stream while
+// closed, as a proxy that passes neither would, so the client must fall
+// back to long-poll.
 type wsGate struct{ open atomic.Bool }
 
 func (g *wsGate) wrap(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path == "/ws" && !g.open.Load() {
+		if (r.URL.Path == "/ws" || r.URL.Path == "/sse") && !g.open.Load() {
 			http.Error(w, "no websockets here", http.StatusServiceUnavailable)
 			return
 		}
@@ -408,7 +441,7 @@ func TestBrowserResumeAfterDisconnect(t *testing.T) {
 
 	p.cut()
 	if err := chromedp.Do(tab2, chromedp.Poll[chromedp.Void](
-		`document.getElementById("status").textContent.startsWith("reconnecting in ")`)); err != nil {
+		`document.getElementById("status").textContent === "reconnecting…"`)); err != nil {
 		t.Fatalf("tab 2 did not notice the cut: %v", err)
 	}
 	during := "posted while tab 2 was cut off"

@@ -22,9 +22,11 @@ func (s *Server) routes(assets fs.FS) *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.Recover())
-	e.Use(securityHeaders) // headers.go
+	e.Use(s.securityHeaders()) // headers.go
 	e.Use(s.requestLogger())
 	e.Use(s.deadlines)
+	e.Use(s.cors)         // cross-origin readers and posters (cors.go)
+	e.Use(s.keepFormText) // a refused no-JS post gets its text back (errorpage.go)
 	e.Use(middleware.GzipWithConfig(middleware.GzipConfig{
 		// Only pages and assets: long-polls and WebSockets are streamed
 		// pre-encoded bytes.
@@ -84,6 +86,9 @@ func (s *Server) handleError(err error, c echo.Context) {
 	var ae *admit.Error
 	if errors.As(err, &ae) && ae.RetryAfter > 0 {
 		c.Response().Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
+	}
+	if s.htmlError(c, code, msg) {
+		return
 	}
 	if c.Request().Method == http.MethodHead {
 		err = c.NoContent(code)

@@ -73,7 +73,7 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 	h.query = query
 	h.fields = rest
 	hosts, lengths := 0, 0
-	contentType := ""
+	contentType, host, origin := "", "", ""
 	for {
 		line, rest, _ = strings.Cut(rest, "\r\n")
 		if line == "" {
@@ -89,6 +89,7 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 			if !httpguts.ValidHostHeader(value) {
 				return h, false
 			}
+			host = value
 			hosts++
 		case strings.EqualFold(name, "Content-Length"):
 			lengths++
@@ -100,6 +101,11 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 			h.contentLength = int(n)
 		case strings.EqualFold(name, "Content-Type"):
 			contentType = value
+		case strings.EqualFold(name, "Origin"):
+			if origin != "" {
+				return h, false
+			}
+			origin = value
 		case strings.EqualFold(name, "Connection"):
 			for value != "" {
 				var tok string
@@ -125,12 +131,22 @@ func parsePollHead(b []byte) (h pollHead, ok bool) {
 	if rest != "" || hosts != 1 || lengths > 1 {
 		return h, false // bare LFs or something after the empty line
 	}
+	if origin != "" && !sameHost(origin, host) {
+		return h, false // cross-origin: net/http answers it with its CORS headers
+	}
 	if !h.post {
 		return h, h.contentLength == 0
 	}
 	ct, _, _ := strings.Cut(contentType, ";")
 	ct = strings.TrimSpace(ct)
 	return h, ct == "" || strings.EqualFold(ct, "application/x-www-form-urlencoded")
+}
+
+// sameHost reports whether an Origin header names host (any scheme), as
+// the page's own requests do.
+func sameHost(origin, host string) bool {
+	_, o, ok := strings.Cut(origin, "://")
+	return ok && strings.EqualFold(o, host)
 }
 
 // hasCTL reports whether s has a control character, which net/http

@@ -152,6 +152,7 @@ func TestParsePollHead(t *testing.T) {
 		"GET /a/message/updates?cursor=1 HTTP/1.1\r\nHost: x\r\n\r\n",
 		"GET /a/message/updates HTTP/1.1\r\nhost: x\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n",
 		"POST /a/message/updates HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-www-form-urlencoded; charset=UTF-8\r\nContent-Length: 5\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\nHost: x:8080\r\nOrigin: https://X:8080\r\n\r\n", // the page's own
 	}
 	bad := []string{
 		"GET /a/message/updates HTTP/1.0\r\nHost: x\r\n\r\n",
@@ -170,6 +171,10 @@ func TestParsePollHead(t *testing.T) {
 		"GET /a/message/updates HTTP/1.1\r\nHo st: x\r\n\r\n",
 		"GET /a/message/updates HTTP/1.1\r\nHost: x\x01\r\n\r\n",
 		"GET /a/message/updates HTTP/1.1\nHost: x\n\n",
+		// Cross-origin: net/http answers with the CORS headers.
+		"GET /a/message/updates HTTP/1.1\r\nHost: x\r\nOrigin: https://other\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\nHost: x\r\nOrigin: null\r\n\r\n",
+		"GET /a/message/updates HTTP/1.1\r\nHost: x\r\nOrigin: https://x\r\nOrigin: https://other\r\n\r\n",
 		"",
 		"GET",
 	}

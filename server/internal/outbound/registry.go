@@ -28,9 +28,9 @@ const Slots = 16
 
 // Registry holds every connection a server keeps outside net/http
 // (http.Server.Shutdown does not track hijacked connections): it counts
-// them per transport, pings them (Run), tells them all to close at
-// shutdown and lets the server wait for the last one (Wait). The zero
-// value is ready.
+// them per transport, pings them (Run), tells them to close, all at once
+// (Shutdown) or spread over a span (Drain, drain.go), and lets the server
+// wait for the last one (Wait). The zero value is ready.
 //
 // M is one member type, or Member itself for a Registry that holds
 // several transports (the server's: WebSocket sessions and the
