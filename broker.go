@@ -1,34 +1,37 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"wall/server"
 	"wall/wall"
 	"wall/wall/redisbroker"
 )
 
 // newBroker returns the in-process broker, or the Redis one when a Redis URL
-// or a Redis Cluster is configured, and a function that releases what it
-// holds.
-func newBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func(), error) {
+// or a Redis Cluster is configured (its Redis calls timed on reg, its Ready
+// for /readyz), and a function that releases what it holds.
+func newBroker(cfg config, hub *wall.Hub, log *slog.Logger, reg prometheus.Registerer) (wall.Broker, func(context.Context) error, func(), error) {
 	if cfg.redisCluster != "" {
 		if cfg.redisURL != "" {
-			return nil, nil, fmt.Errorf("-redis and -redis-cluster: give one")
+			return nil, nil, nil, fmt.Errorf("-redis and -redis-cluster: give one")
 		}
-		return newClusterBroker(cfg, hub, log)
+		return newClusterBroker(cfg, hub, log, reg)
 	}
 	if cfg.redisURL == "" {
-		return wall.NewMemoryBroker(hub), func() {}, nil
+		return wall.NewMemoryBroker(hub), nil, func() {}, nil
 	}
 	opts, err := redis.ParseURL(cfg.redisURL)
 	if err != nil {
-		return nil, nil, fmt.Errorf("-redis: %w", err)
+		return nil, nil, nil, fmt.Errorf("-redis: %w", err)
 	}
 	// Fail fast while Redis is away (posts answer 503 within about a
 	// second, not after go-redis's default 5 dial retries of 5 s each) and
@@ -45,31 +48,32 @@ func newBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func()
 	opts.ContextTimeoutEnabled = true
 	client := redis.NewClient(opts)
 	b := redisbroker.New(client, hub, redisbroker.Config{
-		History:     cfg.cacheSize,
-		BodyLimit:   cfg.server.BodyLimit,
-		Log:         log,
-		WaitReplica: cfg.redisWait,
+		History:      cfg.cacheSize,
+		BodyLimit:    cfg.server.BodyLimit,
+		Log:          log,
+		WaitReplica:  cfg.redisWait,
+		ObserveRedis: server.NewRedisMetrics(reg),
 	})
-	return b, func() { client.Close() }, nil
+	return b, b.Ready, func() { client.Close() }, nil
 }
 
 // newClusterBroker returns the Redis broker on a Redis Cluster, from a
 // list of seed nodes (host:port,host:port,...) or a cluster URL
 // (redis://[user:password@]host:port?addr=host:port&addr=..., which also
 // carries credentials and TLS).
-func newClusterBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func(), error) {
+func newClusterBroker(cfg config, hub *wall.Hub, log *slog.Logger, reg prometheus.Registerer) (wall.Broker, func(context.Context) error, func(), error) {
 	var opts *redis.ClusterOptions
 	if strings.HasPrefix(cfg.redisCluster, "redis://") || strings.HasPrefix(cfg.redisCluster, "rediss://") {
 		var err error
 		if opts, err = redis.ParseClusterURL(cfg.redisCluster); err != nil {
-			return nil, nil, fmt.Errorf("-redis-cluster: %w", err)
+			return nil, nil, nil, fmt.Errorf("-redis-cluster: %w", err)
 		}
 	} else {
 		opts = &redis.ClusterOptions{}
 		for _, a := range strings.Split(cfg.redisCluster, ",") {
 			a = strings.TrimSpace(a)
 			if _, _, err := net.SplitHostPort(a); err != nil || a == "" {
-				return nil, nil, fmt.Errorf("-redis-cluster: %q is not host:port", a)
+				return nil, nil, nil, fmt.Errorf("-redis-cluster: %q is not host:port", a)
 			}
 			opts.Addrs = append(opts.Addrs, a)
 		}
@@ -89,10 +93,11 @@ func newClusterBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker,
 	opts.ContextTimeoutEnabled = true
 	client := redis.NewClusterClient(opts)
 	b := redisbroker.New(client, hub, redisbroker.Config{
-		History:     cfg.cacheSize,
-		BodyLimit:   cfg.server.BodyLimit,
-		Log:         log,
-		WaitReplica: cfg.redisWait,
+		History:      cfg.cacheSize,
+		BodyLimit:    cfg.server.BodyLimit,
+		Log:          log,
+		WaitReplica:  cfg.redisWait,
+		ObserveRedis: server.NewRedisMetrics(reg),
 	})
-	return b, func() { client.Close() }, nil
+	return b, b.Ready, func() { client.Close() }, nil
 }

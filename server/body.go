@@ -40,14 +40,14 @@ func (s *Server) cleanBody(raw string) (string, *echo.HTTPError) {
 // is stored and the stored message is returned (stored false). The error
 // is the client's answer.
 func (s *Server) publish(ctx context.Context, p wall.Post) (m *wall.Message, stored bool, herr *echo.HTTPError) {
-	name := p.Wall
+	name, start := p.Wall, time.Now()
 	// Every wall with messages stays in memory (up to its cache), so the
 	// number of walls is what bounds memory: a post may not open a wall
 	// past the limit. Walls that peers post to are still applied here.
 	if s.cfg.MaxWalls > 0 && s.hub.Len() >= s.cfg.MaxWalls {
 		if w := s.hub.Lookup(name); w == nil || w.Last() == 0 {
-			s.metrics.postFailures.Add(1)
-			return nil, false, echo.NewHTTPError(http.StatusServiceUnavailable, "too many walls on this server")
+			s.metrics.postFailures.Inc()
+			return nil, false, echo.NewHTTPError(http.StatusServiceUnavailable, msgTooManyWalls)
 		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
@@ -57,12 +57,13 @@ func (s *Server) publish(ctx context.Context, p wall.Post) (m *wall.Message, sto
 	}
 	m, stored, err := s.broker.Publish(ctx, p)
 	if err != nil {
-		s.metrics.postFailures.Add(1)
+		s.metrics.postFailures.Inc()
 		s.log.Warn("publish failed", "wall", wall.LogName(name), "err", err)
 		return nil, false, publishError(err)
 	}
+	s.metrics.publish.Observe(time.Since(start).Seconds())
 	if stored {
-		s.metrics.posts.Add(1)
+		s.metrics.posts.Inc()
 	}
 	return m, stored, nil
 }

@@ -598,8 +598,8 @@ func TestWSShutdown(t *testing.T) {
 		select {
 		case err := <-closed:
 			var ce *websocket.CloseError
-			if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
-				t.Errorf("connection ended with %v, want close 1001", err)
+			if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart || !strings.HasPrefix(ce.Text, `{"reconnect_ms": `) {
+				t.Errorf("connection ended with %v, want close 1012 with a reconnect hint", err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("no close frame within 5s of shutdown")
