@@ -139,16 +139,17 @@ func TestFramePostRateLimit(t *testing.T) {
 	var stored int
 	for range 3 {
 		var f struct {
-			Error string `json:"error"`
-			ID    string `json:"id"`
-			Seq   uint64 `json:"seq"`
+			Error  string `json:"error"`
+			ID     string `json:"id"`
+			Status int    `json:"status"`
+			Seq    uint64 `json:"seq"`
 		}
 		if err := json.Unmarshal(readFrame(t, c, 5*time.Second), &f); err != nil {
 			t.Fatal(err)
 		}
 		switch {
 		case f.Error != "":
-			if f.Error != "too many posts: slow down" || f.ID != ids[2] {
+			if f.Error != "too many posts: slow down" || f.ID != ids[2] || f.Status != 429 {
 				t.Fatalf("error frame %+v, want the rate limit for %s", f, ids[2])
 			}
 		case f.Seq > 0:

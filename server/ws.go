@@ -202,16 +202,17 @@ func (c *wsConn) post(data []byte) []byte {
 }
 
 // frameError counts a refused frame post with the status its HTTP post
-// would get, and returns its error frame.
+// would get, and returns its error frame, which carries that status so a
+// client can tell a post to retry later (429, 503) from one to give up.
 func (s *Server) frameError(status int, msg, id string) []byte {
 	s.refused(status, msg)
-	return errorFrame(msg, id)
+	return errorFrame(msg, id, status)
 }
 
-// errorFrame encodes {"error": msg} as a text frame, with "id" when the
-// post it answers named one.
-func errorFrame(msg, id string) []byte {
-	v := map[string]string{"error": msg}
+// errorFrame encodes {"error": msg, "status": status} as a text frame,
+// with "id" when the post it answers named one.
+func errorFrame(msg, id string, status int) []byte {
+	v := map[string]any{"error": msg, "status": status}
 	if id != "" {
 		v["id"] = id
 	}

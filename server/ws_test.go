@@ -90,8 +90,9 @@ func readWSError(t *testing.T, c *websocket.Conn) string {
 		t.Fatalf("frame %s: %v", b, err)
 	}
 	msg, ok := f["error"].(string)
-	if !ok || msg == "" || len(f) != 1 {
-		t.Fatalf("frame %s is not an error frame", b)
+	status, _ := f["status"].(float64)
+	if !ok || msg == "" || len(f) != 2 || status < 400 || status > 599 {
+		t.Fatalf("frame %s is not an error frame (error, status)", b)
 	}
 	return msg
 }
