@@ -1,37 +1,41 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"log/slog"
 	"net"
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/redis/go-redis/v9"
 
+	"wall/server"
 	"wall/wall"
 	"wall/wall/presence"
 	"wall/wall/redisbroker"
 )
 
 // newBroker returns the in-process broker, or the Redis one when a Redis URL
-// or a Redis Cluster is configured, and a function that releases what it
-// holds.
-func newBroker(cfg config, hub *wall.Hub, log *slog.Logger) (wall.Broker, func(), error) {
+// or a Redis Cluster is configured (its Redis calls timed on reg, its Ready
+// for /readyz), and a function that releases what it holds.
+func newBroker(cfg config, hub *wall.Hub, log *slog.Logger, reg prometheus.Registerer) (wall.Broker, func(context.Context) error, func(), error) {
 	if cfg.redisURL == "" && cfg.redisCluster == "" {
-		return wall.NewMemoryBroker(hub), func() {}, nil
+		return wall.NewMemoryBroker(hub), nil, func() {}, nil
 	}
 	client, err := newRedisClient(cfg)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	b := redisbroker.New(client, hub, redisbroker.Config{
-		History:     cfg.cacheSize,
-		BodyLimit:   cfg.server.BodyLimit,
-		Log:         log,
-		WaitReplica: cfg.redisWait,
+		History:      cfg.cacheSize,
+		BodyLimit:    cfg.server.BodyLimit,
+		Log:          log,
+		WaitReplica:  cfg.redisWait,
+		ObserveRedis: server.NewRedisMetrics(reg),
 	})
-	return b, func() { client.Close() }, nil
+	return b, b.Ready, func() { client.Close() }, nil
 }
 
 // newPresence returns the presence store (GET /api/walls/<wall>, /admin)

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"wall/assets"
 	"wall/server"
@@ -34,7 +35,7 @@ func TestBudgetEvictionRedisCursor(t *testing.T) {
 	hub := wall.NewHub(cfg.cacheSize)
 	hub.SetCacheBudget(64 << 10)
 	defer hub.Close()
-	broker, closeBroker, err := newBroker(cfg, hub, log)
+	broker, _, closeBroker, err := newBroker(cfg, hub, log, prometheus.NewRegistry())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -43,7 +43,9 @@ func startCluster(t *testing.T, args ...string) *cluster {
 	t.Helper()
 	nginxBin := lookNginx(t)
 	c := &cluster{t: t, redis: redistest.Start(t)}
-	c.args = append([]string{"-redis", c.redis.URL(), "-poll-timeout", "5s", "-shutdown-timeout", "5s"}, args...)
+	// All test clients are one address (loopback), posting far faster
+	// than a person: no post rate, unless a test asks for one.
+	c.args = append([]string{"-redis", c.redis.URL(), "-poll-timeout", "5s", "-shutdown-timeout", "5s", "-post-rate", "0"}, args...)
 	for i := range instanceAddrs {
 		c.startInstance(i)
 	}
@@ -173,8 +175,16 @@ func newLegacyClient(t *testing.T, base, wallName string) *legacyClient {
 }
 
 // post returns the stored message, or the status of a refused post.
-func (c *legacyClient) post(body string) (wireMsg, int, error) {
+func (c *legacyClient) post(body string) (wireMsg, int, error) { return c.postID(body, "") }
+
+// postID posts body with a client-chosen id (none if empty), as a client
+// that retries a post it got no answer for does: a retry of an id still in
+// the wall's history stores nothing.
+func (c *legacyClient) postID(body, id string) (wireMsg, int, error) {
 	form := url.Values{"body": {body}, "_xsrf": {c.xsrf}, "wall": {c.wall}}
+	if id != "" {
+		form.Set("id", id)
+	}
 	resp, err := c.http.PostForm(c.base+"/a/message/new", form)
 	if err != nil {
 		return wireMsg{}, 0, err

@@ -17,11 +17,10 @@ import (
 	"os"
 	"os/signal"
 	"runtime/debug"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
 	"wall/assets"
@@ -50,95 +49,6 @@ func main() {
 		fmt.Fprintln(os.Stderr, "wall:", err)
 		os.Exit(1)
 	}
-}
-
-// config is everything run reads from flags and the environment.
-type config struct {
-	addr            string
-	cacheSize       int
-	cacheBytes      int64 // the hub's cache budget; 0 is none
-	server          server.Config
-	origins         string
-	redisURL        string
-	redisCluster    string
-	redisWait       time.Duration
-	shutdownTimeout time.Duration
-	logLevel        string
-	debugAddr       string
-}
-
-// parseFlags reads flags, each defaulting to its environment variable.
-func parseFlags(args []string, getenv func(string) string, stderr io.Writer) (config, error) {
-	var cfg config
-	var secret, anonymous, private, cacheBytes string
-	fs := flag.NewFlagSet("wall", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	env := func(name, def string) string {
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	envInt := func(name string, def int) int {
-		if n, err := strconv.Atoi(getenv(name)); err == nil {
-			return n
-		}
-		return def
-	}
-	envDur := func(name string, def time.Duration) time.Duration {
-		if d, err := time.ParseDuration(getenv(name)); err == nil {
-			return d
-		}
-		return def
-	}
-	fs.StringVar(&cfg.addr, "addr", env("WALL_ADDR", ":7000"), "listen address (WALL_ADDR)")
-	fs.IntVar(&cfg.cacheSize, "cache", envInt("WALL_CACHE_SIZE", 200), "messages cached per wall (WALL_CACHE_SIZE)")
-	fs.IntVar(&cfg.server.BodyLimit, "body-limit", envInt("WALL_BODY_LIMIT", server.DefaultBodyLimit), "max message body in bytes; larger posts get 413 (WALL_BODY_LIMIT)")
-	fs.DurationVar(&cfg.server.PollTimeout, "poll-timeout", envDur("WALL_POLL_TIMEOUT", server.DefaultPollTimeout), "longest a long-poll is held; keep it below the proxy's read timeout (WALL_POLL_TIMEOUT)")
-	fs.StringVar(&cfg.origins, "origins", env("WALL_ALLOWED_ORIGINS", ""), "comma-separated origins of other sites allowed to use the wall (WebSocket handshakes, CORS for polls, streams and posts), or * (WALL_ALLOWED_ORIGINS)")
-	fs.StringVar(&cfg.redisURL, "redis", env("REDIS_URL", ""), "Redis URL, e.g. redis://127.0.0.1:6379/0; empty runs a single instance with the in-process broker (REDIS_URL)")
-	fs.DurationVar(&cfg.redisWait, "redis-wait", envDur("WALL_REDIS_WAIT", 0), "after each post, wait up to this long for a replica to have it (WAIT 1) before answering, so an acknowledged post survives a failover; 0 does not wait (WALL_REDIS_WAIT)")
-	fs.StringVar(&cfg.redisCluster, "redis-cluster", env("WALL_REDIS_CLUSTER", ""), "Redis Cluster seed nodes, host:port,host:port,... (or a redis:// cluster URL with ?addr=...); instead of -redis (WALL_REDIS_CLUSTER)")
-	fs.StringVar(&cacheBytes, "cache-bytes", env("WALL_CACHE_BYTES", "256MiB"), "memory the message caches of all walls may hold, e.g. 256MiB or 2GiB; past it idle walls are evicted, least recently used first; 0 for no limit (WALL_CACHE_BYTES)")
-	fs.StringVar(&cfg.server.PublishToken, "publish-token", env("WALL_PUBLISH_TOKEN", ""), "bearer token for POST /api/publish; empty disables it (WALL_PUBLISH_TOKEN)")
-	fs.StringVar(&cfg.server.AdminToken, "admin-token", env("WALL_ADMIN_TOKEN", ""), "password of the admin page /admin (HTTP Basic, any user name) or its Bearer token; empty: the publish token; both empty disable the page; prefer the variable, which ps does not show (WALL_ADMIN_TOKEN)")
-	fs.StringVar(&secret, "token-secret", env("WALL_TOKEN_SECRET", ""), "HS256 secret of client tokens (JWT), at least 32 bytes; prefer the variable, which ps does not show; empty: no tokens, every client anonymous (WALL_TOKEN_SECRET)")
-	fs.StringVar(&anonymous, "anonymous", env("WALL_ANONYMOUS", "post"), "what clients without a token may do on public walls: post, read or none (page only) (WALL_ANONYMOUS)")
-	fs.StringVar(&private, "private-walls", env("WALL_PRIVATE_WALLS", ""), "comma-separated private wall names or prefix* patterns, reached only by tokens whose walls claim matches; user:, group: and session: walls are always private (WALL_PRIVATE_WALLS)")
-	fs.DurationVar(&cfg.shutdownTimeout, "shutdown-timeout", envDur("WALL_SHUTDOWN_TIMEOUT", 10*time.Second), "longest graceful shutdown (WALL_SHUTDOWN_TIMEOUT)")
-	fs.StringVar(&cfg.logLevel, "log-level", env("WALL_LOG_LEVEL", "info"), "debug, info, warn or error (WALL_LOG_LEVEL)")
-	fs.StringVar(&cfg.debugAddr, "debug-addr", env("WALL_DEBUG_ADDR", ""), "serve /debug/pprof/ on this address, e.g. 127.0.0.1:6060; keep it private (WALL_DEBUG_ADDR)")
-	err := fs.Parse(args)
-	if err != nil {
-		return cfg, err
-	}
-	if fs.NArg() > 0 {
-		return cfg, fmt.Errorf("unexpected arguments: %v", fs.Args())
-	}
-	if cfg.cacheSize < 1 {
-		return cfg, fmt.Errorf("-cache must be at least 1")
-	}
-	if cfg.cacheBytes, err = parseBytes(cacheBytes); err != nil {
-		return cfg, fmt.Errorf("-cache-bytes: %w", err)
-	}
-	if cfg.server.AdminToken == "" {
-		cfg.server.AdminToken = cfg.server.PublishToken
-	}
-	mode, err := server.ParseAnonymous(anonymous)
-	if err != nil {
-		return cfg, fmt.Errorf("-anonymous: %w", err)
-	}
-	id := &cfg.server.Identity
-	id.Secret, id.Anonymous, id.PrivateWalls = []byte(secret), mode, splitList(private)
-	if err := id.Validate(); err != nil {
-		return cfg, fmt.Errorf("-token-secret, -anonymous, -private-walls: %w", err)
-	}
-	for _, o := range strings.Split(cfg.origins, ",") {
-		if o = strings.TrimSpace(o); o != "" {
-			cfg.server.AllowedOrigins = append(cfg.server.AllowedOrigins, o)
-		}
-	}
-	return cfg, nil
 }
 
 // run serves until ctx is done (or a part fails, see serve), then shuts
@@ -172,7 +82,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	hub := wall.NewHub(cfg.cacheSize)
 	hub.SetCacheBudget(cfg.cacheBytes)
 	defer hub.Close() // ends the server's goroutines on every return path
-	broker, closeBroker, err := newBroker(cfg, hub, log)
+	// The metrics registry: the server's own and the broker's Redis
+	// timings, never the library's global one.
+	reg := prometheus.NewRegistry()
+	broker, storeReady, closeBroker, err := newBroker(cfg, hub, log, reg)
 	if err != nil {
 		return err
 	}
@@ -183,6 +96,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 	}
 	defer closePresence() // after the server has removed this instance's report
 	cfg.server.Presence = presence
+	cfg.server.Registry, cfg.server.Ready = reg, storeReady
 	srv, err := server.New(cfg.server, log, hub, broker, views.FS, assets.FS)
 	if err != nil {
 		return err
@@ -191,10 +105,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stderr 
 }
 
 // serve runs the broker and the HTTP servers on ln (and dln, if not nil)
-// until ctx is done or one of them fails, then shuts down gracefully: the
-// hub answers pending polls and closes WebSockets, the servers stop, and
-// the broker stops last. It returns the errors of the shutdown and of
-// every part, so a part that failed or panicked makes main exit non-zero.
+// until ctx is done or one of them fails, then shuts down gracefully (see
+// shutdown) and the broker stops last. It returns the errors of the
+// shutdown and of every part, so a part that failed or panicked makes
+// main exit non-zero.
 func serve(ctx context.Context, cfg config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, srv *server.Server,
 	ln, dln net.Listener, ready chan<- string) error {
 	httpSrv := &http.Server{
@@ -227,7 +141,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, hub *wall.Hub, bro
 		return nil
 	})
 	log.Info("wall listening", "addr", ln.Addr().String(), "redis", cfg.redisURL != "", "redis_cluster", cfg.redisCluster != "", "cache", cfg.cacheSize, "cache_bytes", cfg.cacheBytes,
-		"tokens", len(cfg.server.Identity.Secret) > 0, "anonymous", cfg.server.Identity.Anonymous.String())
+		"tokens", len(cfg.server.Identity.Secret) > 0, "anonymous", cfg.server.Identity.Anonymous.String(),
+		"drain", cfg.drainSpan(), "post_rate", cfg.server.PostRate, "max_conns_per_client", cfg.server.MaxConnsPerClient)
+	if cfg.drainSpan() < cfg.drainTime {
+		log.Warn("-drain-time capped to fit in -shutdown-timeout", "drain_time", cfg.drainTime,
+			"shutdown_timeout", cfg.shutdownTimeout, "drain", cfg.drainSpan())
+	}
 	if ready != nil {
 		ready <- ln.Addr().String()
 	}
@@ -241,14 +160,33 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, hub *wall.Hub, bro
 	// A fresh context: ctx is already cancelled.
 	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownTimeout)
 	defer cancel()
-	// Answer pending polls and send WebSocket close frames, then stop
-	// accepting and wait for active requests; hijacked WebSockets are not
-	// tracked by Shutdown, so wait for them separately.
-	hub.Close()
-	err := httpSrv.Shutdown(sctx)
+	err := shutdown(sctx, cfg.drainSpan(), log, hub, srv, httpSrv)
 	if debugSrv != nil {
 		debugSrv.Close()
 	}
+	stopBroker()
+	return errors.Join(err, g.Wait())
+}
+
+// shutdown leaves gracefully, within ctx (-shutdown-timeout). The server
+// drains: /readyz answers 503 at once, waiting polls are answered and
+// their connections closed, and WebSockets and event streams are closed
+// one by one over span, each told when to reconnect (server/drain.go).
+// Meanwhile the HTTP server stops accepting at once (a balancer's next
+// connection goes to another instance) and waits for the requests in
+// flight. Then the hub closes, which tells whoever is left at once, and
+// the hijacked connections, which http.Server does not track, are waited
+// for. Past ctx's deadline, the rest is closed.
+func shutdown(ctx context.Context, span time.Duration, log *slog.Logger, hub *wall.Hub, srv *server.Server, httpSrv *http.Server) error {
+	start := time.Now()
+	drained := srv.Drain(span)
+	log.Info("draining", "span", span)
+	err := httpSrv.Shutdown(ctx)
+	select {
+	case <-drained:
+	case <-ctx.Done():
+	}
+	hub.Close()
 	wsDone := make(chan error, 1)
 	go func() {
 		defer func() {
@@ -262,12 +200,12 @@ func serve(ctx context.Context, cfg config, log *slog.Logger, hub *wall.Hub, bro
 	select {
 	case werr := <-wsDone:
 		err = errors.Join(err, werr)
-	case <-sctx.Done():
+	case <-ctx.Done():
 		httpSrv.Close()
 		err = errors.Join(err, errors.New("websocket connections still open at shutdown deadline"))
 	}
-	stopBroker()
-	return errors.Join(err, g.Wait())
+	log.Info("shut down", "took", time.Since(start).Round(time.Millisecond))
+	return err
 }
 
 // goPart runs f in g as one of the server's long-lived parts. A panic in f

@@ -136,8 +136,8 @@ func TestRunShutsDownGracefully(t *testing.T) {
 	ws.SetReadDeadline(time.Now().Add(5 * time.Second))
 	_, _, err = ws.ReadMessage()
 	var ce *websocket.CloseError
-	if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
-		t.Fatalf("websocket at shutdown: %v; want close 1001", err)
+	if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart || !strings.HasPrefix(ce.Text, `{"reconnect_ms": `) {
+		t.Fatalf("websocket at shutdown: %v; want close 1012 with a reconnect hint", err)
 	}
 	select {
 	case err := <-done:

@@ -2,11 +2,9 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
-	"net/url"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,25 +20,6 @@ import (
 // -redis-cluster on a real Redis Cluster of 3 masters and 3 replicas
 // (redistest.StartCluster), with WebSocket, event-stream and long-poll
 // clients on both instances.
-
-// postID posts body with a client-chosen id, as a client that retries a
-// post it got no answer for does (the form's id field: a retry of an id
-// still in the wall's history stores nothing).
-func (c *legacyClient) postID(body, id string) (wireMsg, int, error) {
-	form := url.Values{"body": {body}, "_xsrf": {c.xsrf}, "wall": {c.wall}, "id": {id}}
-	resp, err := c.http.PostForm(c.base+"/a/message/new", form)
-	if err != nil {
-		return wireMsg{}, 0, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil || resp.StatusCode != http.StatusOK {
-		return wireMsg{}, resp.StatusCode, err
-	}
-	var m wireMsg
-	err = json.Unmarshal(b, &m)
-	return m, resp.StatusCode, err
-}
 
 // wallPoster posts to one wall through clients on each instance in turn,
 // retrying a refused post (503, a master failing over) with the same id,

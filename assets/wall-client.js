@@ -255,7 +255,10 @@ export class WallClient {
     // transport failed (start over from the first).
     const next = info.opened ? this.index : 0;
     if (wasLive && Date.now() - this.liveSince >= steadyAfter) this.attempt = 0;
-    this.reconnect(this.backoff(), next, info.reason);
+    // A draining server says when to come back (WebSocket 1012's
+    // reconnect_ms, SSE's retry:), spreading its clients over its drain.
+    const delay = typeof info.retryAfter === "number" ? info.retryAfter : this.backoff();
+    this.reconnect(delay, next, info.reason);
   }
 
   backoff() {

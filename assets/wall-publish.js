@@ -162,8 +162,20 @@ export class Publisher {
       this.fail(p, new PublishError((data && data.error) || `HTTP ${res.status}`, res.status, p.id));
       return;
     }
+    // Lost, 408, 429 (too many posts: Retry-After says when) or 5xx: again
+    // later, with the same id.
+    const after = res ? parseFloat(res.headers.get("Retry-After") || "0") * 1000 : 0;
+    this.later(p, after);
+  }
+
+  // later sends p again after a capped, jittered backoff, and no sooner
+  // than after ms.
+  later(p, after = 0) {
+    clearTimeout(p.timer);
+    p.state = "http"; // a retry timer pending
     const cap = Math.min(retryMax, retryMin * 2 ** Math.min(p.tries, 10));
-    p.timer = setTimeout(() => this.send(p), cap / 2 + (Math.random() * cap) / 2);
+    const wait = cap / 2 + (Math.random() * cap) / 2;
+    p.timer = setTimeout(() => this.send(p), Math.max(wait, after || 0));
   }
 
   // settle resolves the post of a message with its id, on whichever way
@@ -176,12 +188,17 @@ export class Publisher {
     p.resolve(m);
   }
 
-  // refused handles an error frame: {"error": "...", "id": "..."}. A frame
-  // without an id (an older server) is for the oldest post sent as a frame.
+  // refused handles an error frame: {"error": "...", "id": "...", "status":
+  // N}. A frame without an id (an older server) is for the oldest post sent
+  // as a frame. A post refused for now (429: too many posts; 5xx: the store
+  // is away) is sent again later with its id; any other refusal is final.
   refused(obj) {
     let p = typeof obj.id === "string" ? this.posts.get(obj.id) : undefined;
     if (!p && typeof obj.id !== "string") p = [...this.posts.values()].find((x) => x.state === "frame");
-    if (p) this.fail(p, new PublishError(String(obj.error), 400, p.id));
+    if (!p) return;
+    const status = typeof obj.status === "number" ? obj.status : 400;
+    if (status === 429 || status >= 500) this.later(p);
+    else this.fail(p, new PublishError(String(obj.error), status, p.id));
   }
 
   fail(p, err) {

@@ -106,7 +106,11 @@ export function openWebSocket(cfg, h) {
   // The API never says why a handshake failed (a 401 looks like a network
   // error): the client learns that from its HTTP transports.
   ws.onclose = (ev) =>
-    end({ code: ev.code, reason: ev.reason || (opened ? `connection closed (${ev.code})` : "WebSocket refused") });
+    end({
+      code: ev.code,
+      reason: ev.reason || (opened ? `connection closed (${ev.code})` : "WebSocket refused"),
+      retryAfter: ev.code === 1012 ? reconnectHint(ev.reason) : undefined,
+    });
   return {
     close() {
       if (done) return;
@@ -119,6 +123,17 @@ export function openWebSocket(cfg, h) {
       return true;
     },
   };
+}
+
+// reconnectHint reads the delay a draining server gives with its close
+// 1012, {"reconnect_ms": N}: its clients come back spread out, not at once.
+function reconnectHint(reason) {
+  try {
+    const ms = JSON.parse(reason).reconnect_ms;
+    return typeof ms === "number" && ms >= 0 ? ms : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 // openSSE reads the wall over GET /sse with fetch and a stream reader
@@ -164,6 +179,8 @@ export function openSSE(cfg, h) {
     let buf = "";
     let event = "";
     let data = [];
+    let retry; // the server's last retry: hint, ms
+    let draining = false; // it said it is shutting down: use that hint
     for (;;) {
       let chunk;
       try {
@@ -172,7 +189,7 @@ export function openSSE(cfg, h) {
         return end({ reason: "event stream: network error" });
       }
       if (done) return;
-      if (chunk.done) return end({ reason: "event stream ended" });
+      if (chunk.done) return end({ reason: "event stream ended", retryAfter: draining ? retry : undefined });
       alive();
       buf += chunk.value;
       const lines = buf.split(/\r\n|\r|\n/);
@@ -194,13 +211,17 @@ export function openSSE(cfg, h) {
           data = [];
           continue;
         }
-        if (line[0] === ":") continue; // a comment
+        if (line[0] === ":") {
+          if (line.includes("shutting down")) draining = true;
+          continue; // a comment
+        }
         const i = line.indexOf(":");
         const field = i < 0 ? line : line.slice(0, i);
         let value = i < 0 ? "" : line.slice(i + 1);
         if (value[0] === " ") value = value.slice(1);
         if (field === "data") data.push(value);
         else if (field === "event") event = value;
+        else if (field === "retry" && /^\d+$/.test(value)) retry = Number(value);
       }
     }
   })();

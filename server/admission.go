@@ -22,6 +22,7 @@ type httpSource struct {
 func (h httpSource) Method() string                 { return h.r.Method }
 func (h httpSource) Arg(name string) (string, bool) { return h.a.get(name) }
 func (h httpSource) Header(name string) string      { return h.r.Header.Get(name) }
+func (h httpSource) Peer() string                   { return h.r.RemoteAddr }
 
 func (h httpSource) Cookie(name string) (string, bool) {
 	c, err := h.r.Cookie(name)

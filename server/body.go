@@ -42,7 +42,7 @@ func (s *Server) cleanBody(raw string) (string, *echo.HTTPError) {
 func (s *Server) publish(ctx context.Context, p wall.Post) (m *wall.Message, stored bool, herr *echo.HTTPError) {
 	// Memory is bounded by the hub's cache budget (wall.Hub.SetCacheBudget),
 	// not by refusing new walls: a post to a new wall is always stored.
-	name := p.Wall
+	name, start := p.Wall, time.Now()
 	ctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	defer cancel()
 	if p.ID == "" {
@@ -50,12 +50,13 @@ func (s *Server) publish(ctx context.Context, p wall.Post) (m *wall.Message, sto
 	}
 	m, stored, err := s.broker.Publish(ctx, p)
 	if err != nil {
-		s.metrics.postFailures.Add(1)
+		s.metrics.postFailures.Inc()
 		s.log.Warn("publish failed", "wall", wall.LogName(name), "err", err)
 		return nil, false, publishError(err)
 	}
+	s.metrics.publish.Observe(time.Since(start).Seconds())
 	if stored {
-		s.metrics.posts.Add(1)
+		s.metrics.posts.Inc()
 		s.stats.posts.Add(1)
 	}
 	return m, stored, nil

@@ -26,7 +26,8 @@ window.got = []; window.gaps = []; window.states = [];
 try {
 	const lib = await import(server + "/static/wall-client.js");
 	window.version = lib.VERSION;
-	const w = lib.connect({ url: server, wall: p.get("wall"), transports: p.get("t").split(","), token: p.get("token") || undefined });
+	const w = lib.connect({ url: server, wall: p.get("wall"), transports: p.get("t").split(","), token: p.get("token") || undefined,
+		backoffMin: Number(p.get("backoffMin")) || undefined });
 	w.on("message", (m) => got.push(m.body));
 	w.on("gap", (g) => gaps.push(g));
 	w.on("state", (s) => states.push(s));
@@ -157,5 +158,33 @@ func TestBrowserSSEOnly(t *testing.T) {
 	waitShowsWall(t, tab1, e.hub, "sse")
 	if tr := evalJS[string](t, tab2, `wallClient.transport`); tr != "sse" {
 		t.Errorf("transport %q, want sse only", tr)
+	}
+}
+
+// TestBrowserDrainHint: a draining server's reconnect hint (WebSocket close
+// 1012 {"reconnect_ms": N}, the event stream's retry:) sets when the
+// library comes back, instead of its own backoff (made 20 s here so the
+// two cannot be confused): the server's clients come back spread over
+// 0.5–3 s, not at once and not late.
+func TestBrowserDrainHint(t *testing.T) {
+	site := newEmbedSite(t)
+	browser := newBrowser(t)
+	for _, tr := range []string{"websocket", "sse"} {
+		t.Run(tr, func(t *testing.T) {
+			e := newBrowserEnv(t, Config{AllowedOrigins: []string{site.URL}}, nil)
+			q := url.Values{"server": {e.url}, "wall": {"drain"}, "t": {tr}, "backoffMin": {"20000"}}
+			tab, cancel := chromedp.NewContext(browser)
+			t.Cleanup(cancel)
+			if err := chromedp.Do(tab, chromedp.Navigate(site.URL+"/?"+q.Encode())); err != nil {
+				t.Fatal(err)
+			}
+			waitJS(t, tab, "live", `window.w && w.state === "live"`)
+			<-e.srv.Drain(0)
+			waitJS(t, tab, "the reconnect scheduled", `states.some((s) => s.state === "reconnecting")`)
+			delay := evalJS[float64](t, tab, `states.find((s) => s.state === "reconnecting").delay`)
+			if delay < 500 || delay >= 3000 {
+				t.Fatalf("reconnect after %.0f ms, want the server's hint (500–3000 ms)", delay)
+			}
+		})
 	}
 }

@@ -41,6 +41,11 @@ func TestBudgetNoWallLockout(t *testing.T) {
 	if st.Bytes > budget || st.Evicted == 0 || st.Walls >= 1500 {
 		t.Fatalf("cache %+v: want within the %d-byte budget, idle walls evicted", st, budget)
 	}
+	fams := scrape(t, e.srv)
+	wantMetric(t, fams, float64(st.Bytes), "wall_cache_bytes")
+	wantMetric(t, fams, budget, "wall_cache_budget_bytes")
+	wantMetric(t, fams, float64(st.Evicted), "wall_cache_evicted_walls_total")
+	wantMetric(t, fams, 0, "wall_cache_trimmed_messages_total")
 	if m := e.post(wall.DefaultWall, "still"); m.Seq < 1 {
 		t.Fatalf("default wall after the flood: %+v", m)
 	}

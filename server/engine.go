@@ -16,18 +16,23 @@ type engineApp struct{ s *Server }
 var _ longpoll.App = engineApp{}
 
 func (a engineApp) Admit(src admit.Source) (admit.Ticket, *admit.Error) {
-	return a.s.admit.Admit(src, admit.Poll)
+	t, err := a.s.admit.Admit(src, admit.Poll)
+	if err != nil {
+		a.s.refused(err.Status, err.Message) // the engine answers it
+	}
+	return t, err
 }
 
 func (a engineApp) Acquire(name string) *wall.Wall { return a.s.hub.Acquire(name) }
 func (a engineApp) Release(w *wall.Wall)           { a.s.hub.Release(w) }
-func (a engineApp) Done() <-chan struct{}          { return a.s.hub.Done() }
+func (a engineApp) Done() <-chan struct{}          { return a.s.quit }
 
 func (a engineApp) Syncless(w *wall.Wall, c wall.Cursor) bool { return syncless(w, c) }
 
 func (a engineApp) Sync(ctx context.Context, w *wall.Wall, c wall.Cursor) *admit.Error {
 	if err := a.s.sync(ctx, w, c); err != nil {
 		code, msg, _ := errorStatus(err)
+		a.s.refused(code, msg) // the engine answers it
 		return &admit.Error{Status: code, Message: msg}
 	}
 	return nil
@@ -40,6 +45,7 @@ func (s *Server) newEngine() *longpoll.Engine {
 		IdleTimeout:    s.cfg.IdleTimeout,
 		WriteTimeout:   writeWait,
 		CloseGrace:     closeGrace,
+		Lag:            s.metrics.lagOf(longpoll.Transport),
 		TestHookParked: s.cfg.testHookParked,
 	})
 }

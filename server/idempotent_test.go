@@ -78,12 +78,15 @@ func TestWSPostIdempotent(t *testing.T) {
 		{map[string]any{"id": "bbbbbbbb-2222-4333-8444-555555555555"}, `frame needs a string "body"`, "bbbbbbbb-2222-4333-8444-555555555555"},
 	} {
 		send(tc.frame)
-		var got map[string]string
+		var got struct {
+			Error, ID string
+			Status    int
+		}
 		if err := json.Unmarshal(readFrame(t, sender, 5*time.Second), &got); err != nil {
 			t.Fatal(err)
 		}
-		if got["error"] != tc.err || got["id"] != tc.id {
-			t.Errorf("frame %v answered %v, want error %q id %q", tc.frame, got, tc.err, tc.id)
+		if got.Error != tc.err || got.ID != tc.id || got.Status != 400 {
+			t.Errorf("frame %v answered %+v, want error %q id %q status 400", tc.frame, got, tc.err, tc.id)
 		}
 	}
 	// The other subscriber saw the message once and nothing since.
@@ -243,9 +246,12 @@ func TestAuthoredPosts(t *testing.T) {
 	if err := anon.WriteJSON(map[string]string{"body": "anonymous", "id": id}); err != nil {
 		t.Fatal(err)
 	}
-	var got map[string]string
-	if err := json.Unmarshal(readFrame(t, anon, 5*time.Second), &got); err != nil || got["id"] != id || !strings.Contains(got["error"], "anonymous") {
-		t.Fatalf("anonymous frame post under -anonymous read answered %v (%v)", got, err)
+	var got struct {
+		Error, ID string
+		Status    int
+	}
+	if err := json.Unmarshal(readFrame(t, anon, 5*time.Second), &got); err != nil || got.ID != id || got.Status != 401 || !strings.Contains(got.Error, "anonymous") {
+		t.Fatalf("anonymous frame post under -anonymous read answered %+v (%v)", got, err)
 	}
 	if w := e.hub.Lookup("main"); w.Last() != 0 {
 		t.Fatalf("an anonymous frame post was stored under -anonymous read")

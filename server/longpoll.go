@@ -28,6 +28,7 @@ func (s *Server) handleUpdates(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	defer t.Hold.Release() // answered; or the engine took it over (Park)
 	r := c.Request()
 	cursor := t.Cursor
 	w := s.hub.Acquire(t.Wall)
@@ -46,7 +47,7 @@ func (s *Server) handleUpdates(c echo.Context) error {
 			return c.Blob(http.StatusOK, jsonType, appendPollResponse(nil, res))
 		}
 		// With the engine enabled, the wait leaves net/http.
-		if first && s.engine.Park(c.Response(), r, w, cursor, deadline) {
+		if first && s.engine.Park(c.Response(), r, w, cursor, deadline, &t.Hold) {
 			return nil
 		}
 		select {
@@ -56,7 +57,7 @@ func (s *Server) handleUpdates(c echo.Context) error {
 		case <-timer.C:
 			s.answerBy(c)
 			return c.Blob(http.StatusOK, jsonType, timeoutResponse(cursor))
-		case <-s.hub.Done():
+		case <-s.quit: // draining, or shutting down
 			s.answerBy(c)
 			return c.Blob(http.StatusOK, jsonType, timeoutResponse(cursor))
 		}

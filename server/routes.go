@@ -1,15 +1,18 @@
 package server
 
 import (
+	"errors"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 
+	"wall/server/internal/admit"
 	"wall/server/internal/form"
 )
 
@@ -19,6 +22,7 @@ func (s *Server) routes(assets fs.FS) *echo.Echo {
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = s.handleError
 	e.Use(middleware.Recover())
+	e.Use(s.securityHeaders()) // headers.go
 	e.Use(s.requestLogger())
 	e.Use(s.deadlines)
 	e.Use(s.cors)         // cross-origin readers and posters (cors.go)
@@ -50,8 +54,9 @@ func (s *Server) routes(assets fs.FS) *echo.Echo {
 	e.GET("/api/walls/:wall", s.handleWallStats) // presence and stats (stats.go)
 	e.GET("/admin", s.handleAdmin)               // behind the admin token (admin.go)
 
-	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") })
-	e.GET("/metrics", s.handleMetrics)
+	e.GET("/healthz", func(c echo.Context) error { return c.String(http.StatusOK, "ok\n") }) // liveness
+	e.GET("/readyz", s.handleReady)                                                          // readiness (drain.go)
+	e.GET("/metrics", s.metricsHandler())
 
 	static := e.Group("/static", func(next echo.HandlerFunc) echo.HandlerFunc {
 		return func(c echo.Context) error {
@@ -76,8 +81,13 @@ func (s *Server) handleError(err error, c echo.Context) {
 	if !ok {
 		s.log.Error("request failed", "method", c.Request().Method, "route", c.Path(), "err", err) // the route: a path may name a private wall
 	}
+	s.refused(code, msg)
 	if code == http.StatusUnauthorized {
 		c.Response().Header().Set("WWW-Authenticate", `Bearer realm="wall"`)
+	}
+	var ae *admit.Error
+	if errors.As(err, &ae) && ae.RetryAfter > 0 {
+		c.Response().Header().Set("Retry-After", strconv.Itoa(ae.RetryAfter))
 	}
 	if s.htmlError(c, code, msg) {
 		return

@@ -4,15 +4,18 @@
 package server
 
 import (
+	"context"
 	"io/fs"
 	"log/slog"
 	"net/http"
+	"net/netip"
 	"runtime/debug"
 	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"wall/server/internal/admit"
 	"wall/server/internal/identity"
@@ -44,6 +47,20 @@ type Config struct {
 	Presence *presence.Store
 	// AdminToken opens the admin page (admin.go); empty disables it.
 	AdminToken string
+
+	// Per-client limits (internal/admit, limits.go). A client is its
+	// address, or the one a trusted proxy names. Zero values are no limit.
+	PostRate          float64        // posts a second a client may sustain (form and WebSocket frame posts)
+	PostBurst         int            // posts a client may make at once; default 1
+	MaxConnsPerClient int            // WebSockets, event streams and waiting polls a client may hold at once
+	TrustedProxies    []netip.Prefix // peers whose X-Real-IP / X-Forwarded-For are believed
+
+	// Registry is where the server registers its metrics (metrics.go);
+	// nil for a registry of its own. Never the library's global one.
+	Registry *prometheus.Registry
+	// Ready, if set, reports whether the message store is usable, for
+	// /readyz: the Redis broker's Ready. Nil is always ready.
+	Ready func(ctx context.Context) error
 
 	testHookParked func() // tests: longpoll.Config.TestHookParked
 }
@@ -108,8 +125,13 @@ type Server struct {
 	keepalive       chan struct{}     // closed when the keepalive loop has ended
 
 	engine  *longpoll.Engine // the long-poll engine (engine.go): enabled by Listener
-	metrics metrics
+	metrics *metrics
 	stats   stats // post rate and the presence reporter (stats.go)
+
+	// quit is closed when the instance begins to leave: Drain, or the hub
+	// closing (drain.go). quitOnce closes it.
+	quit     chan struct{}
+	quitOnce sync.Once
 
 	// Buffers lent only while bytes are in flight, never to an idle
 	// connection: client frames being read.
@@ -122,7 +144,7 @@ type Server struct {
 // reactor) end when hub is closed and Wait has returned.
 func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views, assets fs.FS) (*Server, error) {
 	cfg.setDefaults()
-	s := &Server{cfg: cfg, log: log, hub: hub, broker: broker}
+	s := &Server{cfg: cfg, log: log, hub: hub, broker: broker, quit: make(chan struct{})}
 	s.frameReaders.New = newFrameReader
 	p, err := newPages(views, assets)
 	if err != nil {
@@ -132,9 +154,10 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	if err := cfg.Identity.Validate(); err != nil {
 		return nil, err
 	}
-	s.admit = admit.New(admit.Config{PublishToken: cfg.PublishToken, Identity: cfg.Identity})
+	s.admit = admit.New(admit.Config{PublishToken: cfg.PublishToken, Identity: cfg.Identity, Limits: admit.Limits{
+		PostRate: cfg.PostRate, PostBurst: cfg.PostBurst, MaxConns: cfg.MaxConnsPerClient, TrustedProxies: cfg.TrustedProxies}})
 	s.upgrader = s.newUpgrader()
-	s.echo = s.routes(assets)
+	s.metrics = s.newMetrics(cfg.Registry)
 	s.flusher = netpoll.NewFlusher(func(v any, stack []byte) {
 		s.log.Error("flusher job panicked", "panic", v, "stack", string(stack))
 	})
@@ -144,9 +167,12 @@ func New(cfg Config, log *slog.Logger, hub *wall.Hub, broker wall.Broker, views,
 	go func() { // owned by the Server, ended by hub.Close
 		defer close(s.keepalive)
 		defer s.crashLogged("keepalive loop")
-		s.streams.Run(hub.Done(), cfg.PingInterval)
+		s.streams.Run(hub.Done(), cfg.PingInterval) // pings, and paces a drain (drain.go)
+		s.stopping()                                // polls see it before they are woken
+		s.streams.Shutdown()                        // whoever is left, at once
 	}()
 	s.engine = s.newEngine()
+	s.echo = s.routes(assets)
 	s.stats.init(s.statsInterval())
 	go s.runStats() // owned by the Server, ended by hub.Close
 	return s, nil

@@ -66,12 +66,14 @@ func (s *Server) handleSSE(c echo.Context) error {
 	// the request, so Wait cannot miss a connection that Shutdown let
 	// through.
 	if !s.streams.Enter() {
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "server shutting down")
+		t.Hold.Release()
+		return echo.NewHTTPError(http.StatusServiceUnavailable, msgDraining)
 	}
 	w := s.hub.Acquire(t.Wall)
 	if herr := s.sync(c.Request().Context(), w, t.Cursor); herr != nil {
 		s.hub.Release(w)
 		s.streams.Leave(nil)
+		t.Hold.Release()
 		return herr
 	}
 	// Subscribed before the head goes out, writes held until Attach: a
@@ -83,11 +85,12 @@ func (s *Server) handleSSE(c echo.Context) error {
 		w.Unsubscribe(sess)
 		s.hub.Release(w)
 		s.streams.Leave(nil)
+		t.Hold.Release()
 		return err
 	}
 	sess.Attach(conn, backlog)
 	s.streams.Add(sess)
-	go (&sseConn{s: s, sess: sess, wall: w}).readPump()
+	go (&sseConn{s: s, sess: sess, wall: w, hold: t.Hold}).readPump()
 	return nil
 }
 

@@ -3,11 +3,11 @@ package server
 import (
 	"bytes"
 	"errors"
-	"math/rand/v2"
 	"net"
 	"strconv"
 	"time"
 
+	"wall/server/internal/admit"
 	"wall/server/internal/outbound"
 	"wall/wall"
 )
@@ -73,8 +73,7 @@ func (sseEncoder) Close(r outbound.Reason) []byte {
 	case outbound.SlowReader:
 		return sseCloseSlow
 	case outbound.Shutdown:
-		retry := sseShutdownRetryMin + rand.N(sseShutdownRetryMax-sseShutdownRetryMin)
-		return []byte(": server shutting down\nretry: " + strconv.FormatInt(retry.Milliseconds(), 10) + "\n\n")
+		return []byte(": server shutting down\nretry: " + strconv.FormatInt(reconnectHint().Milliseconds(), 10) + "\n\n")
 	case outbound.InternalError:
 		return sseCloseErr
 	}
@@ -125,6 +124,7 @@ func (x *sseShared) init(s *Server) {
 		CloseGrace: closeGrace,
 		CloseReply: false, // a stream's client answers nothing: close after the last bytes
 		Ended:      &x.ended,
+		Lag:        s.metrics.lagOf(sseTransport),
 		Log:        s.log,
 	}
 	beat := o
@@ -146,7 +146,8 @@ type sseConn struct {
 	s       *Server
 	sess    *outbound.Session
 	wall    *wall.Wall
-	inbound int // bytes the client sent after its request
+	inbound int        // bytes the client sent after its request
+	hold    admit.Hold // this stream among its client's connections, released by finish
 }
 
 // errTalkative ends a stream whose client keeps sending: it has nothing
@@ -199,5 +200,6 @@ func (c *sseConn) finish(r outbound.Reason) {
 	c.wall.Unsubscribe(c.sess)
 	c.sess.Finish(r)
 	c.s.hub.Release(c.wall)
+	c.hold.Release()
 	c.s.streams.Leave(c.sess)
 }

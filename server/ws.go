@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -35,22 +36,62 @@ func (s *Server) newUpgrader() websocket.Upgrader {
 		// Zero sizes make gorilla reuse net/http's hijacked buffers for the
 		// handshake; its Conn is dropped right after (see wsconn.go).
 		CheckOrigin: s.checkOrigin,
+		Error:       s.handshakeError,
 	}
 }
 
+// handshakeError answers a handshake the upgrader refuses (a foreign
+// origin, a request that is no WebSocket handshake) as every error is
+// answered, and counts it.
+func (s *Server) handshakeError(w http.ResponseWriter, _ *http.Request, status int, reason error) {
+	s.refused(status, reason.Error())
+	w.Header().Set("Content-Type", jsonType)
+	w.WriteHeader(status)
+	w.Write(appendErrorBody(nil, reason.Error()))
+}
+
 // checkOrigin allows handshakes without Origin (non-browser clients), from
-// the page's own host, and from the configured origins.
+// the page's own origin (scheme and host: a page served over plain HTTP
+// may not open the HTTPS site's sockets), and from the configured origins.
 func (s *Server) checkOrigin(r *http.Request) bool {
 	origin := r.Header.Get("Origin")
 	if origin == "" {
 		return true
 	}
 	u, err := url.Parse(origin)
-	if err == nil && strings.EqualFold(u.Host, r.Host) {
+	if err == nil && strings.EqualFold(u.Scheme, s.requestScheme(r)) && strings.EqualFold(u.Host, r.Host) {
 		return true
 	}
 	for _, o := range s.cfg.AllowedOrigins {
 		if o == "*" || strings.EqualFold(o, origin) {
+			return true
+		}
+	}
+	return false
+}
+
+// requestScheme is the scheme the client used: https on a TLS
+// connection, or what X-Forwarded-Proto says when a trusted proxy
+// (-trusted-proxies) sent it, else http.
+func (s *Server) requestScheme(r *http.Request) string {
+	if r.TLS != nil {
+		return "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); (p == "https" || p == "http") && s.fromTrustedProxy(r) {
+		return p
+	}
+	return "http"
+}
+
+// fromTrustedProxy reports whether the peer is one of TrustedProxies.
+func (s *Server) fromTrustedProxy(r *http.Request) bool {
+	ap, err := netip.ParseAddrPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := ap.Addr().Unmap().WithZone("")
+	for _, p := range s.cfg.TrustedProxies {
+		if p.Contains(ip) {
 			return true
 		}
 	}
@@ -81,7 +122,8 @@ func (s *Server) handleWS(c echo.Context) error {
 	// Registered before the upgrade, while http.Server still tracks the
 	// request, so Wait cannot miss a connection that Shutdown let through.
 	if !s.streams.Enter() {
-		return echo.NewHTTPError(http.StatusServiceUnavailable, "server shutting down")
+		t.Hold.Release()
+		return echo.NewHTTPError(http.StatusServiceUnavailable, msgDraining)
 	}
 	// Subscribed before the handshake is answered, with writes held until
 	// the connection is attached: a client that has its 101 gets every
@@ -90,6 +132,7 @@ func (s *Server) handleWS(c echo.Context) error {
 	if herr := s.sync(c.Request().Context(), w, cursor); herr != nil {
 		s.hub.Release(w)
 		s.streams.Leave(nil)
+		t.Hold.Release()
 		return herr
 	}
 	sess := outbound.New(opts)
@@ -99,12 +142,13 @@ func (s *Server) handleWS(c echo.Context) error {
 		w.Unsubscribe(sess)
 		s.hub.Release(w)
 		s.streams.Leave(nil)
+		t.Hold.Release()
 		return nil // the upgrader has answered (400/403)
 	}
 	// From here on gorilla's Conn is not used: see wsconn.go.
 	sess.Attach(conn.NetConn(), backlog)
 	s.streams.Add(sess)
-	go (&wsConn{s: s, sess: sess, wall: w, user: t.Who.Sub, mayPost: t.MayPost}).readPump()
+	go (&wsConn{s: s, sess: sess, wall: w, user: t.Who.Sub, mayPost: t.MayPost, client: t.Client, hold: t.Hold}).readPump()
 	return nil
 }
 
@@ -122,30 +166,34 @@ type wsPost struct {
 // frame to send, if any, which names the id when the frame had one.
 func (c *wsConn) post(data []byte) []byte {
 	if !utf8.Valid(data) { // a binary frame; text frames were checked
-		return errorFrame("Invalid unicode in body", "")
+		return c.s.frameError(http.StatusBadRequest, "Invalid unicode in body", "")
 	}
 	var p wsPost
 	if err := json.Unmarshal(data, &p); err != nil {
-		return errorFrame(`frame must be a JSON object like {"body": "text"}`, "")
+		return c.s.frameError(http.StatusBadRequest, `frame must be a JSON object like {"body": "text"}`, "")
 	}
 	var id string
 	if p.ID != nil && (json.Unmarshal(*p.ID, &id) != nil || !wall.ValidID(id)) {
-		return errorFrame("id must be a lowercase UUID4", id)
+		return c.s.frameError(http.StatusBadRequest, "id must be a lowercase UUID4", id)
 	}
 	if !c.mayPost {
-		return errorFrame("anonymous clients may not post: present a token", id)
+		return c.s.frameError(http.StatusUnauthorized, "anonymous clients may not post: present a token", id)
+	}
+	// The client's post rate, as admission counts it for form posts.
+	if aerr := c.s.admit.Post(c.client); aerr != nil {
+		return c.s.frameError(aerr.Status, aerr.Message, id)
 	}
 	var raw string
 	if p.Body == nil || json.Unmarshal(*p.Body, &raw) != nil {
-		return errorFrame(`frame needs a string "body"`, id)
+		return c.s.frameError(http.StatusBadRequest, `frame needs a string "body"`, id)
 	}
 	body, herr := c.s.cleanBody(raw)
 	if herr != nil {
-		return errorFrame(herr.Message.(string), id)
+		return c.s.frameError(herr.Code, herr.Message.(string), id)
 	}
 	m, stored, herr := c.s.publish(context.Background(), wall.Post{Wall: c.wall.Name(), ID: id, Body: body, User: c.user})
 	if herr != nil {
-		return errorFrame(herr.Message.(string), id)
+		return c.s.frameError(herr.Code, herr.Message.(string), id)
 	}
 	if !stored && id != "" {
 		c.sess.Send(m) // behind what is queued: a retry's answer, already seen or caught up
@@ -153,10 +201,18 @@ func (c *wsConn) post(data []byte) []byte {
 	return nil
 }
 
-// errorFrame encodes {"error": msg} as a text frame, with "id" when the
-// post it answers named one.
-func errorFrame(msg, id string) []byte {
-	v := map[string]string{"error": msg}
+// frameError counts a refused frame post with the status its HTTP post
+// would get, and returns its error frame, which carries that status so a
+// client can tell a post to retry later (429, 503) from one to give up.
+func (s *Server) frameError(status int, msg, id string) []byte {
+	s.refused(status, msg)
+	return errorFrame(msg, id, status)
+}
+
+// errorFrame encodes {"error": msg, "status": status} as a text frame,
+// with "id" when the post it answers named one.
+func errorFrame(msg, id string, status int) []byte {
+	v := map[string]any{"error": msg, "status": status}
 	if id != "" {
 		v["id"] = id
 	}

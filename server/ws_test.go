@@ -90,8 +90,9 @@ func readWSError(t *testing.T, c *websocket.Conn) string {
 		t.Fatalf("frame %s: %v", b, err)
 	}
 	msg, ok := f["error"].(string)
-	if !ok || msg == "" || len(f) != 1 {
-		t.Fatalf("frame %s is not an error frame", b)
+	status, _ := f["status"].(float64)
+	if !ok || msg == "" || len(f) != 2 || status < 400 || status > 599 {
+		t.Fatalf("frame %s is not an error frame (error, status)", b)
 	}
 	return msg
 }
@@ -598,8 +599,8 @@ func TestWSShutdown(t *testing.T) {
 		select {
 		case err := <-closed:
 			var ce *websocket.CloseError
-			if !errors.As(err, &ce) || ce.Code != websocket.CloseGoingAway {
-				t.Errorf("connection ended with %v, want close 1001", err)
+			if !errors.As(err, &ce) || ce.Code != websocket.CloseServiceRestart || !strings.HasPrefix(ce.Text, `{"reconnect_ms": `) {
+				t.Errorf("connection ended with %v, want close 1012 with a reconnect hint", err)
 			}
 		case <-time.After(5 * time.Second):
 			t.Fatal("no close frame within 5s of shutdown")

@@ -5,8 +5,11 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/netip"
+	"strconv"
 	"time"
 
+	"wall/server/internal/admit"
 	"wall/server/internal/outbound"
 	"wall/server/internal/wsframe"
 	"wall/wall"
@@ -29,12 +32,11 @@ const wsTransport = "websocket"
 type wsEncoder struct{ heartbeat bool }
 
 var (
-	wsPing        = wsframe.Control(wsframe.OpPing, nil)
-	wsHeartbeat   = append(wsframe.Control(wsframe.OpPing, nil), wsframe.Text([]byte(`{"heartbeat": true}`))...)
-	wsCloseSlow   = wsframe.CloseFrame(wsframe.ClosePolicyViolation, closeSlowReason)
-	wsCloseFlood  = wsframe.CloseFrame(wsframe.ClosePolicyViolation, "too many frames unanswered: read what you are sent")
-	wsCloseGoAway = wsframe.CloseFrame(wsframe.CloseGoingAway, "server shutting down")
-	wsCloseError  = wsframe.CloseFrame(wsframe.CloseInternalError, "internal error")
+	wsPing       = wsframe.Control(wsframe.OpPing, nil)
+	wsHeartbeat  = append(wsframe.Control(wsframe.OpPing, nil), wsframe.Text([]byte(`{"heartbeat": true}`))...)
+	wsCloseSlow  = wsframe.CloseFrame(wsframe.ClosePolicyViolation, closeSlowReason)
+	wsCloseFlood = wsframe.CloseFrame(wsframe.ClosePolicyViolation, "too many frames unanswered: read what you are sent")
+	wsCloseError = wsframe.CloseFrame(wsframe.CloseInternalError, "internal error")
 )
 
 // AppendMessage appends m's pre-encoded frame, shared by every reader.
@@ -63,11 +65,26 @@ func (wsEncoder) Close(r outbound.Reason) []byte {
 	case outbound.ControlFlood:
 		return wsCloseFlood
 	case outbound.Shutdown:
-		return wsCloseGoAway
+		return wsRestartFrame(reconnectHint())
 	case outbound.InternalError:
 		return wsCloseError
 	}
 	return nil
+}
+
+// closeServiceRestart is the close code of a connection the server ends
+// as it leaves (RFC 6455 section 7.4.1, IANA registry: "Service Restart"):
+// the client should reconnect, after the hint.
+const closeServiceRestart = 1012
+
+// wsRestartFrame is the close frame of a connection ended by a drain or a
+// shutdown: code 1012 and, as the reason, the JSON object
+// {"reconnect_ms": N}, how long the client should wait before it
+// reconnects (jittered per connection, so clients told at the same moment
+// come back at different ones). Clients that do not read the reason
+// reconnect on 1012 as on any close.
+func wsRestartFrame(hint time.Duration) []byte {
+	return wsframe.CloseFrame(closeServiceRestart, `{"reconnect_ms": `+strconv.FormatInt(hint.Milliseconds(), 10)+`}`)
 }
 
 // wsOptions are the outbound options of the WebSocket sessions of s, with
@@ -83,6 +100,7 @@ func (s *Server) wsOptions(heartbeat bool) *outbound.Options {
 		CloseGrace: closeGrace,
 		CloseReply: true,
 		Ended:      &s.wsEnded,
+		Lag:        s.metrics.lagOf(wsTransport),
 		Log:        s.log,
 	}
 }
@@ -93,8 +111,10 @@ type wsConn struct {
 	s       *Server
 	sess    *outbound.Session
 	wall    *wall.Wall
-	user    string // the token's subject, the author of this socket's posts
-	mayPost bool   // admission's verdict for frame posts
+	user    string     // the token's subject, the author of this socket's posts
+	mayPost bool       // admission's verdict for frame posts
+	client  netip.Addr // admission's client, whose post rate frame posts count against
+	hold    admit.Hold // this connection among its client's, released by finish
 }
 
 // readPump reads the client's frames until the connection ends, then
@@ -226,6 +246,7 @@ func (c *wsConn) finish(r outbound.Reason) {
 	c.wall.Unsubscribe(c.sess)
 	c.sess.Finish(r)
 	c.s.hub.Release(c.wall)
+	c.hold.Release()
 	c.s.streams.Leave(c.sess)
 }
 

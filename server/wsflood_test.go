@@ -68,10 +68,7 @@ func TestWSControlFlood(t *testing.T) {
 			if n := e.srv.wsEnded.Load(outbound.ControlFlood); n != 1 {
 				t.Fatalf("control floods counted: %d, want 1", n)
 			}
-			_, body := e.get("/metrics")
-			if want := `wall_stream_disconnects_total{transport="websocket",reason="control_flood"} 1`; !strings.Contains(string(body), want) {
-				t.Fatalf("metrics lack %q:\n%s", want, body)
-			}
+			wantMetric(t, scrape(t, e.srv), 1, "wall_stream_disconnects_total", "transport", "websocket", "reason", "control_flood")
 		})
 	}
 }

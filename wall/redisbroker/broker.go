@@ -90,6 +90,10 @@ type Config struct {
 	// still unreplicated at the timeout is answered all the same (every
 	// instance has delivered it), counted and logged. Zero: no wait.
 	WaitReplica time.Duration
+	// ObserveRedis, if set, is called after every Redis call the broker
+	// makes with its name (a command, "fcall <function>", "pipeline") and
+	// how long it took (metrics; see ready.go).
+	ObserveRedis func(op string, d time.Duration)
 }
 
 // Broker shares walls between instances through Redis. Redis is the
@@ -178,6 +182,8 @@ type Broker struct {
 	// nothing published meanwhile is lost.
 	subscribeDelay time.Duration
 
+	health health // the link to Redis, for Ready and ObserveRedis (ready.go)
+
 	// panicHook, when set by a test before Run, is called by the reader
 	// ("reader") for every pub/sub message and by the applier ("applier")
 	// before applying one; it panics to test the loops' recovery.
@@ -235,6 +241,7 @@ func New(client redis.UniversalClient, hub *wall.Hub, cfg Config) *Broker {
 	b.dirty.walls = make(map[string]struct{})
 	b.fol.walls = make(map[string]*follow)
 	b.fol.pending = make(map[string]struct{})
+	b.health.install(client, cfg.ObserveRedis)
 	hub.SetInterest(b)
 	return b
 }

@@ -3,6 +3,7 @@ package redisbroker
 import (
 	"context"
 	"fmt"
+	"wall/wall"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -101,7 +102,7 @@ func (m *manager) reroute(ctx context.Context, names []string) {
 		old := f.link
 		m.unlinkLocked(name, f)
 		b.fol.Unlock()
-		b.log.Info("redis: wall moved to another node", "wall", name, "from", old.addr, "to", addr)
+		b.log.Info("redis: wall moved to another node", "wall", wall.LogName(name), "from", old.addr, "to", addr)
 		if old.ps != nil {
 			m.unsubscribe(ctx, old, name)
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"time"
+	"wall/wall"
 
 	"github.com/redis/go-redis/v9"
 )
@@ -93,5 +94,5 @@ func (b *Broker) noteUnreplicated(wallName string) {
 		return
 	}
 	b.log.Warn("a post was answered before a replica acknowledged it; a failover now may lose it",
-		"wall", wallName, "wait", b.cfg.WaitReplica, "unreplicated_total", n)
+		"wall", wall.LogName(wallName), "wait", b.cfg.WaitReplica, "unreplicated_total", n)
 }

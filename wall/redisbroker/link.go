@@ -140,6 +140,15 @@ func (b *Broker) readLoop(ctx context.Context, l *link, ps *redis.PubSub, gen in
 func (m *manager) connect(ctx context.Context, l *link) {
 	b := m.b
 	if b.cluster != nil {
+		// The node's client as go-redis holds it now: it closes the
+		// client of a node that left the cluster, and makes a new one if
+		// the address comes back.
+		for name := range l.walls {
+			if addr, node, err := b.route(ctx, b.channel(name)); err == nil && addr == l.addr {
+				l.node = node
+			}
+			break
+		}
 		l.ps = l.node.SSubscribe(ctx)
 	} else {
 		l.ps = b.client.Subscribe(ctx)

@@ -136,7 +136,7 @@ func (b *Broker) reepoch(ctx context.Context, w *wall.Wall, epoch string) error 
 		return err
 	}
 	b.log.Warn("wall history in redis diverged from the one delivered (messages lost in a failover, then reused); moved to a new epoch, clients are reset",
-		"wall", w.Name(), "last", w.Last(), "epoch", epoch, "new_epoch", v)
+		"wall", wall.LogName(w.Name()), "last", w.Last(), "epoch", epoch, "new_epoch", v)
 	return nil
 }
 

@@ -6,7 +6,8 @@
 //	arguments (merged the Tornado way by the Source) → XSRF (form POSTs
 //	but those whose token is a Bearer header) → identity (the client's
 //	token and the anonymous mode, or the publish API's bearer token)
-//	→ wall → private wall → cursor
+//	→ wall → private wall → cursor → per-client limits (a post's rate,
+//	the connections a client holds: limits.go)
 //
 // and returns one error type, Error, which each path writes its own way
 // (a JSON error body, a refused handshake, the engine's raw answer). A
@@ -15,6 +16,7 @@ package admit
 
 import (
 	"net/http"
+	"net/netip"
 	"strings"
 
 	"wall/server/internal/identity"
@@ -26,6 +28,9 @@ import (
 type Error struct {
 	Status  int
 	Message string
+	// RetryAfter, if not 0, is the Retry-After of the answer, in seconds
+	// (a 429).
+	RetryAfter int
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -46,6 +51,9 @@ type Source interface {
 	// Cookie returns the value of the first valid cookie called name,
 	// like http.Request.Cookie.
 	Cookie(name string) (string, bool)
+	// Peer is the address of the connection the request came on,
+	// "host:port" (http.Request.RemoteAddr): the client, or a proxy.
+	Peer() string
 }
 
 // Kind is the entry path a request came by: it decides which steps apply.
@@ -89,6 +97,14 @@ type Ticket struct {
 	// MayPost says whether this client may post to Wall (the WebSocket
 	// frame posts check it; a Post request that may not is refused).
 	MayPost bool
+	// Client is the address the client's limits are counted under
+	// (Admitter.Post takes it for WebSocket frame posts); zero when no
+	// limit is on.
+	Client netip.Addr
+	// Hold, for a WebSocket, an event stream or a poll, is the
+	// connection counted against the client's MaxConns: the caller
+	// releases it when the connection ends or the poll is answered.
+	Hold Hold
 }
 
 // Config holds what admission checks against.
@@ -99,13 +115,16 @@ type Config struct {
 	// Identity is the deployment's tokens, anonymous mode and private
 	// walls; the zero value has no tokens and lets everyone post.
 	Identity identity.Config
+	// Limits are the per-client limits; the zero value has none.
+	Limits Limits
 }
 
 // Admitter runs the admission steps. It is safe for concurrent use and
 // never blocks: the long-poll engine calls it on its reactor goroutine.
 type Admitter struct {
-	cfg Config
-	id  *identity.Checker
+	cfg     Config
+	id      *identity.Checker
+	clients *clients
 }
 
 // New returns an Admitter over cfg. cfg.Identity must be valid
@@ -116,7 +135,7 @@ func New(cfg Config) *Admitter {
 	if err != nil {
 		panic("admit.New: " + err.Error())
 	}
-	return &Admitter{cfg: cfg, id: id}
+	return &Admitter{cfg: cfg, id: id, clients: newClients(cfg.Limits)}
 }
 
 // Admit runs the steps for a request of kind k and returns its Ticket, or
@@ -160,8 +179,36 @@ func (a *Admitter) Admit(src Source, k Kind) (Ticket, *Error) {
 		c.ID = strings.Clone(c.ID)    // kept while the poll waits
 		t.Cursor = c
 	}
+	if err := a.limit(src, k, &t); err != nil {
+		return t, err
+	}
 	return t, nil
 }
+
+// limit applies the client's limits, last, so that only requests that
+// pass every other step count: a post takes a token from its bucket, a
+// connection (or a poll) a place among its held ones. The publish API is
+// the backend, and is not limited.
+func (a *Admitter) limit(src Source, k Kind, t *Ticket) *Error {
+	if !a.clients.enabled() || k == Publish {
+		return nil
+	}
+	t.Client = clientAddr(src, a.cfg.Limits.TrustedProxies)
+	switch {
+	case k == Post:
+		return a.clients.post(t.Client)
+	case k.cursored():
+		h, err := a.clients.hold(t.Client)
+		t.Hold = h
+		return err
+	}
+	return nil
+}
+
+// Post takes a post from the bucket of client (Ticket.Client), for the
+// posts that come without a request of their own: WebSocket frames. Its
+// error is a 429 with the wait.
+func (a *Admitter) Post(client netip.Addr) *Error { return a.clients.post(client) }
 
 // Private reports whether the wall name is private (an audience prefix,
 // or listed by the deployment): what an overview of every wall (the admin

@@ -14,6 +14,7 @@ type source struct {
 	args    map[string]string
 	headers map[string]string
 	cookies map[string]string
+	peer    string
 }
 
 func (s source) Method() string { return s.method }
@@ -22,6 +23,7 @@ func (s source) Arg(n string) (string, bool) {
 	return v, ok
 }
 func (s source) Header(n string) string { return s.headers[http.CanonicalHeaderKey(n)] }
+func (s source) Peer() string           { return s.peer }
 func (s source) Cookie(n string) (string, bool) {
 	v, ok := s.cookies[n]
 	return v, ok

@@ -28,17 +28,26 @@ func findToken(src Source) (token string, bearer bool) {
 	if v, ok := src.Arg("token"); ok && v != "" {
 		return v, false
 	}
-	// RFC 6750: the scheme is case-insensitive. Another scheme (Basic,
-	// say, from a proxy) is not a token.
-	if scheme, cred, ok := strings.Cut(src.Header("Authorization"), " "); ok && strings.EqualFold(scheme, "Bearer") {
-		if cred = strings.TrimLeft(cred, " "); cred != "" {
-			return cred, true
-		}
+	if cred, ok := bearerToken(src.Header("Authorization")); ok {
+		return cred, true
 	}
 	if v, ok := src.Cookie(TokenCookie); ok && v != "" {
 		return v, false
 	}
 	return "", false
+}
+
+// bearerToken returns the credentials of an "Authorization: Bearer <x>"
+// header. The scheme is case-insensitive (RFC 7235 section 2.1) and may be
+// followed by several spaces; another scheme (Basic, say, from a proxy),
+// or none, is not a token.
+func bearerToken(h string) (string, bool) {
+	scheme, cred, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	cred = strings.TrimLeft(cred, " ")
+	return cred, cred != ""
 }
 
 // identify checks who is asking. The publish API is the backend, known by
@@ -52,7 +61,7 @@ func (a *Admitter) identify(src Source, k Kind, token string, t *Ticket) *Error 
 		if a.cfg.PublishToken == "" {
 			return refuse(http.StatusNotFound, "publish API disabled: no token configured")
 		}
-		auth, ok := strings.CutPrefix(src.Header("Authorization"), "Bearer ")
+		auth, ok := bearerToken(src.Header("Authorization"))
 		if !ok || !equalSecret(auth, a.cfg.PublishToken) {
 			return &Error{Status: http.StatusUnauthorized, Message: "missing or wrong bearer token"}
 		}

@@ -263,9 +263,9 @@ func TestAdmitPrivateWalls(t *testing.T) {
 				switch {
 				case want == 0 && (err != nil || tk.Wall != tc.wall || !tk.MayPost || tk.Who.Sub != who):
 					t.Errorf("%s as %q on %q: %v %+v, want admitted", k, who, tc.wall, err, tk)
-				case want == 401 && (err == nil || *err != Error{401, "this wall is private: a token is required"}):
+				case want == 401 && (err == nil || *err != Error{Status: 401, Message: "this wall is private: a token is required"}):
 					t.Errorf("%s as %q on %q: %v, want 401", k, who, tc.wall, err)
-				case want == 403 && (err == nil || *err != Error{403, "this wall is private: this token may not use it"}):
+				case want == 403 && (err == nil || *err != Error{Status: 403, Message: "this wall is private: this token may not use it"}):
 					t.Errorf("%s as %q on %q: %v, want 403", k, who, tc.wall, err)
 				}
 			}

@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+	"wall/server/internal/admit"
 	"wall/server/internal/netpoll"
 	"wall/wall"
 )
@@ -60,6 +61,9 @@ func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 		pc.e.workerHandoffs.Add(1)
 	}
 	pc.e.workerAnswers.Add(1)
+	if err == nil {
+		pc.observeLag(res.Messages[len(res.Messages)-1])
+	}
 	pc.putBuf(bp, full)
 	if pc.failed || pc.rest != nil || !pc.keepAlive {
 		pc.set(stateBusy)
@@ -73,6 +77,22 @@ func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 	}
 	if !pc.parked(stateIdle) {
 		go pc.serve(false) // its next request came while the worker had it
+	}
+}
+
+// observeLag samples the delivery lag of m, the newest message of an
+// answer a worker wrote because a message came: from when the sequencer
+// stored it (wall.Message.Time, milliseconds) to now. The owner calls it.
+func (pc *pollConn) observeLag(m *wall.Message) {
+	if pc.e.cfg.Lag == nil || m.Time <= 0 {
+		return
+	}
+	pc.answers++
+	if pc.answers%16 != 1 {
+		return
+	}
+	if d := time.Now().UnixMilli() - m.Time; d >= 0 {
+		pc.e.cfg.Lag.Observe(float64(d) / 1e3)
 	}
 }
 
@@ -103,12 +123,15 @@ func (pc *pollConn) answerTimeout(nb bool) flow {
 	return f
 }
 
-// answerError answers a refused poll with status code and the error
-// body, as the server's error handler does, and the connection goes on.
-func (pc *pollConn) answerError(code int, msg string, nb bool) flow {
+// answerError answers a refused poll with the error's status, its
+// Retry-After if any, and the error body, as the server's error handler
+// does, and the connection goes on.
+func (pc *pollConn) answerError(err *admit.Error, nb bool) flow {
 	bp := pc.e.bufs.Get().(*[]byte)
-	b := AppendErrorBody((*bp)[:respReserve], msg)
-	f := pc.answerStatus(code, b, nb)
+	b := AppendErrorBody((*bp)[:respReserve], err.Message)
+	pc.retryAfter = err.RetryAfter
+	f := pc.answerStatus(err.Status, b, nb)
+	pc.retryAfter = 0
 	pc.putBuf(bp, b)
 	return f
 }
@@ -143,8 +166,10 @@ func (pc *pollConn) answerStatus(code int, b []byte, nb bool) flow {
 
 // response writes the head of a response with status code right-aligned
 // into the respReserve bytes reserved at the start of b, whose body
-// follows, and returns head and body: they go out in one write.
+// follows, and returns head and body: they go out in one write. The poll
+// is answered: its hold on the client's connections ends.
 func (pc *pollConn) response(code int, b []byte) []byte {
+	pc.hold.Release()
 	var hb [respReserve]byte
 	h := hb[:0]
 	if code == http.StatusOK {
@@ -158,6 +183,11 @@ func (pc *pollConn) response(code int, b []byte) []byte {
 	}
 	if code == http.StatusUnauthorized { // as the net/http paths answer
 		h = append(h, "WWW-Authenticate: Bearer realm=\"wall\"\r\n"...)
+	}
+	if pc.retryAfter > 0 {
+		h = append(h, "Retry-After: "...)
+		h = strconv.AppendInt(h, int64(pc.retryAfter), 10)
+		h = append(h, "\r\n"...)
 	}
 	h = append(h, "Content-Type: application/json; charset=UTF-8\r\nContent-Length: "...)
 	h = strconv.AppendInt(h, int64(len(b)-respReserve), 10)

@@ -5,6 +5,7 @@ import (
 	"runtime/debug"
 	"sync/atomic"
 	"time"
+	"wall/server/internal/admit"
 	"wall/server/internal/netpoll"
 	"wall/wall"
 )
@@ -59,7 +60,12 @@ type pollConn struct {
 	timer   *time.Timer
 	firesAt atomic.Int64 // when timer fires (Unix ns), as last set
 
-	left bool // leave ran (or began): the connection is out of the registry
+	left    bool  // leave ran (or began): the connection is out of the registry
+	answers uint8 // worker answers, to sample Config.Lag
+
+	peer       string     // the client's address (net/http's RemoteAddr), for admission
+	hold       admit.Hold // the current poll's place among its client's connections, until answered
+	retryAfter int        // the Retry-After of the answer being written (answerError)
 
 	// in is a pooled buffer of bytes read and not yet handled: a
 	// connection waiting holds no buffer.
@@ -207,6 +213,7 @@ func (pc *pollConn) leave() {
 		pc.rx.Remove(pc.sock, pc) // before the descriptor may be reused
 	}
 	pc.putIn()
+	pc.hold.Release() // a poll that ends unanswered
 	if pc.wall != nil {
 		pc.wall.Unsubscribe(pc)
 		pc.e.app.Release(pc.wall)

@@ -80,6 +80,10 @@ type Config struct {
 	IdleTimeout  time.Duration // longest a connection waits for its next request
 	WriteTimeout time.Duration // longest a blocking write of an answer takes
 	CloseGrace   time.Duration // write deadline of answers at shutdown
+	// Lag, if set, receives the delivery lag (seconds) of polls answered
+	// by a flusher worker, woken by a message: sampled, one answer in 16
+	// per connection (outbound.Options.Lag says why).
+	Lag outbound.Observer
 
 	// TestHookParked, if set, runs where the engine has just parked a
 	// poll, before it polls the wall and may take the poll back: tests
@@ -154,8 +158,10 @@ func newPollBuf() any {
 // read to the end. It reports whether it did; if not, the caller keeps
 // waiting in net/http. On true the handler returns at once, writing
 // nothing: rw is hijacked. The caller's hold on w lasts until it returns;
-// the engine takes its own.
-func (e *Engine) Park(rw http.ResponseWriter, r *http.Request, w *wall.Wall, cursor wall.Cursor, deadline time.Time) bool {
+// the engine takes its own. On true the engine also takes over hold, the
+// poll's place among its client's connections (admit.Ticket.Hold), and
+// releases it when the poll is answered.
+func (e *Engine) Park(rw http.ResponseWriter, r *http.Request, w *wall.Wall, cursor wall.Cursor, deadline time.Time, hold *admit.Hold) bool {
 	l := e.ln.Load()
 	if l == nil || r.ProtoMajor != 1 || r.ProtoMinor != 1 || len(r.TransferEncoding) > 0 {
 		return false
@@ -179,12 +185,13 @@ func (e *Engine) Park(rw http.ResponseWriter, r *http.Request, w *wall.Wall, cur
 	if !e.conns.Enter() {
 		return false
 	}
-	pc := &pollConn{e: e, ln: l, wake: make(chan struct{}, 1)}
+	pc := &pollConn{e: e, ln: l, wake: make(chan struct{}, 1), peer: r.RemoteAddr}
 	conn, brw, err := http.NewResponseController(rw).Hijack()
 	if err != nil {
 		e.conns.Leave(nil)
 		return false
 	}
+	pc.hold, *hold = *hold, admit.Hold{}
 	// The answer's write deadline that net/http's side set is the
 	// engine's to set from here on: its writes set their own.
 	conn.SetWriteDeadline(time.Time{})

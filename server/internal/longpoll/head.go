@@ -168,6 +168,7 @@ func hasCTL(s string) bool {
 type pollRequest struct {
 	h    pollHead
 	body string
+	peer string // the connection's remote address (pollConn.peer)
 }
 
 func (r *pollRequest) Method() string {
@@ -203,6 +204,9 @@ func (r *pollRequest) Header(name string) string {
 	}
 	return ""
 }
+
+// Peer returns the connection's remote address, "host:port".
+func (r *pollRequest) Peer() string { return r.peer }
 
 // Cookie returns the first valid cookie called name, as
 // http.Request.Cookie does.

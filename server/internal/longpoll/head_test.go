@@ -28,6 +28,7 @@ type httpSource struct {
 
 func (h httpSource) Method() string                 { return h.r.Method }
 func (h httpSource) Header(name string) string      { return h.r.Header.Get(name) }
+func (h httpSource) Peer() string                   { return h.r.RemoteAddr }
 func (h httpSource) Arg(name string) (string, bool) { v, ok := h.a[name]; return v, ok }
 
 func (h httpSource) Cookie(name string) (string, bool) {
@@ -124,7 +125,7 @@ func FuzzPollArgs(f *testing.F) {
 			return // net/http serves it
 		}
 		ad := admit.New(admit.Config{})
-		tk, aerr := ad.Admit(&pollRequest{h, viewString(req[n:])}, admit.Poll)
+		tk, aerr := ad.Admit(&pollRequest{h: h, body: viewString(req[n:])}, admit.Poll)
 		name, cursor, ok := strings.Clone(tk.Wall), tk.Cursor, aerr == nil // the name views the buffer (start clones it)...
 		clear(req)                                                         // ...the cursor must not
 		wantName, wantCursor, wantOK := netHTTPPollArgs(ad, []byte(b.String()))
@@ -223,7 +224,7 @@ func BenchmarkPollHead(b *testing.B) {
 				if !ok {
 					b.Fatal("refused")
 				}
-				if _, err := ad.Admit(&pollRequest{h, viewString(req[n:])}, admit.Poll); err != nil {
+				if _, err := ad.Admit(&pollRequest{h: h, body: viewString(req[n:])}, admit.Poll); err != nil {
 					b.Fatal("args refused")
 				}
 			}

@@ -143,7 +143,7 @@ func (pc *pollConn) next(nb bool) (wait bool, f flow) {
 		}
 	}
 	pr := pc.e.reqs.Get().(*pollRequest)
-	*pr = pollRequest{req, viewString(buf[headLen:total])}
+	*pr = pollRequest{h: req, body: viewString(buf[headLen:total]), peer: pc.peer}
 	t, aerr := pc.e.app.Admit(pr)
 	*pr = pollRequest{} // it views buf
 	pc.e.reqs.Put(pr)
@@ -155,8 +155,10 @@ func (pc *pollConn) next(nb bool) (wait bool, f flow) {
 	}
 	pc.keepAlive = !req.close
 	if aerr != nil {
-		return false, pc.answerError(aerr.Status, aerr.Message, nb)
+		return false, pc.answerError(aerr, nb)
 	}
+	pc.hold.Release() // the last poll's, if its answer did not (it does)
+	pc.hold = t.Hold
 	return pc.start(t.Wall, t.Cursor, nb)
 }
 
@@ -194,7 +196,7 @@ func (pc *pollConn) start(name string, cursor wall.Cursor, nb bool) (wait bool, 
 		pc.wall = w
 	}
 	if err := e.app.Sync(context.Background(), pc.wall, cursor); err != nil {
-		return false, pc.answerError(err.Status, err.Message, nb)
+		return false, pc.answerError(err, nb)
 	}
 	pc.cursor = cursor
 	pc.deadline = time.Now().Add(e.cfg.PollTimeout)

@@ -24,3 +24,7 @@ type Encoder interface {
 	// r, or nil to just close the connection.
 	Close(r Reason) []byte
 }
+
+// Observer receives measurements: a prometheus.Observer (a histogram)
+// satisfies it, without this package importing the client library.
+type Observer interface{ Observe(v float64) }

@@ -28,9 +28,9 @@ const Slots = 16
 
 // Registry holds every connection a server keeps outside net/http
 // (http.Server.Shutdown does not track hijacked connections): it counts
-// them per transport, pings them (Run), tells them all to close at
-// shutdown and lets the server wait for the last one (Wait). The zero
-// value is ready.
+// them per transport, pings them (Run), tells them to close, all at once
+// (Shutdown) or spread over a span (Drain, drain.go), and lets the server
+// wait for the last one (Wait). The zero value is ready.
 //
 // M is one member type, or Member itself for a Registry that holds
 // several transports (the server's: WebSocket sessions and the
@@ -41,12 +41,18 @@ type Registry[M interface {
 	Member
 }] struct {
 	mu      sync.Mutex
-	set     map[M]uint8 // member → its keepalive slot
+	set     map[M]uint8 // member → its keepalive slot, or told once it was told to shut down
 	byTrans map[string]*transportCount
 	closing bool
 	tick    uint8 // slot the next Tick pings
 	live    sync.WaitGroup
+	wake    chan struct{} // 1-buffered: Drain began (wakeChan)
+	drain   drainState[M]
 }
+
+// told marks, in place of its keepalive slot, a member that was told to
+// shut down: it is neither pinged nor told again.
+const told = 255
 
 // transportCount is a Registry's count of one transport's members.
 type transportCount struct {
@@ -139,7 +145,7 @@ func (r *Registry[M]) Tick() {
 	defer r.mu.Unlock()
 	k := r.tick
 	r.tick = (r.tick + 1) % Slots
-	for m, slot := range r.set {
+	for m, slot := range r.set { // a member told to shut down is never in slot k
 		if slot == k {
 			m.Keepalive()
 		}
@@ -147,33 +153,61 @@ func (r *Registry[M]) Tick() {
 }
 
 // Run is the keepalive loop: it ticks Slots times per period, so that
-// each member's Keepalive comes once per period, until done is closed;
-// then it shuts every member down, refuses new ones, and returns. It is
-// the one goroutine its caller starts for the Registry.
+// each member's Keepalive comes once per period, and paces a drain once
+// Drain has begun one (drain.go), until done is closed. It is the one
+// goroutine its caller starts for the Registry; after it returns, the
+// caller calls Shutdown.
 func (r *Registry[M]) Run(done <-chan struct{}, period time.Duration) {
 	t := time.NewTicker(max(period/Slots, time.Millisecond))
 	defer t.Stop()
+	r.mu.Lock()
+	wake := r.wakeChan()
+	r.mu.Unlock()
+	var pacer *time.Ticker
+	var pace <-chan time.Time // pacer's ticks while a drain is paced
+	defer func() {
+		if pacer != nil {
+			pacer.Stop()
+		}
+		r.endDrain()
+	}()
 	for {
 		select {
 		case <-t.C:
 			r.Tick()
+		case <-wake:
+			pacer = time.NewTicker(drainStep)
+			pace = pacer.C
+			if r.pace(time.Now()) {
+				pacer.Stop()
+				pace = nil
+			}
+		case now := <-pace:
+			if r.pace(now) {
+				pacer.Stop()
+				pace = nil
+			}
 		case <-done:
-			r.shutdown()
 			return
 		}
 	}
 }
 
-// shutdown refuses new members and shuts every member down.
-func (r *Registry[M]) shutdown() {
+// Shutdown refuses new members and shuts down every member not yet told
+// to (all at once: a drain spreads them out). Call it once Run has
+// returned.
+func (r *Registry[M]) Shutdown() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.closing = true
-	for m := range r.set {
-		m.Shutdown()
+	for m, slot := range r.set {
+		if slot != told {
+			r.set[m] = told
+			m.Shutdown()
+		}
 	}
 }
 
-// Wait blocks until every entered connection has left. Call it after Run
-// has returned.
+// Wait blocks until every entered connection has left. Call it after
+// Shutdown.
 func (r *Registry[M]) Wait() { r.live.Wait() }

@@ -94,7 +94,7 @@ func TestRegistryCounts(t *testing.T) {
 	}
 }
 
-// At shutdown Run tells every member once, refuses new connections, and
+// At shutdown (after Run) Shutdown tells every member once, refuses new connections, and
 // shuts down one that was entered before but added after; Wait returns
 // once they have all left.
 func TestRegistryShutdown(t *testing.T) {
@@ -110,6 +110,7 @@ func TestRegistryShutdown(t *testing.T) {
 	done := make(chan struct{})
 	close(done)
 	r.Run(done, time.Hour) // returns at once: done is closed
+	r.Shutdown()
 	for _, m := range ms {
 		if m.shutdowns != 1 {
 			t.Fatalf("member shut down %d times", m.shutdowns)
@@ -201,6 +202,7 @@ func TestRegistryMixedMembers(t *testing.T) {
 	done := make(chan struct{})
 	close(done)
 	r.Run(done, time.Hour)
+	r.Shutdown()
 	for i := range n {
 		if ws[i].shutdowns != 1 || polls[i].shutdowns != 1 {
 			t.Fatalf("member %d: shut down %d and %d times", i, ws[i].shutdowns, polls[i].shutdowns)

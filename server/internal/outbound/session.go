@@ -23,6 +23,7 @@ type Options struct {
 	CloseGrace time.Duration    // longest write of a final frame, and longest wait for the reply to it
 	CloseReply bool             // the peer answers a final frame (WebSocket's close): wait for the reader to end
 	Ended      *Counters        // sessions ended, per reason; may be nil
+	Lag        Observer         // delivery lag in seconds, sampled (see Session.Send); may be nil
 	Log        *slog.Logger     // where panics are reported; nil for slog.Default
 }
 
@@ -52,6 +53,8 @@ type Session struct {
 	writing  bool            // a writer runs, the connection is closing, or it is not attached yet
 	reset    bool            // Reset was called (see Attach)
 	done     bool            // the reader has ended: start no writer
+	live     *wall.Message   // the newest message Send queued since the last take, for Lag
+	writes   uint8           // writes carrying a live message, to sample Lag
 
 	writer   sync.WaitGroup // the running writer (a worker's flush or writeLoop), if any
 	readDone chan struct{}  // closed when the reader has ended
@@ -110,6 +113,7 @@ func (s *Session) Send(m *wall.Message) {
 		s.cutLocked(SlowReader)
 	default:
 		s.queue = append(s.queue, m)
+		s.live = m
 	}
 	s.kickLocked()
 }
@@ -125,6 +129,7 @@ func (s *Session) Reset(msgs []*wall.Message) {
 	}
 	s.notes = append(s.notes, s.o.Encoder.Note([]byte(`{"reset": true}`)))
 	s.queue = append(s.queue[:0], msgs...)
+	s.live = nil // the cache, not a delivery
 	s.maxQueue = len(msgs) + s.o.MaxQueue
 	s.reset = true
 	s.kickLocked()

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"wall/server/internal/netpoll"
+	"wall/wall"
 )
 
 // kickLocked schedules a flush unless one is scheduled or running: a
@@ -26,14 +27,15 @@ func (s *Session) kickLocked() {
 }
 
 // take moves everything pending into bufs, in wire order, and reports
-// whether the final frame is among them. With nothing pending it clears
+// whether the final frame is among them, and the newest live message
+// among them (for Lag; nil if none). With nothing pending it clears
 // writing and returns ok false: the writer's turn is over. Only the
 // session's writer calls it.
-func (s *Session) take(bufs net.Buffers) (_ net.Buffers, closing, ok bool) {
+func (s *Session) take(bufs net.Buffers) (_ net.Buffers, live *wall.Message, closing, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	q, notes, ping := s.queue, s.notes, s.ping
-	s.notes, s.ping = nil, false
+	s.notes, s.ping, live, s.live = nil, false, s.live, nil
 	// The queue's array is reused once its messages are in bufs (below),
 	// so a delivery allocates nothing; a queue that grew large is let go.
 	s.queue = nil
@@ -45,13 +47,13 @@ func (s *Session) take(bufs net.Buffers) (_ net.Buffers, closing, ok bool) {
 	}()
 	if s.done {
 		// The reader has ended: only a pending final frame still goes.
-		q, notes, ping = nil, nil, false
+		q, notes, ping, live = nil, nil, false, nil
 	}
 	if len(q) == 0 && len(notes) == 0 && !ping && !s.closing {
 		if !s.done {
 			s.writing = false
 		}
-		return bufs, false, false
+		return bufs, nil, false, false
 	}
 	bufs = append(bufs, notes...)
 	for _, m := range q {
@@ -63,7 +65,7 @@ func (s *Session) take(bufs net.Buffers) (_ net.Buffers, closing, ok bool) {
 	if s.closing && s.final != nil {
 		bufs = append(bufs, s.final)
 	}
-	return bufs, s.closing, true
+	return bufs, live, s.closing, true
 }
 
 // Flush writes what is pending without blocking; only a flusher worker
@@ -84,7 +86,7 @@ func (s *Session) Flush(scratch *net.Buffers, w *netpoll.Writer) {
 		}
 	}()
 	for {
-		bufs, closing, ok := s.take((*scratch)[:0])
+		bufs, live, closing, ok := s.take((*scratch)[:0])
 		*scratch = bufs
 		if !ok {
 			owned = false
@@ -103,6 +105,7 @@ func (s *Session) Flush(scratch *net.Buffers, w *netpoll.Writer) {
 			s.writer.Done()
 			return
 		}
+		s.observeLag(live) // written, or all but rest: the socket has it
 		if len(rest) > 0 || closing {
 			owned = false
 			go s.writeLoop(rest, closing)
@@ -123,6 +126,7 @@ func (s *Session) writeLoop(rest net.Buffers, closing bool) {
 		}
 	}()
 	bufs := rest
+	var live *wall.Message
 	for {
 		if len(bufs) > 0 {
 			wait := s.o.WriteWait
@@ -134,6 +138,7 @@ func (s *Session) writeLoop(rest net.Buffers, closing bool) {
 				s.failed(err)
 				return
 			}
+			s.observeLag(live)
 		}
 		if closing {
 			if s.o.CloseReply {
@@ -149,10 +154,33 @@ func (s *Session) writeLoop(rest net.Buffers, closing bool) {
 			return
 		}
 		var ok bool
-		bufs, closing, ok = s.take(nil)
+		bufs, live, closing, ok = s.take(nil)
 		if !ok {
 			return
 		}
+	}
+}
+
+// lagSample is how many writes with a live message a session makes per
+// observation of Lag: the delivery lag is sampled, so that a fan-out to
+// many connections costs a clock read and a histogram update on one write
+// in lagSample.
+const lagSample = 16
+
+// observeLag samples the delivery lag of live, the newest live message of
+// a write that went out: the time from when the sequencer stored it
+// (wall.Message.Time, in milliseconds) to now. Only the session's writer
+// calls it.
+func (s *Session) observeLag(live *wall.Message) {
+	if live == nil || s.o.Lag == nil || live.Time <= 0 {
+		return
+	}
+	s.writes++
+	if s.writes%lagSample != 1 {
+		return
+	}
+	if d := time.Now().UnixMilli() - live.Time; d >= 0 {
+		s.o.Lag.Observe(float64(d) / 1e3)
 	}
 }
 
