@@ -3,6 +3,8 @@ package wall
 import (
 	"context"
 	"fmt"
+	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 )
@@ -268,4 +270,39 @@ func TestWallClients(t *testing.T) {
 	if got := fmt.Sprint(counts()); got != "map[:1 websocket:1]" {
 		t.Fatalf("counts after leaving %s", got)
 	}
+}
+
+// TestMessageBytesMatchesHeap: what the budget counts is what the caches
+// hold: the heap grown by thousands of cached messages of every kind
+// (ASCII, non-ASCII that escapes to six bytes a rune, links, a signed
+// author) is within a tenth of the hub's account.
+func TestMessageBytesMatchesHeap(t *testing.T) {
+	bodies := []string{
+		strings.Repeat("plain ascii text ", 40),
+		strings.Repeat("é€ü", 700),
+		strings.Repeat("see https://example.com/a?b=c&d=<e> ", 30),
+		"short",
+	}
+	var ms runtime.MemStats
+	heap := func() int64 {
+		runtime.GC()
+		runtime.ReadMemStats(&ms)
+		return int64(ms.HeapAlloc)
+	}
+	h := NewHub(50)
+	b := NewMemoryBroker(h)
+	before, charged := heap(), h.CacheStats().Bytes
+	for i := range 4000 {
+		body := bodies[i%len(bodies)] + strconv.Itoa(i) // a string of its own, as a request's
+		id := fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
+		if _, _, err := b.Publish(context.Background(), Post{Wall: fmt.Sprintf("w%d", i%100), ID: id, Body: body, User: "mary"}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	grown, counted := heap()-before, h.CacheStats().Bytes-charged
+	t.Logf("4000 messages on 100 walls: heap grew %d bytes, the budget counts %d (%.3f)", grown, counted, float64(counted)/float64(grown))
+	if counted < grown*9/10 || counted > grown*11/10 {
+		t.Fatalf("heap grew %d bytes, the budget counts %d", grown, counted)
+	}
+	runtime.KeepAlive(h)
 }
