@@ -63,7 +63,8 @@ type serverProcess struct {
 // port with args, and stops it (SIGTERM) at cleanup.
 func startProcess(t *testing.T, args ...string) *serverProcess {
 	t.Helper()
-	a, _ := json.Marshal(append([]string{"-addr", "127.0.0.1:0", "-log-level", "warn"}, args...))
+	// -post-rate 0: every test client posts from one address.
+	a, _ := json.Marshal(append([]string{"-addr", "127.0.0.1:0", "-log-level", "warn", "-post-rate", "0"}, args...))
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), "WALL_TEST_SERVE="+string(a))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
