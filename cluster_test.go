@@ -45,7 +45,7 @@ func startCluster(t *testing.T, args ...string) *cluster {
 	c := &cluster{t: t, redis: redistest.Start(t)}
 	// All test clients are one address (loopback), posting far faster
 	// than a person: no post rate, unless a test asks for one.
-	c.args = append([]string{"-redis", c.redis.URL(), "-poll-timeout", "5s", "-shutdown-timeout", "5s", "-post-rate", "0"}, args...)
+	c.args = append([]string{"-redis", c.redis.URL(), "-poll-timeout", "5s", "-shutdown-timeout", "5s"}, args...)
 	for i := range instanceAddrs {
 		c.startInstance(i)
 	}

@@ -45,7 +45,9 @@ func startRunLogged(t *testing.T, addr string, args ...string) (string, func() e
 		}
 	})
 	go func() {
-		errc <- run(ctx, append([]string{"-addr", addr}, args...), func(string) string { return "" }, lw, ready)
+		// -post-rate 0 unless args say otherwise: every test client posts
+		// from one address.
+		errc <- run(ctx, append([]string{"-addr", addr, "-post-rate", "0"}, args...), func(string) string { return "" }, lw, ready)
 	}()
 	select {
 	case addr = <-ready:
