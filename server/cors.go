@@ -26,9 +26,9 @@ import (
 const corsMaxAge = "600" // seconds
 
 // corsPath reports whether a path serves cross-origin clients: the read
-// and post endpoints and the event stream.
+// and post endpoints, the event stream and a wall's presence.
 func corsPath(p string) bool {
-	return p == "/a/message/updates" || p == "/a/message/new" || p == "/sse"
+	return p == "/a/message/updates" || p == "/a/message/new" || p == "/sse" || strings.HasPrefix(p, "/api/walls/")
 }
 
 // cors is middleware: it answers preflights and adds the CORS headers of

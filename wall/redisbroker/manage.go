@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"time"
+	"wall/wall"
 )
 
 // This file holds the subscription manager, one of Run's goroutines and
@@ -95,7 +96,7 @@ func (m *manager) handle(ctx context.Context, ev linkEvent) {
 		}
 		// The node dropped the subscription itself: the wall's slot moved
 		// to another node. Route it again.
-		b.log.Info("redis dropped a wall's subscription (slot moved); moving it", "wall", ev.wall, "node", l.addr)
+		b.log.Info("redis dropped a wall's subscription (slot moved); moving it", "wall", wall.LogName(ev.wall), "node", l.addr)
 		m.refreshTopology(ctx)
 		b.fol.Lock()
 		if f := b.fol.walls[ev.wall]; f != nil && f.link == l {
