@@ -116,7 +116,7 @@ func TestClusterPrivateWalls(t *testing.T) {
 			q := "?wall=" + private
 			for _, r := range []struct{ method, path string }{
 				{"GET", "/w/" + private}, {"GET", "/a/message/updates" + q}, {"POST", "/a/message/updates" + q},
-				{"GET", "/ws" + q}, {"GET", "/sse" + q},
+				{"GET", "/ws" + q}, {"GET", "/sse" + q}, {"GET", "/api/walls/" + private},
 			} {
 				got := status(t, r.method, base+r.path, tok, nil)
 				if r.method == "POST" && tok == "" && got == 403 {
