@@ -28,13 +28,17 @@ inbox.adopt(JSON.parse($("wall-meta").textContent || "[]"));
 
 // ?transport=longpoll (or sse, or a list) picks the transports: for
 // trying each one, and for networks that need one.
-const only = new URLSearchParams(location.search).get("transport");
+const query = new URLSearchParams(location.search);
+const only = query.get("transport");
 const client = connect({
   wall: ds.wall || "main",
   cursor: ds.last || "0",
   transports: only ? only.split(",") : undefined,
   deadAfter: Number(ds.deadAfter) || undefined,
   pollTimeout: Number(ds.pollTimeout) || undefined,
+  // A page opened with ?token= (a sign-in link) connects with it; otherwise
+  // the wall_token cookie, if any, goes with every request by itself.
+  token: query.get("token") || undefined,
 });
 window.wallClient = client; // for tests and curious people
 

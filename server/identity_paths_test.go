@@ -50,12 +50,12 @@ var entryPaths = []struct {
 		if name != "" {
 			target = "/w/" + name
 		}
-		// The page's wall comes from its path, and it takes no token
-		// argument (see the report): the header and the cookie only.
-		if c == "arg" {
-			c = "cookie"
+		// The page's wall comes from its path; a token may come in any
+		// carrier, the argument being a sign-in link's.
+		a, h := present(c, tok, nil)
+		if q := a.Encode(); q != "" {
+			target += "?" + q
 		}
-		_, h := present(c, tok, nil)
 		return rawRequest(http.MethodGet, target, "", h...)
 	}, 200},
 	{"form post", func(c, tok, name string) string {

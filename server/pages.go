@@ -97,10 +97,14 @@ func (p *pages) static(name string) string {
 
 // handlePage serves GET / (the default wall) and GET /w/:wall.
 func (s *Server) handlePage(c echo.Context) error {
-	// The wall comes from the path, not the arguments.
+	// The wall comes from the path, not the arguments; a token may come
+	// as the token argument (a sign-in link), as on every path.
 	a := args{}
 	if p := c.Param("wall"); p != "" {
 		a["wall"] = p
+	}
+	if tok := c.QueryParam("token"); tok != "" {
+		a["token"] = tok
 	}
 	t, aerr := s.admit.Admit(httpSource{c.Request(), a}, admit.Page)
 	def := c.Param("wall") == ""
