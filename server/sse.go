@@ -10,7 +10,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"wall/server/internal/admit"
-	"wall/server/internal/outbound"
 )
 
 // Server-sent events (GET /sse) are a second streaming transport over the
@@ -62,35 +61,11 @@ func (s *Server) handleSSE(c echo.Context) error {
 		return aerr
 	}
 	hb, _ := a.get("heartbeat")
-	// Registered before the stream starts, while http.Server still tracks
-	// the request, so Wait cannot miss a connection that Shutdown let
-	// through.
-	if !s.streams.Enter() {
-		t.Hold.Release()
-		return echo.NewHTTPError(http.StatusServiceUnavailable, msgDraining)
+	st, err := s.openStream(c, t, s.sse.options(hb == "1"), func() (net.Conn, error) { return s.startStream(c) })
+	if err != nil || st.sess == nil {
+		return err // refused, or the client is gone (nil)
 	}
-	w := s.hub.Acquire(t.Wall)
-	if herr := s.sync(c.Request().Context(), w, t.Cursor); herr != nil {
-		s.hub.Release(w)
-		s.streams.Leave(nil)
-		t.Hold.Release()
-		return herr
-	}
-	// Subscribed before the head goes out, writes held until Attach: a
-	// client that has the head gets every message posted after it.
-	sess := outbound.New(s.sse.options(hb == "1"))
-	backlog := w.Subscribe(sess, t.Cursor)
-	conn, err := s.startStream(c)
-	if conn == nil { // refused (err), or the client is gone (nil)
-		w.Unsubscribe(sess)
-		s.hub.Release(w)
-		s.streams.Leave(nil)
-		t.Hold.Release()
-		return err
-	}
-	sess.Attach(conn, backlog)
-	s.streams.Add(sess)
-	go (&sseConn{s: s, sess: sess, wall: w, hold: t.Hold}).readPump()
+	go (&sseConn{stream: st}).readPump()
 	return nil
 }
 

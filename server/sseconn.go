@@ -7,7 +7,6 @@ import (
 	"strconv"
 	"time"
 
-	"wall/server/internal/admit"
 	"wall/server/internal/outbound"
 	"wall/wall"
 )
@@ -143,11 +142,8 @@ func (x *sseShared) options(heartbeat bool) *outbound.Options {
 // sseConn is one event stream subscribed to one wall: its session and
 // the state of its reader.
 type sseConn struct {
-	s       *Server
-	sess    *outbound.Session
-	wall    *wall.Wall
-	inbound int        // bytes the client sent after its request
-	hold    admit.Hold // this stream among its client's connections, released by finish
+	stream
+	inbound int // bytes the client sent after its request
 }
 
 // errTalkative ends a stream whose client keeps sending: it has nothing
@@ -192,14 +188,4 @@ func (c *sseConn) discard() error {
 		err = errTalkative
 	}
 	return err
-}
-
-// finish runs when readPump ends: it stops delivery, ends the session and
-// releases the wall.
-func (c *sseConn) finish(r outbound.Reason) {
-	c.wall.Unsubscribe(c.sess)
-	c.sess.Finish(r)
-	c.s.hub.Release(c.wall)
-	c.hold.Release()
-	c.s.streams.Leave(c.sess)
 }

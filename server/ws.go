@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"encoding/json"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
@@ -14,7 +15,6 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"wall/server/internal/admit"
-	"wall/server/internal/outbound"
 	"wall/server/internal/wsframe"
 	"wall/wall"
 )
@@ -118,37 +118,18 @@ func (s *Server) handleWS(c echo.Context) error {
 	if hb, _ := a.get("heartbeat"); hb == "1" {
 		opts = s.wsHeartbeatOpts
 	}
-	name, cursor := t.Wall, t.Cursor
-	// Registered before the upgrade, while http.Server still tracks the
-	// request, so Wait cannot miss a connection that Shutdown let through.
-	if !s.streams.Enter() {
-		t.Hold.Release()
-		return echo.NewHTTPError(http.StatusServiceUnavailable, msgDraining)
+	st, err := s.openStream(c, t, opts, func() (net.Conn, error) {
+		conn, err := s.upgrader.Upgrade(c.Response(), c.Request(), nil)
+		if err != nil {
+			return nil, nil // the upgrader has answered (400/403)
+		}
+		// From here on gorilla's Conn is not used: see wsconn.go.
+		return conn.NetConn(), nil
+	})
+	if err != nil || st.sess == nil {
+		return err
 	}
-	// Subscribed before the handshake is answered, with writes held until
-	// the connection is attached: a client that has its 101 gets every
-	// message posted after it, even without a cursor.
-	w := s.hub.Acquire(name)
-	if herr := s.sync(c.Request().Context(), w, cursor); herr != nil {
-		s.hub.Release(w)
-		s.streams.Leave(nil)
-		t.Hold.Release()
-		return herr
-	}
-	sess := outbound.New(opts)
-	backlog := w.Subscribe(sess, cursor)
-	conn, err := s.upgrader.Upgrade(c.Response(), c.Request(), nil)
-	if err != nil {
-		w.Unsubscribe(sess)
-		s.hub.Release(w)
-		s.streams.Leave(nil)
-		t.Hold.Release()
-		return nil // the upgrader has answered (400/403)
-	}
-	// From here on gorilla's Conn is not used: see wsconn.go.
-	sess.Attach(conn.NetConn(), backlog)
-	s.streams.Add(sess)
-	go (&wsConn{s: s, sess: sess, wall: w, user: t.Who.Sub, mayPost: t.MayPost, client: t.Client, hold: t.Hold}).readPump()
+	go (&wsConn{stream: st, user: t.Who.Sub, mayPost: t.MayPost, client: t.Client}).readPump()
 	return nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"strconv"
 	"time"
 
-	"wall/server/internal/admit"
 	"wall/server/internal/outbound"
 	"wall/server/internal/wsframe"
 	"wall/wall"
@@ -108,13 +107,10 @@ func (s *Server) wsOptions(heartbeat bool) *outbound.Options {
 // wsConn is one WebSocket connection subscribed to one wall: its session
 // and the state of its reader.
 type wsConn struct {
-	s       *Server
-	sess    *outbound.Session
-	wall    *wall.Wall
+	stream
 	user    string     // the token's subject, the author of this socket's posts
 	mayPost bool       // admission's verdict for frame posts
 	client  netip.Addr // admission's client, whose post rate frame posts count against
-	hold    admit.Hold // this connection among its client's, released by finish
 }
 
 // readPump reads the client's frames until the connection ends, then
@@ -238,16 +234,6 @@ func (c *wsConn) control(op byte, payload []byte) error {
 		return errPeerClosed
 	}
 	return nil
-}
-
-// finish runs when readPump ends: it stops delivery, ends the session and
-// releases the wall.
-func (c *wsConn) finish(r outbound.Reason) {
-	c.wall.Unsubscribe(c.sess)
-	c.sess.Finish(r)
-	c.s.hub.Release(c.wall)
-	c.hold.Release()
-	c.s.streams.Leave(c.sess)
 }
 
 // newFrameReader makes the readers of Server.frameReaders. 1 KiB takes a
