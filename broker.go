@@ -70,20 +70,26 @@ func newRedisClient(cfg config) (redis.UniversalClient, error) {
 	if err != nil {
 		return nil, fmt.Errorf("-redis: %w", err)
 	}
-	// Fail fast while Redis is away (posts answer 503 within about a
-	// second, not after go-redis's default 5 dial retries of 5 s each) and
-	// reconnect promptly when it is back. Values set in the URL win.
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = time.Second
-	}
-	if opts.DialerRetries == 0 {
-		opts.DialerRetries = 1
-	}
-	if opts.MaxRetries == 0 {
-		opts.MaxRetries = 1
-	}
+	failFast(&opts.DialTimeout, &opts.DialerRetries, &opts.MaxRetries)
 	opts.ContextTimeoutEnabled = true
 	return redis.NewClient(opts), nil
+}
+
+// failFast sets a client's dial timeout and retries, unless the URL set
+// them: a call fails within about a second while Redis (or a cluster node,
+// a master failing over) is away — posts answer 503, not after go-redis's
+// default 5 dial retries of 5 s each — and reconnects promptly when it is
+// back.
+func failFast(dialTimeout *time.Duration, dialerRetries, maxRetries *int) {
+	if *dialTimeout == 0 {
+		*dialTimeout = time.Second
+	}
+	if *dialerRetries == 0 {
+		*dialerRetries = 1
+	}
+	if *maxRetries == 0 {
+		*maxRetries = 1
+	}
 }
 
 // newClusterClient returns a Redis Cluster client from -redis-cluster.
@@ -104,18 +110,7 @@ func newClusterClient(seeds string) (redis.UniversalClient, error) {
 			opts.Addrs = append(opts.Addrs, a)
 		}
 	}
-	// As for one Redis: fail fast on a node that is away (a master failing
-	// over), and let the broker retry once the cluster has promoted its
-	// replica.
-	if opts.DialTimeout == 0 {
-		opts.DialTimeout = time.Second
-	}
-	if opts.DialerRetries == 0 {
-		opts.DialerRetries = 1
-	}
-	if opts.MaxRetries == 0 {
-		opts.MaxRetries = 1
-	}
+	failFast(&opts.DialTimeout, &opts.DialerRetries, &opts.MaxRetries)
 	opts.ContextTimeoutEnabled = true
 	return redis.NewClusterClient(opts), nil
 }

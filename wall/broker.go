@@ -85,10 +85,11 @@ func (b *MemoryBroker) Publish(ctx context.Context, p Post) (*Message, bool, err
 	html := RenderHTML(p.ID, p.Body) // outside the wall lock
 	w := b.hub.Acquire(p.Wall)
 	defer b.hub.Release(w)
-	return w.sequence(p.ID, func(seq uint64, epoch string) *Message {
+	m, stored := w.sequence(p.ID, func(seq uint64, epoch string) *Message {
 		return encode(&Message{ID: p.ID, Seq: seq, Epoch: epoch, User: p.User,
 			Time: time.Now().UnixMilli(), Body: p.Body, HTML: html})
 	})
+	return m, stored, nil
 }
 
 // Sync has nothing to do: one process is always up to date with itself.

@@ -184,10 +184,10 @@ func (w *Wall) apply(m *Message) (*Hub, error) {
 // build returns for it, in the wall's epoch, unless a message with id is
 // still cached: then that one is returned, and stored is false. Used by the
 // in-process broker, which is its own sequencer.
-func (w *Wall) sequence(id string, build func(seq uint64, epoch string) *Message) (m *Message, stored bool, err error) {
+func (w *Wall) sequence(id string, build func(seq uint64, epoch string) *Message) (m *Message, stored bool) {
 	m, stored, h := w.sequenceLocked(id, build)
 	h.trimIfOver()
-	return m, stored, nil
+	return m, stored
 }
 
 // sequenceLocked is sequence under the wall's lock; it returns the hub
