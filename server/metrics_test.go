@@ -127,6 +127,17 @@ func TestMetrics(t *testing.T) {
 	}
 	e.post("b", "live")
 	nextEvent()
+	// A lag is observed once the write returns, which may be just after
+	// the client has read the bytes.
+	waitFor(t, "the delivery lags observed", 5*time.Second, func() bool {
+		fams := scrape(t, e.srv)
+		for _, tr := range []string{"websocket", "sse", "longpoll"} {
+			if v, _ := metricValue(fams, "wall_delivery_lag_seconds", "transport", tr); v < 1 {
+				return false
+			}
+		}
+		return true
+	})
 
 	fams := scrape(t, e.srv)
 	for _, name := range []string{"go_goroutines", "go_memstats_heap_alloc_bytes", "process_open_fds",
