@@ -118,9 +118,13 @@ type wsConn struct {
 // handleWS; a panic under it ends only this connection.
 //
 // While the peer is silent this goroutine is parked in WaitReadable,
-// so the frames on its stack then are what an idle connection's stack
-// costs: they stay small (the GC shrinks a stack used under a quarter),
-// with the error handling and the buffered reading in calls of their own.
+// so its stack is what an idle connection's stack costs. It never reads
+// itself: a read goes deeper than a goroutine's first 2 KiB (frame
+// parsing, the read deadline's timer, the syscall), and the GC would not
+// shrink the grown stack back while the goroutine waits, so every
+// connection that ever answered a ping would keep twice the stack. The
+// read runs on a goroutine of its own (readOff), which readPump waits
+// for and which ends with it.
 func (c *wsConn) readPump() {
 	reason := outbound.PeerClosed
 	defer func() { c.finish(reason) }()
@@ -138,11 +142,35 @@ func (c *wsConn) serve() outbound.Reason {
 		if err := c.sess.Socket().WaitReadable(); err != nil {
 			return readReason(err)
 		}
-		if err := c.readNow(&mr); err != nil {
+		if err := c.readOff(&mr); err != nil {
 			return c.readFailed(err)
 		}
 	}
 }
+
+// readOff runs readNow on a goroutine of its own and waits for it (see
+// readPump). The MessageReader goes there and back by value, so it stays
+// on readPump's stack. A panic there is reported as readPump's would be,
+// and ends the connection.
+func (c *wsConn) readOff(mr *wsframe.MessageReader) error {
+	type result struct {
+		mr  wsframe.MessageReader
+		err error
+	}
+	done := make(chan result, 1)
+	go func(m wsframe.MessageReader) {
+		err := errReadPanicked
+		defer func() { done <- result{m, err} }()
+		defer c.sess.CatchPanic("readPump")
+		err = c.readNow(&m)
+	}(*mr)
+	r := <-done
+	*mr = r.mr
+	return r.err
+}
+
+// errReadPanicked ends the reader after a panic in readOff's goroutine.
+var errReadPanicked = errors.New("reading the connection panicked")
 
 // readNow reads what has arrived with a pooled buffer, which it gives back
 // before readPump waits again.
