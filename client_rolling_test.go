@@ -42,7 +42,7 @@ const rollingPage = `(async () => {
 	const w = lib.connect({ wall: %[1]s, transports: [%[2]s] });
 	w.on("message", (m) => log.msgs.push({ seq: m.seq, id: m.id, body: m.body }));
 	w.on("gap", (g) => log.gaps.push(g));
-	w.on("state", (s) => log.states.push({ state: s.state, transport: s.transport || "", reason: s.reason || "", at: Date.now() }));
+	w.on("state", (s) => log.states.push({ state: s.state, transport: s.transport || "", reason: s.reason || "", delay: s.delay ?? -1, at: Date.now() }));
 	window.pub = (text) => {
 		const p = { text, at: Date.now(), done: false };
 		log.pubs.push(p);
@@ -60,10 +60,11 @@ type pageLog struct {
 	Msgs   []wireMsg        `json:"msgs"`
 	Gaps   []map[string]any `json:"gaps"`
 	States []struct {
-		State     string `json:"state"`
-		Transport string `json:"transport"`
-		Reason    string `json:"reason"`
-		At        int64  `json:"at"` // Unix ms
+		State     string  `json:"state"`
+		Transport string  `json:"transport"`
+		Reason    string  `json:"reason"`
+		Delay     float64 `json:"delay"` // ms until it reconnects; -1 if none
+		At        int64   `json:"at"`    // Unix ms
 	} `json:"states"`
 	Pubs []struct {
 		Text   string `json:"text"`
@@ -341,6 +342,9 @@ func TestClientRollingRestartThroughNginx(t *testing.T) {
 		reconnects := describeReconnects(l, terms)
 		t.Logf("%s: %d messages, %d publishes; reconnections: %s",
 			tr, len(l.Msgs), len(l.Pubs), reconnects.text)
+		if tr == "websocket" {
+			checkHintsHonoured(t, l)
+		}
 		if tr != "longpoll" && reconnects.n == 0 {
 			t.Errorf("%s never left live and came back: the drain was not exercised (states %+v)", tr, l.States)
 		}
@@ -349,6 +353,23 @@ func TestClientRollingRestartThroughNginx(t *testing.T) {
 		len(history), goPosts, postFails, pubs)
 	if len(history) != goPosts+pubs+1 {
 		t.Errorf("the wall holds %d messages, %d were posted: a retried post was stored twice", len(history), goPosts+pubs+1)
+	}
+}
+
+// checkHintsHonoured asserts that each time the WebSocket page was closed
+// with a reconnect hint (1012, {"reconnect_ms": N}) it waited N ms.
+func checkHintsHonoured(t *testing.T, l pageLog) {
+	t.Helper()
+	for _, s := range l.States {
+		var h struct {
+			ReconnectMS *float64 `json:"reconnect_ms"`
+		}
+		if s.State != "reconnecting" || json.Unmarshal([]byte(s.Reason), &h) != nil || h.ReconnectMS == nil {
+			continue
+		}
+		if s.Delay != *h.ReconnectMS {
+			t.Errorf("websocket: closed with %s, reconnects after %v ms", s.Reason, s.Delay)
+		}
 	}
 }
 
