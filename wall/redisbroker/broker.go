@@ -157,8 +157,6 @@ type Broker struct {
 
 	mu sync.Mutex // guards emptyAt
 
-	behind map[string]uint64 // wall -> Redis seq seen ahead at the last check; applier only
-
 	// emptyAt remembers, under mu, when a Sync last found a wall empty in
 	// Redis too. Within ResyncInterval of that, a Sync of the same empty
 	// wall is skipped: anything posted since arrives by pub/sub, or by the
@@ -235,7 +233,6 @@ func New(client redis.UniversalClient, hub *wall.Hub, cfg Config) *Broker {
 		subKick: make(chan struct{}, 1),
 		linkEv:  make(chan linkEvent, 256),
 		emptyAt: make(map[string]time.Time),
-		behind:  make(map[string]uint64),
 		stopped: make(chan struct{}),
 	}
 	b.dirty.walls = make(map[string]struct{})

@@ -49,10 +49,13 @@ func (b *Broker) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sv := &supervisor{log: b.log, cancel: cancel}
-	var wg sync.WaitGroup
+	var wg, readers sync.WaitGroup
 	wg.Go(sv.guard(ctx, "manager", func(ctx context.Context) { b.manageLoop(ctx, sv) }))
-	wg.Go(sv.guard(ctx, "applier", b.applyLoop))
+	wg.Go(sv.guard(ctx, "applier", func(ctx context.Context) { b.applyLoop(ctx, sv, &readers) }))
 	wg.Wait()
+	// The applier has ended, so it starts no reader any more; the readers
+	// end with their Redis call (ctx is done: nobody takes their outcome).
+	readers.Wait()
 	return sv.failed()
 }
 
