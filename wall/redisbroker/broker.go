@@ -180,6 +180,11 @@ type Broker struct {
 	// nothing published meanwhile is lost.
 	subscribeDelay time.Duration
 
+	// readHook, when set by a test before Run, is called by a history
+	// reader before each catch-up read, with the wall's name; it sleeps to
+	// make that wall's read slow.
+	readHook func(wallName string)
+
 	health health // the link to Redis, for Ready and ObserveRedis (ready.go)
 
 	// panicHook, when set by a test before Run, is called by the reader

@@ -51,6 +51,9 @@ const (
 //     clients holding a position in the old numbering get a reset.
 func (b *Broker) fetchWall(ctx context.Context, w *wall.Wall) (plan, error) {
 	name := w.Name()
+	if b.readHook != nil {
+		b.readHook(name)
+	}
 	for range 3 {
 		last, ep := w.Last(), w.Epoch()
 		since := last

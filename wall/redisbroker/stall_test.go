@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -143,6 +144,64 @@ func TestRedisBrokerClusterStalledMaster(t *testing.T) {
 	}
 	nodes := []*redisNode{a, b}
 	for _, w := range append(append(onStalled, healthy...), freshHealthy...) {
+		checkWall(t, w, nodes, recs[w], posted[w])
+	}
+}
+
+// TestRedisBrokerHeldWhileRead: on a single Redis, while one wall's
+// catch-up read is slow, the messages posted to it meanwhile wait for the
+// read and are then delivered once, in order, without a reset, and
+// another wall's messages are delivered without waiting for that read.
+func TestRedisBrokerHeldWhileRead(t *testing.T) {
+	const readDelay = 600 * time.Millisecond
+	srv := redistest.Start(t)
+	cfg := Config{ResyncInterval: 200 * time.Millisecond}
+	var slow atomic.Bool // armed: reads of the wall "slow" take readDelay
+	a := startNodeWith(t, srv.Client(), 500, cfg, func(b *Broker) {
+		b.readHook = func(w string) {
+			if w == "slow" && slow.Load() {
+				time.Sleep(readDelay)
+			}
+		}
+	})
+	b := startNode(t, srv, 500)
+	recs := map[string][]*recorder{}
+	posted := map[string]uint64{}
+	postOn := func(w string) {
+		t.Helper()
+		if _, err := post(t, b, w, fmt.Sprintf("%s #%d", w, posted[w]+1)); err != nil {
+			t.Fatalf("post to %s: %v", w, err)
+		}
+		posted[w]++
+	}
+	for _, w := range []string{"slow", "other"} {
+		recs[w] = []*recorder{subscribe(a.hub, w), subscribe(b.hub, w)}
+		postOn(w)
+		eventually(t, 5*time.Second, "A applied "+w, func() bool { return a.hub.Wall(w).Last() == 1 })
+	}
+
+	slow.Store(true)
+	a.b.markDirty("slow") // a read of the wall, slow: in flight while B posts
+	time.Sleep(20 * time.Millisecond)
+	readAt := time.Now()
+	for range 10 {
+		postOn("slow")
+		postOn("other")
+	}
+	eventually(t, readDelay/2, "A delivered the other wall's posts during the slow wall's read", func() bool {
+		r := recs["other"][0]
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		return uint64(len(r.seqs)) == posted["other"]
+	})
+	if d := time.Since(readAt); d >= readDelay {
+		t.Fatalf("the other wall was delivered %v after the read began, not during it", d)
+	}
+	if got := a.hub.Wall("slow").Last(); got != 1 {
+		t.Errorf("the slow wall applied seq %d while its read was in flight; want its messages held", got)
+	}
+	nodes := []*redisNode{a, b}
+	for _, w := range []string{"slow", "other"} {
 		checkWall(t, w, nodes, recs[w], posted[w])
 	}
 }
