@@ -31,6 +31,8 @@ import (
 //	durable.go   the optional wait for a replica after each post (WAIT)
 //	sync.go      Sync, and how callers ask the applier for work (resync, dirty)
 //	apply.go     the applier goroutine, the only writer of the hub's walls
+//	reads.go     the history readers: the applier's Redis reads, per node, off its loop
+//	check.go     the periodic comparison of the held walls with Redis, per node
 //	resync.go    bringing one wall up to date with Redis (range, replace, restore)
 //	payload.go   the sequencer's payload: encoding, parsing, rendering
 //	lua.go       the Redis Function library, the single sequencer of every wall
@@ -127,6 +129,20 @@ type Config struct {
 // to the hub's walls (their epochs included); Publish and Sync ask it for
 // a resync and wait for the result. Only the manager subscribes and
 // unsubscribes.
+//
+// The applier makes no Redis call. The reads that catch a wall up (its
+// first use here, a gap, a dirty mark, a resync request, the periodic
+// check) run on history readers: goroutines the applier starts, at most 4
+// at a time per Redis node, each node's in the order asked, which hand
+// their outcome back to the applier to apply; Run waits for them. While a
+// wall's read is in flight the applier writes nothing to it and holds its
+// pub/sub messages, applied after the read's outcome (dropped by seq if
+// the read brought them); it starts no second read of the wall, but one
+// more after it if something asked meanwhile. So one order per wall holds,
+// and a Redis node that stalls without failing (a partitioned master on a
+// cluster) delays the walls of its slots only: the others' messages are
+// applied as they come, and their reads run in their own nodes' lanes. See
+// reads.go.
 //
 // A panic in any of these goroutines is not survived: they hold the order
 // of every wall, and a wall the applier left mid-update (or a poison entry
