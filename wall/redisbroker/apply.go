@@ -3,24 +3,45 @@ package redisbroker
 import (
 	"context"
 	"errors"
-	"strconv"
+	"sync"
 	"time"
-
-	"github.com/redis/go-redis/v9"
 
 	"wall/wall"
 )
 
-// This file holds the applier, the other of Run's two goroutines and the
-// only writer of the hub's walls: it applies pub/sub messages in order,
-// serves resync requests, resyncs dirty walls and periodically compares the
-// held walls with Redis.
+// This file holds the applier, one of Run's goroutines and the only writer
+// of the hub's walls: it applies pub/sub messages in order, serves resync
+// requests, has dirty walls read again and periodically compares the held
+// walls with Redis. It makes no Redis call itself: every read goes to a
+// history reader (reads.go), so a slow node delays only its own walls.
+
+// applier is the state of the applier goroutine; nothing else touches it.
+type applier struct {
+	b       *Broker
+	sv      *supervisor
+	readers *sync.WaitGroup // the history readers, waited for by Run
+
+	flights map[string]*flight // walls with a read queued or in flight
+	lanes   map[string]*lane   // per Redis node: its reads and checks
+	done    chan *job          // readers -> applier: a job's outcome
+
+	behind map[string]uint64 // wall -> Redis seq seen ahead at the last check
+}
 
 // applyLoop is the applier: the only goroutine that writes to the hub's
-// walls (their epochs included). It applies pub/sub messages in seq order, serves
-// resync requests, resyncs dirty walls, and every ResyncInterval compares
-// the held walls with Redis.
-func (b *Broker) applyLoop(ctx context.Context) {
+// walls (their epochs included). It applies pub/sub messages in seq
+// order, serves resync requests, has dirty walls read, and every
+// ResyncInterval compares the held walls with Redis; the reads run on
+// history readers it starts under readers, and their outcome comes back
+// to it to be applied. Must only run as Run's applier goroutine.
+func (b *Broker) applyLoop(ctx context.Context, sv *supervisor, readers *sync.WaitGroup) {
+	ap := &applier{
+		b: b, sv: sv, readers: readers,
+		flights: make(map[string]*flight),
+		lanes:   make(map[string]*lane),
+		done:    make(chan *job),
+		behind:  make(map[string]uint64),
+	}
 	tick := time.NewTicker(b.cfg.ResyncInterval)
 	defer tick.Stop()
 	for {
@@ -28,25 +49,25 @@ func (b *Broker) applyLoop(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case e := <-b.msgs:
-			b.applyEvent(ctx, e)
+			ap.applyEvent(ctx, e)
 		case r := <-b.reqs:
-			var err error
-			if w := b.hub.Lookup(r.wallName); r.target == 0 || w == nil || w.Last() < r.target || w.Epoch() == "" {
-				err = b.resyncWall(ctx, r.wallName)
-			}
-			r.done <- err
+			ap.request(ctx, r)
+		case j := <-ap.done:
+			ap.finish(ctx, j)
 		case <-b.kick:
-			b.resyncDirty(ctx)
+			ap.readDirty(ctx)
 		case <-tick.C:
-			b.resyncDirty(ctx)
-			b.check(ctx)
+			ap.readDirty(ctx)
+			ap.check(ctx)
 		}
 	}
 }
 
-// applyEvent applies one message from the stream, or resyncs its wall when
-// it does not follow the wall's last seq and epoch.
-func (b *Broker) applyEvent(ctx context.Context, e *redisEvent) {
+// applyEvent applies one message from the stream, or has its wall read
+// when it does not follow the wall's last seq and epoch. A wall whose read
+// is in flight is not written: its messages wait for the read's outcome.
+func (ap *applier) applyEvent(ctx context.Context, e *redisEvent) {
+	b := ap.b
 	if b.panicHook != nil {
 		b.panicHook("applier")
 	}
@@ -58,35 +79,55 @@ func (b *Broker) applyEvent(ctx context.Context, e *redisEvent) {
 	if w == nil {
 		return
 	}
+	if f := ap.flights[e.wallName]; f != nil && f.reading {
+		f.hold(e)
+		return
+	}
+	if !b.applyLive(w, e) && ap.flights[e.wallName] == nil {
+		// A gap, a new epoch, or a wall this instance does not hold yet.
+		// (A wall whose read is queued gets it from that read.)
+		ap.want(ctx, e.wallName, nil)
+	}
+}
+
+// applyLive applies e to w if it continues the wall, and reports whether
+// w now holds it (applied now or before).
+func (b *Broker) applyLive(w *wall.Wall, e *redisEvent) bool {
 	last, ep := w.Last(), w.Epoch()
 	switch {
 	case ep == e.epoch && e.seq <= last:
-		return // already applied, e.g. by a resync
+		return true // already applied, e.g. by a read
 	case ep == e.epoch || (ep == "" && last == 0 && e.seq == 1):
 		// A wall without an epoch takes the message's.
 		err := w.Apply(e.message())
 		if err == nil {
 			b.applied.Add(1)
-			return
+			return true
 		}
-		if errors.Is(err, wall.ErrDuplicate) {
-			return
-		}
+		return errors.Is(err, wall.ErrDuplicate)
 	}
-	// A gap, a new epoch, or a wall this instance does not hold yet.
-	b.resyncWall(ctx, e.wallName)
+	return false
 }
 
-// resyncDirty resyncs the walls marked dirty.
-func (b *Broker) resyncDirty(ctx context.Context) {
+// request serves a resync request: answered at once when the wall already
+// holds the target, else by the wall's next read.
+func (ap *applier) request(ctx context.Context, r resyncReq) {
+	if w := ap.b.hub.Lookup(r.wallName); r.target == 0 || w == nil || w.Last() < r.target || w.Epoch() == "" {
+		ap.want(ctx, r.wallName, &r)
+		return
+	}
+	r.done <- nil
+}
+
+// readDirty has the walls marked dirty read.
+func (ap *applier) readDirty(ctx context.Context) {
+	b := ap.b
 	b.dirty.Lock()
 	walls := b.dirty.walls
 	b.dirty.walls = make(map[string]struct{})
 	b.dirty.Unlock()
 	for n := range walls {
-		if err := b.resyncWall(ctx, n); err != nil && ctx.Err() == nil {
-			b.markDirtyQuiet(n) // retried at the next tick
-		}
+		ap.want(ctx, n, nil)
 	}
 }
 
@@ -96,65 +137,4 @@ func (b *Broker) markDirtyQuiet(wallName string) {
 	b.dirty.Lock()
 	b.dirty.walls[wallName] = struct{}{}
 	b.dirty.Unlock()
-}
-
-// check compares every held wall's seq and epoch with Redis in one
-// pipeline (one per node on a cluster), and resyncs those that differ:
-// messages sequenced while the pub/sub connection was down, or a wall
-// Redis lost (wholly, or its newest messages in a failover). The hub holds
-// only the walls this instance follows. Must only be called from the
-// applier.
-func (b *Broker) check(ctx context.Context) {
-	b.pruneEmpty()
-	for n := range b.behind {
-		if b.hub.Lookup(n) == nil {
-			delete(b.behind, n)
-		}
-	}
-	names := b.hub.Names()
-	if len(names) == 0 {
-		return
-	}
-	ctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
-	defer cancel()
-	pipe := b.client.Pipeline()
-	cmds := make([]*redis.SliceCmd, len(names))
-	for i, n := range names {
-		cmds[i] = pipe.HMGet(ctx, b.key(n)+":meta", "seq", "epoch")
-	}
-	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
-		// On a cluster one node may be down (failing over) while the
-		// others answer: each command has its own outcome.
-		b.log.Debug("redis resync check failed", "err", err)
-	}
-	for i, n := range names {
-		w := b.hub.Lookup(n)
-		if w == nil {
-			continue
-		}
-		vals, err := cmds[i].Result()
-		if err != nil || len(vals) != 2 {
-			continue
-		}
-		seqStr, _ := vals[0].(string)
-		epoch, _ := vals[1].(string)
-		seq, _ := strconv.ParseUint(seqStr, 10, 64)
-		last := w.Last()
-		if epoch == "" && last == 0 {
-			continue
-		}
-		ep := w.Epoch()
-		if epoch == ep && seq > last && b.behind[n] <= last {
-			// Probably in flight on the stream: resync only if the wall is
-			// still behind this seq at the next check.
-			b.behind[n] = seq
-			continue
-		}
-		delete(b.behind, n)
-		if epoch != ep || seq != last {
-			if err := b.resyncWall(ctx, n); err != nil {
-				b.log.Debug("redis resync failed", "wall", n, "err", err)
-			}
-		}
-	}
 }

@@ -31,6 +31,8 @@ import (
 //	durable.go   the optional wait for a replica after each post (WAIT)
 //	sync.go      Sync, and how callers ask the applier for work (resync, dirty)
 //	apply.go     the applier goroutine, the only writer of the hub's walls
+//	reads.go     the history readers: the applier's Redis reads, per node, off its loop
+//	check.go     the periodic comparison of the held walls with Redis, per node
 //	resync.go    bringing one wall up to date with Redis (range, replace, restore)
 //	payload.go   the sequencer's payload: encoding, parsing, rendering
 //	lua.go       the Redis Function library, the single sequencer of every wall
@@ -128,6 +130,20 @@ type Config struct {
 // a resync and wait for the result. Only the manager subscribes and
 // unsubscribes.
 //
+// The applier makes no Redis call. The reads that catch a wall up (its
+// first use here, a gap, a dirty mark, a resync request, the periodic
+// check) run on history readers: goroutines the applier starts, at most 4
+// at a time per Redis node, each node's in the order asked, which hand
+// their outcome back to the applier to apply; Run waits for them. While a
+// wall's read is in flight the applier writes nothing to it and holds its
+// pub/sub messages, applied after the read's outcome (dropped by seq if
+// the read brought them); it starts no second read of the wall, but one
+// more after it if something asked meanwhile. So one order per wall holds,
+// and a Redis node that stalls without failing (a partitioned master on a
+// cluster) delays the walls of its slots only: the others' messages are
+// applied as they come, and their reads run in their own nodes' lanes. See
+// reads.go.
+//
 // A panic in any of these goroutines is not survived: they hold the order
 // of every wall, and a wall the applier left mid-update (or a poison entry
 // in the Redis history, met again on every resync) gives no state to
@@ -157,8 +173,6 @@ type Broker struct {
 
 	mu sync.Mutex // guards emptyAt
 
-	behind map[string]uint64 // wall -> Redis seq seen ahead at the last check; applier only
-
 	// emptyAt remembers, under mu, when a Sync last found a wall empty in
 	// Redis too. Within ResyncInterval of that, a Sync of the same empty
 	// wall is skipped: anything posted since arrives by pub/sub, or by the
@@ -181,6 +195,11 @@ type Broker struct {
 	// subscribe the manager sends: a slow subscription, to test that
 	// nothing published meanwhile is lost.
 	subscribeDelay time.Duration
+
+	// readHook, when set by a test before Run, is called by a history
+	// reader before each catch-up read, with the wall's name; it sleeps to
+	// make that wall's read slow.
+	readHook func(wallName string)
 
 	health health // the link to Redis, for Ready and ObserveRedis (ready.go)
 
@@ -235,7 +254,6 @@ func New(client redis.UniversalClient, hub *wall.Hub, cfg Config) *Broker {
 		subKick: make(chan struct{}, 1),
 		linkEv:  make(chan linkEvent, 256),
 		emptyAt: make(map[string]time.Time),
-		behind:  make(map[string]uint64),
 		stopped: make(chan struct{}),
 	}
 	b.dirty.walls = make(map[string]struct{})

@@ -75,7 +75,11 @@ func checkWall(t *testing.T, wallName string, nodes []*redisNode, recs []*record
 func TestRedisBrokerCluster(t *testing.T) {
 	c := redistest.StartCluster(t, 3, 1)
 	cfg := Config{ResyncInterval: 200 * time.Millisecond}
-	nodes := []*redisNode{startNodeWith(t, c.Client(), 500, cfg), startNodeWith(t, c.Client(), 500, cfg)}
+	// The failover and reshard rounds post for as long as they last (a
+	// few hundred messages a wall); checkWall compares whole caches, so
+	// they hold every message posted.
+	const cache = 4000
+	nodes := []*redisNode{startNodeWith(t, c.Client(), cache, cfg), startNodeWith(t, c.Client(), cache, cfg)}
 	walls := make([]string, 12)
 	recs := make(map[string][]*recorder)
 	masters := map[string]bool{}

@@ -8,13 +8,31 @@ import (
 	"wall/wall"
 )
 
-// This file holds resyncWall, which brings one wall up to date with
-// Redis's history (applying the missing range, replacing the wall, or
-// restoring Redis from this cache), and the wall_read call it is built on.
-// Everything here runs on the applier.
+// This file holds how one wall is brought up to date with Redis's history
+// (applying the missing range, replacing the wall, or restoring Redis from
+// this cache), in two halves: fetchWall, run by a history reader, does the
+// Redis work and returns a plan; applyPlan, run by the applier, carries it
+// out on the wall. Between the two the applier writes nothing to the wall
+// (see reads.go), so what fetchWall read of it still holds.
 
-// resyncWall brings one wall up to date with Redis. Must only be called
-// from the applier.
+// plan is what fetchWall decided the applier does to the wall.
+type plan struct {
+	kind  planKind
+	msgs  []*wall.Message // planRange: the messages after the wall's last; planReplace: the new cache
+	epoch string          // planReplace: Redis's epoch, adopted
+}
+
+type planKind int
+
+const (
+	planNone    planKind = iota // nothing to apply: up to date, or Redis knows nothing the wall lacks
+	planRange                   // apply msgs after the wall's last message
+	planReplace                 // replace the wall with msgs, in epoch
+)
+
+// fetchWall works out how w catches up with Redis, doing the Redis part:
+// reads, and the writes that repair Redis. It runs on a history reader,
+// while the applier leaves w as it is.
 //
 //   - Redis does not know the wall but this instance holds messages: Redis
 //     came back empty, so the wall is restored into Redis from this cache
@@ -31,12 +49,10 @@ import (
 //   - Another epoch, a gap wider than the history, or a wall new to this
 //     instance: the wall is replaced with Redis's history. Subscribers and
 //     clients holding a position in the old numbering get a reset.
-func (b *Broker) resyncWall(ctx context.Context, name string) error {
-	// Not acquired (see applyEvent); a wall the hub does not hold has
-	// nothing to bring up to date.
-	w := b.hub.Lookup(name)
-	if w == nil {
-		return nil
+func (b *Broker) fetchWall(ctx context.Context, w *wall.Wall) (plan, error) {
+	name := w.Name()
+	if b.readHook != nil {
+		b.readHook(name)
 	}
 	for range 3 {
 		last, ep := w.Last(), w.Epoch()
@@ -46,24 +62,30 @@ func (b *Broker) resyncWall(ctx context.Context, name string) error {
 		}
 		st, err := b.read(ctx, name, since)
 		if err != nil {
-			return err
+			return plan{}, err
 		}
 		switch {
 		case !st.exists:
 			if last == 0 {
-				return nil
+				return plan{}, nil
 			}
 			if _, err := b.restoreInto(ctx, w, ep); err != nil {
-				return err
+				return plan{}, err
 			}
 			continue // re-read: ours or another instance's restore won
 		case st.epoch == ep && st.seq >= last:
-			switch b.applyRange(w, last, st.entries) {
-			case rangeApplied:
-				return nil
+			switch rangeAfter(w, last, st.entries) {
+			case rangeContinues:
+				p := plan{kind: planRange}
+				for _, e := range st.entries {
+					if e.seq > last {
+						p.msgs = append(p.msgs, e.message())
+					}
+				}
+				return p, nil
 			case rangeDiverged:
 				if err := b.reepoch(ctx, w, ep); err != nil {
-					return err
+					return plan{}, err
 				}
 				continue // re-read: the new epoch replaces the wall
 			}
@@ -71,41 +93,41 @@ func (b *Broker) resyncWall(ctx context.Context, name string) error {
 		case st.epoch == ep:
 			restored, err := b.restoreInto(ctx, w, ep)
 			if err != nil {
-				return err
+				return plan{}, err
 			}
 			if !restored {
 				// Refused: restored by another instance meanwhile, or diverged.
 				n, err := b.read(ctx, name, last)
 				if err != nil {
-					return err
+					return plan{}, err
 				}
 				if !n.exists || n.epoch != ep || n.seq < last {
 					if err := b.reepoch(ctx, w, ep); err != nil {
-						return err
+						return plan{}, err
 					}
 				}
 			}
 			continue
 		}
-		return b.replace(ctx, w, st, since)
+		return b.replacePlan(ctx, name, st, since)
 	}
-	return nil
+	return plan{}, nil
 }
 
-// rangeResult is what applyRange made of a range of the history.
+// rangeResult is what rangeAfter made of a range of the history.
 type rangeResult int
 
 const (
-	rangeApplied  rangeResult = iota // the wall continues with the range
-	rangeGap                         // the range does not reach back to the wall's last seq
-	rangeDiverged                    // the history holds another message at the wall's last seq
+	rangeContinues rangeResult = iota // the wall continues with the range
+	rangeGap                          // the range does not reach back to the wall's last seq, or skips one
+	rangeDiverged                     // the history holds another message at the wall's last seq
 )
 
-// applyRange applies entries (seq >= last, oldest first) after the wall's
-// last message, if they continue it: the entry at last must be there (not
-// evicted from the history) and be the same message.
-func (b *Broker) applyRange(w *wall.Wall, last uint64, entries []*redisEvent) rangeResult {
-	i := 0
+// rangeAfter tells whether entries (seq >= last, oldest first) continue the
+// wall after its last message: the entry at last must be there (not
+// evicted from the history) and be the same message, and no seq may be
+// missing after it (a malformed entry skipped).
+func rangeAfter(w *wall.Wall, last uint64, entries []*redisEvent) rangeResult {
 	if last > 0 {
 		if len(entries) == 0 || entries[0].seq != last {
 			return rangeGap
@@ -113,18 +135,47 @@ func (b *Broker) applyRange(w *wall.Wall, last uint64, entries []*redisEvent) ra
 		if m, _ := w.WaitApplied(context.Background(), last); m != nil && m.ID != entries[0].id {
 			return rangeDiverged
 		}
-		i = 1
 	}
-	for _, e := range entries[i:] {
-		err := w.Apply(e.message())
+	next := last + 1
+	for _, e := range entries {
 		switch {
-		case err == nil:
-			b.applied.Add(1)
-		case !errors.Is(err, wall.ErrDuplicate):
+		case e.seq <= last:
+		case e.seq == next:
+			next++
+		default:
 			return rangeGap
 		}
 	}
-	return rangeApplied
+	return rangeContinues
+}
+
+// applyPlan carries out p on w; it reports false when the wall did not
+// take it (it changed since p was made), and must be read again. Must only
+// be called from the applier.
+func (b *Broker) applyPlan(w *wall.Wall, p plan) bool {
+	switch p.kind {
+	case planRange:
+		for _, m := range p.msgs {
+			err := w.Apply(m)
+			switch {
+			case err == nil:
+				b.applied.Add(1)
+			case !errors.Is(err, wall.ErrDuplicate):
+				return false
+			}
+		}
+	case planReplace:
+		b.applied.Add(uint64(len(p.msgs)))
+		prev, prevEpoch := w.Last(), w.Epoch()
+		if prev == 0 {
+			w.Restore(p.msgs, p.epoch)
+			return true
+		}
+		w.Replace(p.msgs, p.epoch) // a discontinuity: subscribers are told to reset
+		b.log.Warn("wall reloaded from redis history", "wall", wall.LogName(w.Name()),
+			"last", prev, "epoch", prevEpoch, "new_last", w.Last(), "new_epoch", p.epoch)
+	}
+	return true
 }
 
 // reepoch moves the wall to a new epoch in Redis, after its history there
@@ -140,13 +191,14 @@ func (b *Broker) reepoch(ctx context.Context, w *wall.Wall, epoch string) error 
 	return nil
 }
 
-// replace loads the wall's whole Redis history with Wall.Restore and adopts
+// replacePlan returns the plan that loads the wall's whole Redis history
+// (read again from the start unless st is that already) and adopts
 // Redis's epoch.
-func (b *Broker) replace(ctx context.Context, w *wall.Wall, st redisState, since uint64) error {
+func (b *Broker) replacePlan(ctx context.Context, name string, st redisState, since uint64) (plan, error) {
 	if since != 0 {
 		var err error
-		if st, err = b.read(ctx, w.Name(), 0); err != nil {
-			return err
+		if st, err = b.read(ctx, name, 0); err != nil {
+			return plan{}, err
 		}
 	}
 	msgs := make([]*wall.Message, 0, len(st.entries))
@@ -156,18 +208,7 @@ func (b *Broker) replace(ctx context.Context, w *wall.Wall, st redisState, since
 	if len(msgs) > b.hub.CacheSize() {
 		msgs = msgs[len(msgs)-b.hub.CacheSize():]
 	}
-	b.applied.Add(uint64(len(msgs)))
-	prev, prevEpoch := w.Last(), w.Epoch()
-	if prev > 0 {
-		w.Replace(msgs, st.epoch) // a discontinuity: subscribers are told to reset
-	} else {
-		w.Restore(msgs, st.epoch)
-	}
-	if prev > 0 {
-		b.log.Warn("wall reloaded from redis history", "wall", wall.LogName(w.Name()),
-			"last", prev, "epoch", prevEpoch, "new_last", w.Last(), "new_epoch", st.epoch)
-	}
-	return nil
+	return plan{kind: planReplace, msgs: msgs, epoch: st.epoch}, nil
 }
 
 // restoreInto offers this instance's cache of w to Redis (wall_restore)

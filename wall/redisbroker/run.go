@@ -39,8 +39,9 @@ func (b *Broker) Stats() Stats {
 
 // Run follows walls and applies their messages until ctx is done; call it
 // once. It owns the applier and the subscription manager (which owns the
-// pub/sub readers) and returns after all have ended: nil when ctx ended
-// them, an error when one of them panicked (see Broker).
+// pub/sub readers), and the history readers the applier starts, and
+// returns after all have ended: nil when ctx ended them, an error when one
+// of them panicked (see Broker).
 func (b *Broker) Run(ctx context.Context) error {
 	defer close(b.stopped)
 	if err := b.loadLibrary(ctx); err != nil && ctx.Err() == nil {
@@ -49,10 +50,13 @@ func (b *Broker) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	sv := &supervisor{log: b.log, cancel: cancel}
-	var wg sync.WaitGroup
+	var wg, readers sync.WaitGroup
 	wg.Go(sv.guard(ctx, "manager", func(ctx context.Context) { b.manageLoop(ctx, sv) }))
-	wg.Go(sv.guard(ctx, "applier", b.applyLoop))
+	wg.Go(sv.guard(ctx, "applier", func(ctx context.Context) { b.applyLoop(ctx, sv, &readers) }))
 	wg.Wait()
+	// The applier has ended, so it starts no reader any more; the readers
+	// end with their Redis call (ctx is done: nobody takes their outcome).
+	readers.Wait()
 	return sv.failed()
 }
 

@@ -131,8 +131,8 @@ func (b *Broker) pruneEmpty() {
 	}
 }
 
-// resync asks the applier to bring wall up to date and waits until it has
-// tried, or ctx ends, or the broker has stopped (errStopped). It returns nil
+// resync asks the applier to bring wall up to date (by a read on a
+// history reader, see reads.go) and waits until it has tried, or ctx ends, or the broker has stopped (errStopped). It returns nil
 // when the wall matches Redis.
 func (b *Broker) resync(ctx context.Context, wallName string, target uint64) error {
 	r := resyncReq{wallName: wallName, target: target, done: make(chan error, 1)}

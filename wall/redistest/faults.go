@@ -107,6 +107,20 @@ func (c *Cluster) Restart(n *Server) {
 	}
 }
 
+// Pause makes node n stall, as a partitioned master does, without
+// crashing or being failed over: CLIENT PAUSE d ALL holds every client's
+// commands (a read blocks until its timeout) while the cluster bus goes on
+// answering, so no replica is promoted. It returns when the pause is set;
+// the node answers again once d has passed.
+func (c *Cluster) Pause(n *Server, d time.Duration) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if err := c.do(ctx, n, "CLIENT", "PAUSE", d.Milliseconds(), "ALL"); err != nil {
+		c.t.Fatalf("redistest: pausing %s: %v", n.Addr(), err)
+	}
+}
+
 // KillPubSub runs CLIENT KILL TYPE pubsub on every running node (sharded
 // subscribers included) and returns how many connections were killed.
 func (c *Cluster) KillPubSub() (int, error) {
