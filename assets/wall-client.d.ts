@@ -41,11 +41,25 @@ export interface StateEvent {
 /** Messages the client will not get: announced before the messages that follow them. */
 export type GapEvent = { missed: number } | { reset: true };
 
+/**
+ * Where the client gets its token: a JWT, or a function that returns one (or a Promise of one).
+ * The function is called before each connection attempt and each post sent over HTTP (a post sent on
+ * the live WebSocket goes under that socket's token). When the server refuses the token with 401 (a
+ * stream it ended at the token's exp, a poll or handshake refused, a post refused), the function is
+ * called once more with `refresh: true` and the client reconnects (from its cursor: nothing lost or
+ * repeated) or posts again at once; a second 401 in a row is final, as with a string token.
+ */
+export type TokenSource = string | ((context: { wall: string; refresh: boolean }) => string | Promise<string>);
+
 export interface Options {
   /** The wall's name. Default "main". */
   wall?: string;
-  /** A JWT for identity and private walls; sent as the token argument (and as a bearer token on posts). */
-  token?: string;
+  /**
+   * A JWT for identity and private walls, or a function giving one (see TokenSource); sent as the
+   * token argument (and as a bearer token on posts). With a string, a token that expires ends the
+   * client ("offline" with status 401) when the server ends its connection at exp.
+   */
+  token?: TokenSource;
   /** The wall server, e.g. "https://wall.example". Default: this page's origin. */
   url?: string;
   /** The transports to use, in order of preference. Default ["websocket", "sse", "longpoll"]. */

@@ -4,6 +4,8 @@
 //
 //   import { connect } from "https://wall.example/static/wall-client.js";
 //   const w = connect({ wall: "main", url: "https://wall.example", token });
+//   // or token: async () => (await fetch("/wall-token")).text(): asked
+//   // before each connect, and again at once when the token expires
 //   w.on("message", (m) => show(m));       // each message once, in seq order
 //   w.on("state", (s) => status(s.state));  // connecting | live | reconnecting | offline | closed
 //   w.on("gap", (g) => notice(g));          // {missed: N} or {reset: true}
@@ -16,7 +18,11 @@
 // or heartbeat for deadAfter), reconnects with capped, jittered backoff and
 // resumes from the cursor of the last message it delivered. It delivers
 // each message once, in seq order, and says so (a "gap" event) when the
-// server reports messages it can no longer send or a new numbering.
+// server reports messages it can no longer send or a new numbering. A
+// token given as a function is asked for before each connection and each
+// post over HTTP; when the server refuses it (401, or a stream ended at
+// the token's exp) it is asked once more, with refresh set, and the
+// client reconnects or retries at once.
 
 import { Order } from "./wall-order.js";
 import { PublishError, Publisher } from "./wall-publish.js";
@@ -25,7 +31,7 @@ import { openLongPoll, openSSE, openWebSocket } from "./wall-transports.js";
 export { PublishError };
 
 /** The library's version. */
-export const VERSION = "1.0.0";
+export const VERSION = "1.1.0";
 
 /**
  * @typedef {{id: string, seq: number, cursor?: string, user?: string,
@@ -93,10 +99,12 @@ export class WallClient {
     this.probeTimer = 0;
     this.probeDelay = o.probeMin;
     this.terminal = false; // refused (401/403): no reconnecting
+    this.renewed = false; // a 401 led to a fresh token since the client was last live
     this.publisher = new Publisher({
       base: o.base,
       wall: o.wall,
       token: o.token,
+      getToken: (refresh) => this.token(refresh),
       credentials: o.credentials,
       xsrf: o.xsrf,
       frames: o.transports.includes("websocket"),
@@ -172,14 +180,25 @@ export class WallClient {
 
   // --- connecting ---------------------------------------------------------
 
+  // token resolves with the token to present: the string option, or what
+  // the function option gives (refresh: the last one was refused).
+  async token(refresh) {
+    const t = this.o.token;
+    if (typeof t !== "function") return t || "";
+    const v = await t({ wall: this.wall, refresh: !!refresh });
+    if (v != null && typeof v !== "string") throw new TypeError("the token function must give a string");
+    return v || "";
+  }
+
   start() {
     if (this.state === "closed") return;
     this.setState("connecting", { transport: this.o.transports[0] });
     this.open(0);
   }
 
-  // open tries transport i.
-  open(i) {
+  // open tries transport i; refresh asks the token function for a new
+  // token (the last one was refused).
+  open(i, refresh = false) {
     this.stop();
     if (typeof navigator !== "undefined" && navigator.onLine === false) {
       this.setState("offline", { reason: "no network" }); // the "online" event reconnects
@@ -188,20 +207,27 @@ export class WallClient {
     this.index = i;
     const gen = ++this.gen;
     const name = this.o.transports[i];
-    this.cur = this.openTransport(name, {
-      open: () => gen === this.gen && this.live(name),
-      data: (obj) => gen === this.gen && this.receive(obj),
-      fail: (info) => gen === this.gen && this.failed(info),
+    const go = (token) => {
+      if (gen !== this.gen) return; // stopped while the token came
+      this.cur = this.openTransport(name, token, {
+        open: () => gen === this.gen && this.live(name),
+        data: (obj) => gen === this.gen && this.receive(obj),
+        fail: (info) => gen === this.gen && this.failed(info),
+      });
+    };
+    if (typeof this.o.token !== "function") return go(this.o.token);
+    this.token(refresh).then(go, (err) => {
+      if (gen === this.gen) this.failed({ reason: `token: ${(err && err.message) || err}`, tokenError: true });
     });
   }
 
-  openTransport(name, h) {
+  openTransport(name, token, h) {
     const o = this.o;
     return opens[name](
       {
         base: o.base,
         wall: o.wall,
-        token: o.token,
+        token,
         credentials: o.credentials,
         cursor: () => this.order.cursor || "0",
         handshakeTimeout: o.handshakeTimeout,
@@ -225,6 +251,7 @@ export class WallClient {
 
   live(name) {
     this.transport = name;
+    this.renewed = false; // the token was accepted
     this.liveSince = Date.now();
     this.setState("live");
     this.publisher.live();
@@ -235,6 +262,20 @@ export class WallClient {
   failed(info) {
     const wasLive = this.transport !== null;
     this.stop();
+    if (info.tokenError) {
+      // The application could not give a token: ask again later.
+      this.reconnect(this.backoff(), this.index, info.reason);
+      return;
+    }
+    if (info.status === 401 && typeof this.o.token === "function" && !this.renewed) {
+      // Expired (a stream the server ended, a poll or handshake refused):
+      // a fresh token, and at once, from the cursor. A handshake refused
+      // may be why the transports before this one failed too (a browser
+      // does not show a WebSocket's 401): start over from the first.
+      this.renewed = true;
+      this.reconnect(0, info.opened ? this.index : 0, info.reason, true);
+      return;
+    }
     if (info.status === 401 || info.status === 403) {
       // Not allowed: reconnecting would not change that.
       this.terminal = true;
@@ -267,12 +308,12 @@ export class WallClient {
     return cap / 2 + (Math.random() * cap) / 2;
   }
 
-  // reconnect opens transport i after delay ms.
-  reconnect(delay, i = this.index, reason = "") {
+  // reconnect opens transport i after delay ms (refresh: with a new token).
+  reconnect(delay, i = this.index, reason = "", refresh = false) {
     this.stop();
     clearTimeout(this.retry);
     this.setState("reconnecting", { reason, delay, retryAt: Date.now() + delay });
-    this.retry = setTimeout(() => this.open(i), delay);
+    this.retry = setTimeout(() => this.open(i, refresh), delay);
   }
 
   // A better transport (the first) is tried from time to time while a
@@ -285,10 +326,18 @@ export class WallClient {
   }
 
   startProbe(gen) {
+    if (typeof this.o.token !== "function") return this.probeWith(gen, this.o.token);
+    this.token(false).then(
+      (token) => gen === this.gen && this.probeWith(gen, token),
+      () => gen === this.gen && this.scheduleProbe(),
+    );
+  }
+
+  probeWith(gen, token) {
     const name = this.o.transports[0];
     let handle = null;
     let adopted = false;
-    handle = this.openTransport(name, {
+    handle = this.openTransport(name, token, {
       open: () => {
         if (gen !== this.gen) return handle.close();
         // Adopt it: what the old transport delivered meanwhile is deduped.

@@ -9,6 +9,9 @@
 // transport, or an error frame naming the id. Retries go over HTTP (POST
 // /a/message/new), whose answer is definite, when the client may post over
 // HTTP: with a token, or on the wall's own origin with the _xsrf cookie.
+// A token given as a function is asked for before each post over HTTP; a
+// 401 (the token expired) has it asked once more for a fresh one, and the
+// post is sent again at once.
 
 /** @typedef {import("./wall-client.js").Message} Message */
 
@@ -61,7 +64,8 @@ export class Publisher {
    * @param {object} o
    * @param {string} o.base the server's origin
    * @param {string} o.wall
-   * @param {string} [o.token]
+   * @param {string | Function} [o.token] the client's token option: a string or a function
+   * @param {(refresh: boolean) => Promise<string>} o.getToken the token to present now
    * @param {RequestCredentials} o.credentials
    * @param {string | (() => string)} [o.xsrf]
    * @param {boolean} o.frames whether a WebSocket may ever be live
@@ -87,7 +91,8 @@ export class Publisher {
     if (this.posts.has(id)) return Promise.reject(new TypeError(`publish: id ${id} is already being posted`));
     if (this.closed) return Promise.reject(new PublishError(this.closed.message, this.closed.status, id));
     return new Promise((resolve, reject) => {
-      const p = { id, text, resolve, reject, tries: 0, state: "", timer: 0 };
+      // renewed: a 401 led to a fresh token, and no other answer came since
+      const p = { id, text, resolve, reject, tries: 0, state: "", timer: 0, renewed: false };
       this.posts.set(id, p);
       this.send(p);
     });
@@ -134,9 +139,19 @@ export class Publisher {
 
   async post(p) {
     const attempt = ++p.tries;
+    let token = "";
+    if (this.o.token) {
+      try {
+        token = await this.o.getToken(p.renewed);
+      } catch {
+        if (this.posts.has(p.id) && p.tries === attempt) this.later(p); // the application may have one later
+        return;
+      }
+      if (!this.posts.has(p.id) || p.tries !== attempt) return; // settled meanwhile
+    }
     const f = new URLSearchParams({ body: p.text, wall: this.o.wall, id: p.id });
     const headers = { Accept: "application/json" };
-    if (this.o.token) headers.Authorization = `Bearer ${this.o.token}`;
+    if (token) headers.Authorization = `Bearer ${token}`;
     else f.set("_xsrf", this.xsrf());
     let res;
     let data = null;
@@ -158,6 +173,8 @@ export class Publisher {
       this.settle(data);
       return;
     }
+    if (res && res.status === 401 && this.renew(p)) return;
+    if (res) p.renewed = false;
     if (res && res.status >= 400 && res.status < 500 && res.status !== 408 && res.status !== 429) {
       this.fail(p, new PublishError((data && data.error) || `HTTP ${res.status}`, res.status, p.id));
       return;
@@ -166,6 +183,17 @@ export class Publisher {
     // later, with the same id.
     const after = res ? parseFloat(res.headers.get("Retry-After") || "0") * 1000 : 0;
     this.later(p, after);
+  }
+
+  // renew sends p again at once over HTTP with a fresh token after a 401,
+  // if the token is a function and this is not a second 401 in a row.
+  renew(p) {
+    if (typeof this.o.token !== "function" || p.renewed || this.httpRefusal()) return false;
+    clearTimeout(p.timer);
+    p.renewed = true;
+    p.state = "http";
+    this.post(p);
+    return true;
   }
 
   // later sends p again after a capped, jittered backoff, and no sooner
@@ -197,6 +225,7 @@ export class Publisher {
     if (!p && typeof obj.id !== "string") p = [...this.posts.values()].find((x) => x.state === "frame");
     if (!p) return;
     const status = typeof obj.status === "number" ? obj.status : 400;
+    if (status === 401 && this.renew(p)) return; // the socket's token expired
     if (status === 429 || status >= 500) this.later(p);
     else this.fail(p, new PublishError(String(obj.error), status, p.id));
   }

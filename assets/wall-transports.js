@@ -4,12 +4,13 @@
 //
 //   open<Name>(cfg, h) → { close(), send?(obj) → boolean }
 //
-// cfg: { base, wall, token, credentials, cursor() → string,
+// cfg: { base, wall, token (a string), credentials, cursor() → string,
 //        handshakeTimeout, deadAfter, pollTimeout } (ms)
 // h:   { open() once the server accepted the subscription,
 //        data(obj) for every message or notice object, in wire order,
 //        fail(info) once, when the transport has ended by itself:
-//          info = { reason, status?, opened, hung? } }
+//          info = { reason, status?, opened, hung? }; status 401 also
+//          when the server ended a live stream because its token expired }
 //
 // After close() or fail() a transport calls nothing more.
 
@@ -101,6 +102,7 @@ export function openWebSocket(cfg, h) {
     } catch {
       return; // not ours
     }
+    if (expired(obj)) return end({ reason: obj.error, status: 401 }); // the server closes with 1008
     if (obj && typeof obj === "object" && !obj.heartbeat) h.data(obj);
   };
   // The API never says why a handshake failed (a 401 looks like a network
@@ -123,6 +125,12 @@ export function openWebSocket(cfg, h) {
       return true;
     },
   };
+}
+
+// expired reports whether obj is the server's last word to a stream whose
+// token expired: {"error": "token expired", "status": 401}, naming no post.
+function expired(obj) {
+  return !!obj && obj.status === 401 && typeof obj.error === "string" && obj.id === undefined;
 }
 
 // reconnectHint reads the delay a draining server gives with its close
@@ -204,6 +212,7 @@ export function openSSE(cfg, h) {
             } catch {
               obj = null;
             }
+            if (expired(obj)) return end({ reason: obj.error, status: 401 }); // the stream ends
             if (obj && typeof obj === "object") h.data(obj);
             if (done) return;
           }

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"net"
+	"time"
 
 	"wall/server/internal/admit"
 	"wall/server/internal/longpoll"
@@ -26,6 +27,8 @@ func (a engineApp) Admit(src admit.Source) (admit.Ticket, *admit.Error) {
 func (a engineApp) Acquire(name string) *wall.Wall { return a.s.hub.Acquire(name) }
 func (a engineApp) Release(w *wall.Wall)           { a.s.hub.Release(w) }
 func (a engineApp) Done() <-chan struct{}          { return a.s.quit }
+
+func (a engineApp) RefusedFrom(t admit.Ticket) time.Time { return a.s.cfg.Identity.RefusedFrom(t.Who) }
 
 func (a engineApp) Syncless(w *wall.Wall, c wall.Cursor) bool { return syncless(w, c) }
 

@@ -37,17 +37,31 @@ func (s *Server) handleUpdates(c echo.Context) error {
 		return herr
 	}
 
+	// A token with exp: the poll is answered by the time the token is
+	// refused (the next poll then gets 401), with nothing stored later.
 	deadline := time.Now().Add(s.cfg.PollTimeout)
-	timer := time.NewTimer(s.cfg.PollTimeout)
+	expires := s.cfg.Identity.RefusedFrom(t.Who)
+	if !expires.IsZero() && expires.Before(deadline) {
+		deadline = expires
+	} else {
+		expires = time.Time{}
+	}
+	timer := time.NewTimer(time.Until(deadline))
 	defer timer.Stop()
 	for first := true; ; first = false {
 		res, changed := w.Poll(cursor)
+		if !expires.IsZero() && !time.Now().Before(expires) {
+			// Refused from now on: a timeout answer, whatever came (the
+			// next poll, with a new token, gets it from the same cursor).
+			s.answerBy(c)
+			return c.Blob(http.StatusOK, jsonType, timeoutResponse(cursor))
+		}
 		if len(res.Messages) > 0 {
 			s.answerBy(c)
 			return c.Blob(http.StatusOK, jsonType, appendPollResponse(nil, res))
 		}
 		// With the engine enabled, the wait leaves net/http.
-		if first && s.engine.Park(c.Response(), r, w, cursor, deadline, &t.Hold) {
+		if first && s.engine.Park(c.Response(), r, w, cursor, deadline, !expires.IsZero(), &t.Hold) {
 			return nil
 		}
 		select {

@@ -38,6 +38,10 @@ var (
 	sseHeartbeat = []byte("event: heartbeat\ndata: {}\n\n")
 	sseCloseSlow = []byte(": " + closeSlowReason + "\n\n")
 	sseCloseErr  = []byte(": internal error\n\n")
+	// An expired token: the comment, and an event with no id carrying
+	// the error a request with that token gets, which a client reading
+	// events (EventSource cannot see the 401 of its reconnection) acts on.
+	sseCloseExpired = []byte(": " + msgTokenExpired + "\ndata: {\"error\": \"" + msgTokenExpired + "\", \"status\": 401}\n\n")
 )
 
 // sseEncoder puts the outbound session's frames on an event stream.
@@ -63,7 +67,8 @@ func (sseEncoder) Note(obj []byte) []byte {
 func (e sseEncoder) Ping() []byte { return e.ping }
 
 // Close is the last thing a stream is sent when the server ends it: a
-// comment saying why (curl shows it, EventSource ignores it) and, at
+// comment saying why (curl shows it, EventSource ignores it), for an
+// expired token an error event as well, and, at
 // shutdown, a retry: delay spread over a few seconds, so that the
 // clients of an instance going away do not all reconnect to the others
 // at once. EventSource reconnects by itself with its Last-Event-ID.
@@ -75,6 +80,8 @@ func (sseEncoder) Close(r outbound.Reason) []byte {
 		return []byte(": server shutting down\nretry: " + strconv.FormatInt(reconnectHint().Milliseconds(), 10) + "\n\n")
 	case outbound.InternalError:
 		return sseCloseErr
+	case outbound.TokenExpired:
+		return sseCloseExpired
 	}
 	return nil
 }

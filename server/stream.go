@@ -30,7 +30,9 @@ type stream struct {
 // its answer gets every message posted after it, even without a cursor.
 // takeover answers the handshake and returns the connection, or nil and
 // the error to return (nil if it answered itself). On every refusal what
-// was taken is given back and the stream returned has no session.
+// was taken is given back and the stream returned has no session. A
+// token with exp ends the stream with outbound.TokenExpired (the
+// session's timer, stopped by finish).
 func (s *Server) openStream(c echo.Context, t admit.Ticket, opts *outbound.Options, takeover func() (net.Conn, error)) (stream, error) {
 	if !s.streams.Enter() {
 		t.Hold.Release()
@@ -44,6 +46,11 @@ func (s *Server) openStream(c echo.Context, t admit.Ticket, opts *outbound.Optio
 		return stream{}, herr
 	}
 	sess := outbound.New(opts)
+	if at := s.cfg.Identity.RefusedFrom(t.Who); !at.IsZero() {
+		// The stream ends when its token would be refused, as a new
+		// request with it would be; nothing stored after that goes out.
+		sess.Expire(at)
+	}
 	backlog := w.Subscribe(sess, t.Cursor)
 	conn, err := takeover()
 	if conn == nil {

@@ -160,6 +160,9 @@ func (c *wsConn) post(data []byte) []byte {
 	if !c.mayPost {
 		return c.s.frameError(http.StatusUnauthorized, "anonymous clients may not post: present a token", id)
 	}
+	if c.sess.Expired() { // the socket's token: refused by now, as an HTTP post with it
+		return c.s.frameError(http.StatusUnauthorized, msgTokenExpired, id)
+	}
 	// The client's post rate, as admission counts it for form posts.
 	if aerr := c.s.admit.Post(c.client); aerr != nil {
 		return c.s.frameError(aerr.Status, aerr.Message, id)

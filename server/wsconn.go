@@ -5,6 +5,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"strconv"
 	"time"
@@ -36,7 +37,15 @@ var (
 	wsCloseSlow  = wsframe.CloseFrame(wsframe.ClosePolicyViolation, closeSlowReason)
 	wsCloseFlood = wsframe.CloseFrame(wsframe.ClosePolicyViolation, "too many frames unanswered: read what you are sent")
 	wsCloseError = wsframe.CloseFrame(wsframe.CloseInternalError, "internal error")
+	// An expired token: the error frame a refused post would get, then
+	// 1008, so that a client reading either knows to get a new token.
+	wsCloseExpired = append(errorFrame(msgTokenExpired, "", http.StatusUnauthorized),
+		wsframe.CloseFrame(wsframe.ClosePolicyViolation, msgTokenExpired)...)
 )
+
+// msgTokenExpired is what a client whose token expired is told, as a
+// request presenting it would be (identity.ErrExpired).
+const msgTokenExpired = "token expired"
 
 // AppendMessage appends m's pre-encoded frame, shared by every reader.
 func (wsEncoder) AppendMessage(bufs net.Buffers, m *wall.Message) net.Buffers {
@@ -67,6 +76,8 @@ func (wsEncoder) Close(r outbound.Reason) []byte {
 		return wsRestartFrame(reconnectHint())
 	case outbound.InternalError:
 		return wsCloseError
+	case outbound.TokenExpired:
+		return wsCloseExpired
 	}
 	return nil
 }

@@ -18,8 +18,9 @@ const verifiedMax = 8192
 // iat): the token's signature and claims cannot have changed, its validity
 // in time can.
 type verifiedCache struct {
-	mu sync.Mutex
-	m  map[string]verified
+	leeway time.Duration // the Checker's; zero: the default Leeway
+	mu     sync.Mutex
+	m      map[string]verified
 }
 
 // verified is a token that verified: its holder and when it is valid.
@@ -32,18 +33,22 @@ type verified struct {
 // get returns the cached verdict on token: its identity, or the error
 // its time claims now give. ok is false on a miss.
 func (c *verifiedCache) get(token string, now time.Time) (id Identity, err error, ok bool) {
+	leeway := c.leeway
+	if leeway <= 0 {
+		leeway = Leeway
+	}
 	c.mu.Lock()
 	v, ok := c.m[token]
 	c.mu.Unlock()
 	switch {
 	case !ok:
 		return Identity{}, nil, false
-	case !v.notAfter.IsZero() && now.Add(-Leeway).After(v.notAfter):
+	case !v.notAfter.IsZero() && now.Add(-leeway).After(v.notAfter):
 		c.mu.Lock()
 		delete(c.m, token)
 		c.mu.Unlock()
 		return Identity{}, ErrExpired, true
-	case !v.notBefore.IsZero() && now.Add(Leeway).Before(v.notBefore):
+	case !v.notBefore.IsZero() && now.Add(leeway).Before(v.notBefore):
 		return Identity{}, ErrNotYetValid, true
 	}
 	return v.id, nil, true

@@ -71,6 +71,27 @@ type Config struct {
 	// PrivateWalls are more private walls, names or "prefix*" patterns,
 	// reached only through a token's walls claim.
 	PrivateWalls []string
+	// Leeway is the clock skew allowed when checking exp, nbf and iat;
+	// zero or less is the default, Leeway (tests shorten it).
+	Leeway time.Duration
+}
+
+// ClockLeeway is the leeway c's Checker applies.
+func (c Config) ClockLeeway() time.Duration {
+	if c.Leeway <= 0 {
+		return Leeway
+	}
+	return c.Leeway
+}
+
+// RefusedFrom is the instant from which a Checker for c refuses the token
+// id came from, expired: its exp plus the leeway. It is zero for a token
+// without exp. A connection admitted with that token ends then.
+func (c Config) RefusedFrom(id Identity) time.Time {
+	if id.Expires.IsZero() {
+		return time.Time{}
+	}
+	return id.Expires.Add(c.ClockLeeway())
 }
 
 // Validate reports what is wrong with c, in words for the deployer.

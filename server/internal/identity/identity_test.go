@@ -397,3 +397,32 @@ func TestVerifiedCacheTime(t *testing.T) {
 		t.Fatalf("cache grew to %d", len(c.m))
 	}
 }
+
+// A configured leeway replaces the default one, fresh and cached alike,
+// and RefusedFrom is the instant Verify starts refusing the token.
+func TestConfigLeeway(t *testing.T) {
+	exp := time.Now().Add(-2 * time.Second).Truncate(time.Second)
+	tok := sign(t, jwt.SigningMethodHS256, secret, jwt.MapClaims{"sub": "a", "exp": exp.Unix()})
+	def := checker(t, Config{Secret: secret})
+	id, err := def.Verify(tok) // within the default 5 s
+	if err != nil {
+		t.Fatalf("default leeway: %v", err)
+	}
+	if got := def.cfg.RefusedFrom(id); !got.Equal(exp.Add(Leeway)) {
+		t.Errorf("RefusedFrom %v, want %v", got, exp.Add(Leeway))
+	}
+	short := checker(t, Config{Secret: secret, Leeway: time.Second})
+	if _, err := short.Verify(tok); err != ErrExpired {
+		t.Errorf("1 s leeway, token expired 2 s ago: %v, want ErrExpired", err)
+	}
+	short.cache.put(tok, verified{id: id, notAfter: exp}) // as if it verified a moment ago
+	if _, err := short.Verify(tok); err != ErrExpired {
+		t.Errorf("1 s leeway, cached: %v, want ErrExpired", err)
+	}
+	if got := short.cfg.RefusedFrom(id); !got.Equal(exp.Add(time.Second)) {
+		t.Errorf("RefusedFrom %v, want %v", got, exp.Add(time.Second))
+	}
+	if !short.cfg.RefusedFrom(Identity{Sub: "a"}).IsZero() {
+		t.Error("RefusedFrom of a token without exp is not zero")
+	}
+}

@@ -10,10 +10,11 @@ import (
 	"github.com/golang-jwt/jwt/v5"
 )
 
-// Leeway is the clock skew allowed when checking exp, nbf and iat: the
-// backend that mints a token and the instances that check it need not
-// agree to the second (a token minted "now" on a host whose clock runs a
-// second ahead must not be refused as issued in the future).
+// Leeway is the default clock skew allowed when checking exp, nbf and
+// iat (Config.Leeway): the backend that mints a token and the instances
+// that check it need not agree to the second (a token minted "now" on a
+// host whose clock runs a second ahead must not be refused as issued in
+// the future).
 const Leeway = 5 * time.Second
 
 // The reasons a token is refused; their texts are what clients are told.
@@ -44,16 +45,18 @@ func New(cfg Config) (*Checker, error) {
 		return nil, err
 	}
 	p, _ := newPolicy(cfg.PrivateWalls) // valid: checked above
+	leeway := cfg.ClockLeeway()
 	return &Checker{
 		cfg:     cfg,
 		private: p,
 		key:     cfg.Secret,
+		cache:   verifiedCache{leeway: leeway},
 		// One parser for every request: the algorithm pinned, exp and nbf
 		// always checked when present, iat too (not in the future).
 		parser: jwt.NewParser(
 			jwt.WithValidMethods([]string{jwt.SigningMethodHS256.Alg()}),
 			jwt.WithIssuedAt(),
-			jwt.WithLeeway(Leeway),
+			jwt.WithLeeway(leeway),
 			jwt.WithStrictDecoding(),
 		),
 	}, nil

@@ -51,7 +51,15 @@ func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 		pc.keepAlive = false
 	}
 	bp := pc.e.bufs.Get().(*[]byte)
-	full := AppendPollResponse((*bp)[:respReserve], res)
+	var full []byte
+	if pc.expiring && !time.Now().Before(pc.deadline) {
+		// The token is refused by now: the timeout's answer, and the
+		// next poll, with a new token, gets these from the same cursor.
+		res.Messages = nil
+		full = append((*bp)[:respReserve], TimeoutResponse(c)...)
+	} else {
+		full = AppendPollResponse((*bp)[:respReserve], res)
+	}
 	b := pc.response(http.StatusOK, full)
 	// The worker owns the connection: its descriptor stays open.
 	n, err := pc.sock.WriteNow(b)
@@ -61,7 +69,7 @@ func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 		pc.e.workerHandoffs.Add(1)
 	}
 	pc.e.workerAnswers.Add(1)
-	if err == nil {
+	if err == nil && len(res.Messages) > 0 {
 		pc.observeLag(res.Messages[len(res.Messages)-1])
 	}
 	pc.putBuf(bp, full)

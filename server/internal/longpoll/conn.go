@@ -38,6 +38,7 @@ type pollConn struct {
 	cursor    wall.Cursor
 	deadline  time.Time // of the current poll
 	keepAlive bool
+	expiring  bool // deadline is when the poll's token is refused (App.RefusedFrom)
 
 	woken atomic.Bool   // a message, a reset or shutdown came
 	wake  chan struct{} // signalled with woken; 1-buffered

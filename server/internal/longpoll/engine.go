@@ -68,6 +68,10 @@ type App interface {
 	Syncless(w *wall.Wall, c wall.Cursor) bool
 	// Sync catches w up with c (it may block); its error is the answer.
 	Sync(ctx context.Context, w *wall.Wall, c wall.Cursor) *admit.Error
+	// RefusedFrom is when the token t was admitted with is refused
+	// (exp plus the leeway); the engine asks only of a token with exp. A
+	// poll is answered by then, without messages stored since.
+	RefusedFrom(t admit.Ticket) time.Time
 	// Done is closed when shutdown begins, before the registry wakes
 	// every connection (pollConn.Shutdown): waiting polls answer, idle
 	// connections close.
@@ -160,8 +164,10 @@ func newPollBuf() any {
 // nothing: rw is hijacked. The caller's hold on w lasts until it returns;
 // the engine takes its own. On true the engine also takes over hold, the
 // poll's place among its client's connections (admit.Ticket.Hold), and
-// releases it when the poll is answered.
-func (e *Engine) Park(rw http.ResponseWriter, r *http.Request, w *wall.Wall, cursor wall.Cursor, deadline time.Time, hold *admit.Hold) bool {
+// releases it when the poll is answered. expiring says the deadline is
+// when the poll's token is refused: no message stored from then on is
+// answered, and the answer is the timeout's.
+func (e *Engine) Park(rw http.ResponseWriter, r *http.Request, w *wall.Wall, cursor wall.Cursor, deadline time.Time, expiring bool, hold *admit.Hold) bool {
 	l := e.ln.Load()
 	if l == nil || r.ProtoMajor != 1 || r.ProtoMinor != 1 || len(r.TransferEncoding) > 0 {
 		return false
@@ -220,7 +226,7 @@ func (e *Engine) Park(rw http.ResponseWriter, r *http.Request, w *wall.Wall, cur
 	pc.conn = conn
 	e.conns.Add(pc)
 	pc.wall = e.app.Acquire(w.Name()) // the caller's hold keeps it the same wall
-	pc.cursor, pc.deadline, pc.keepAlive = cursor, deadline, !r.Close
+	pc.cursor, pc.deadline, pc.expiring, pc.keepAlive = cursor, deadline, expiring, !r.Close
 	go pc.serve(true)
 	return true
 }

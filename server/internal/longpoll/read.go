@@ -159,7 +159,11 @@ func (pc *pollConn) next(nb bool) (wait bool, f flow) {
 	}
 	pc.hold.Release() // the last poll's, if its answer did not (it does)
 	pc.hold = t.Hold
-	return pc.start(t.Wall, t.Cursor, nb)
+	var expires time.Time
+	if !t.Who.Expires.IsZero() { // only a token with exp pays for it
+		expires = pc.e.app.RefusedFrom(t)
+	}
+	return pc.start(t.Wall, t.Cursor, expires, nb)
 }
 
 // mayHaveMore notes a read of n bytes into room: one that filled it may
@@ -181,8 +185,9 @@ func (pc *pollConn) needsSync(name string, cursor wall.Cursor) bool {
 }
 
 // start sets up a poll read by next, which waitAnswer then answers, or
-// answers 503 if the cursor cannot be placed.
-func (pc *pollConn) start(name string, cursor wall.Cursor, nb bool) (wait bool, f flow) {
+// answers 503 if the cursor cannot be placed. A poll whose token is
+// refused from expires (zero: never) before the poll timeout is due then.
+func (pc *pollConn) start(name string, cursor wall.Cursor, expires time.Time, nb bool) (wait bool, f flow) {
 	e := pc.e
 	if pc.wall == nil || pc.wall.Name() != name {
 		w := e.app.Acquire(strings.Clone(name)) // name views the read buffer
@@ -200,5 +205,9 @@ func (pc *pollConn) start(name string, cursor wall.Cursor, nb bool) (wait bool, 
 	}
 	pc.cursor = cursor
 	pc.deadline = time.Now().Add(e.cfg.PollTimeout)
+	pc.expiring = !expires.IsZero() && expires.Before(pc.deadline)
+	if pc.expiring {
+		pc.deadline = expires
+	}
 	return true, flowOn
 }

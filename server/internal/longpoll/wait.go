@@ -38,11 +38,14 @@ func (pc *pollConn) waitAnswer(nb bool) flow {
 			// so that res answers this poll and no later one. A
 			// message after the move reaches Send; shutdown after it
 			// reaches onTimer.
-			w, c, deadline := pc.wall, pc.cursor, pc.deadline
+			w, c, deadline, expiring := pc.wall, pc.cursor, pc.deadline, pc.expiring
 			pc.arm(deadline)
 			s := pc.set(stateWaiting)
 			pc.hookParked()
 			res, _ := w.Poll(c)
+			if expiring && !time.Now().Before(deadline) {
+				res = wall.Result{} // the token is refused by now: the timeout's answer
+			}
 			if len(res.Messages) > 0 || pc.shuttingDown() || !time.Now().Before(deadline) {
 				if _, ok := pc.change(s, stateBusy); !ok {
 					return flowParked // a worker answers it
@@ -72,6 +75,9 @@ func (pc *pollConn) waitAnswer(nb bool) flow {
 		}
 		pc.set(stateWaitSlow)
 		res, _ := pc.wall.Poll(pc.cursor)
+		if pc.expiring && !time.Now().Before(pc.deadline) {
+			res = wall.Result{} // the token is refused by now: the timeout's answer
+		}
 		if len(res.Messages) == 0 && !pc.shuttingDown() && time.Now().Before(pc.deadline) {
 			err := pc.wait()
 			pc.leaveSlow()

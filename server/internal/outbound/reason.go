@@ -19,6 +19,7 @@ const (
 	ProtocolError               // the peer broke the transport's protocol or a limit
 	Shutdown                    // the server is shutting down
 	InternalError               // a panic in the connection's code
+	TokenExpired                // the token the connection was admitted with expired (exp plus the leeway)
 	numReasons
 )
 
@@ -34,6 +35,7 @@ var reasonNames = [numReasons]string{
 	ProtocolError: "protocol_error",
 	Shutdown:      "shutdown",
 	InternalError: "internal_error",
+	TokenExpired:  "token_expired",
 }
 
 // String returns the reason's name, as used in metric labels.

@@ -46,15 +46,18 @@ type Session struct {
 	queue    []*wall.Message // live messages not yet written
 	maxQueue int             // queue length that marks the reader slow
 	notes    [][]byte        // frames that are not messages: notices, errors, pongs
-	ping     bool            // a ping is due
-	closing  bool            // cut off: write final (if any), then close
 	final    []byte          // the last frame, once closing
-	reason   Reason          // why the session ended or is ending; Live until then
-	writing  bool            // a writer runs, the connection is closing, or it is not attached yet
-	reset    bool            // Reset was called (see Attach)
-	done     bool            // the reader has ended: start no writer
 	live     *wall.Message   // the newest message Send queued since the last take, for Lag
-	writes   uint8           // writes carrying a live message, to sample Lag
+	exp      *expiry         // when the peer's token expires (expiry.go); nil if it does not
+	// The small fields together, so that a session stays in its size
+	// class (an idle connection's memory).
+	reason  Reason // why the session ended or is ending; Live until then
+	writes  uint8  // writes carrying a live message, to sample Lag
+	ping    bool   // a ping is due
+	closing bool   // cut off: write final (if any), then close
+	writing bool   // a writer runs, the connection is closing, or it is not attached yet
+	reset   bool   // Reset was called (see Attach)
+	done    bool   // the reader has ended: start no writer
 
 	writer   sync.WaitGroup // the running writer (a worker's flush or writeLoop), if any
 	readDone chan struct{}  // closed when the reader has ended
@@ -84,8 +87,14 @@ func (s *Session) Attach(conn net.Conn, backlog wall.Result) {
 			}{backlog.Missed, backlog.Reset})
 			s.notes = append([][]byte{s.o.Encoder.Note(b)}, s.notes...)
 		}
+		if s.exp != nil {
+			backlog.Messages = s.exp.trim(backlog.Messages)
+		}
 		s.queue = append(backlog.Messages, s.queue...)
 		s.maxQueue += len(backlog.Messages)
+	}
+	if s.exp != nil {
+		s.armLocked()
 	}
 	s.writing = false
 	s.kickLocked()
@@ -109,6 +118,8 @@ func (s *Session) Send(m *wall.Message) {
 	switch {
 	case s.closing || s.done:
 		return
+	case s.exp != nil && s.exp.expired(m):
+		s.expireLocked() // stored after the token expired: not for this peer
 	case len(s.queue) >= s.maxQueue:
 		s.cutLocked(SlowReader)
 	default:
@@ -126,6 +137,9 @@ func (s *Session) Reset(msgs []*wall.Message) {
 	defer s.mu.Unlock()
 	if s.closing || s.done {
 		return
+	}
+	if s.exp != nil {
+		msgs = s.exp.trim(msgs)
 	}
 	s.notes = append(s.notes, s.o.Encoder.Note([]byte(`{"reset": true}`)))
 	s.queue = append(s.queue[:0], msgs...)
@@ -232,6 +246,9 @@ func (s *Session) Finish(r Reason) {
 	s.endLocked(r)
 	s.done = true
 	s.queue, s.notes = nil, nil
+	if s.exp != nil && s.exp.timer != nil {
+		s.exp.timer.Stop()
+	}
 	closing, writing := s.closing, s.writing
 	s.mu.Unlock()
 	close(s.readDone)

@@ -64,6 +64,13 @@ type testSession struct {
 
 func newTestSession(t *testing.T, flusher *netpoll.Flusher, backlog wall.Result) *testSession {
 	t.Helper()
+	return newExpiringSession(t, flusher, backlog, time.Time{})
+}
+
+// newExpiringSession is newTestSession for a peer whose token is refused
+// from exp (none if zero).
+func newExpiringSession(t *testing.T, flusher *netpoll.Flusher, backlog wall.Result, exp time.Time) *testSession {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -85,6 +92,9 @@ func newTestSession(t *testing.T, flusher *netpoll.Flusher, backlog wall.Result)
 		WriteWait: 5 * time.Second, CloseGrace: 200 * time.Millisecond, Ended: &Counters{},
 		Log: slog.New(slog.NewTextHandler(logs, nil))}
 	ts := &testSession{Session: New(o), peer: peer, ended: make(chan struct{}), opts: o, log: logs}
+	if !exp.IsZero() {
+		ts.Expire(exp)
+	}
 	ts.Attach(conn, backlog)
 	go func() { // the transport's reader: waits for the connection to end
 		defer close(ts.ended)

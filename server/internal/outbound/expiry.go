@@ -1,0 +1,66 @@
+package outbound
+
+import (
+	"time"
+
+	"wall/wall"
+)
+
+// expiry is when a session's peer stops being entitled to its messages:
+// the instant from which the token it was admitted with is refused. Only
+// the sessions of tokens with an exp have one (and a timer).
+type expiry struct {
+	at    time.Time
+	from  int64       // at in Unix milliseconds, rounded up: a message whose Time is from or later was stored after at
+	timer *time.Timer // armed by Attach, stopped by Finish
+}
+
+// Expire has the session end with TokenExpired at at (the encoder's final
+// frame for it goes last): the timer ends an idle session, and a message
+// the sequencer stored at at or later ends a busy one as it arrives,
+// unsent, whether or not the timer has fired yet. Call it before the
+// session subscribes to its wall.
+func (s *Session) Expire(at time.Time) {
+	from := at.UnixMilli()
+	if at.After(time.UnixMilli(from)) {
+		from++
+	}
+	s.exp = &expiry{at: at, from: from}
+}
+
+// Expired reports whether the session's token is refused by now: the
+// reader refuses the peer's posts from then on.
+func (s *Session) Expired() bool { return s.exp != nil && !time.Now().Before(s.exp.at) }
+
+// expired reports whether m was stored at or after the expiry.
+func (e *expiry) expired(m *wall.Message) bool { return m.Time >= e.from }
+
+// trim drops the messages stored at or after the expiry: in seq order,
+// a tail.
+func (e *expiry) trim(msgs []*wall.Message) []*wall.Message {
+	for i, m := range msgs {
+		if e.expired(m) {
+			return msgs[:i:i]
+		}
+	}
+	return msgs
+}
+
+// armLocked starts the expiry's timer, once the session has its connection.
+// An expiry already past fires at once. s.mu must be held.
+func (s *Session) armLocked() {
+	s.exp.timer = time.AfterFunc(time.Until(s.exp.at), s.expire)
+}
+
+// expire is the timer's: the session ends, with what is pending (stored
+// before the expiry) before the final frame.
+func (s *Session) expire() { s.Close(TokenExpired) }
+
+// expireLocked ends the session for a message stored after the expiry,
+// which is not queued. s.mu must be held.
+func (s *Session) expireLocked() {
+	if !s.closing {
+		s.endLocked(TokenExpired)
+		s.closing, s.final = true, s.o.Encoder.Close(TokenExpired)
+	}
+}
