@@ -52,7 +52,7 @@ func (pc *pollConn) Flush(*net.Buffers, *netpoll.Writer) {
 	}
 	bp := pc.e.bufs.Get().(*[]byte)
 	var full []byte
-	if pc.expiring && !time.Now().Before(pc.deadline) {
+	if pc.expiring && !time.Now().Before(pc.pollDeadline()) {
 		// The token is refused by now: the timeout's answer, and the
 		// next poll, with a new token, gets these from the same cursor.
 		res.Messages = nil
@@ -137,7 +137,7 @@ func (pc *pollConn) answerTimeout(nb bool) flow {
 func (pc *pollConn) answerError(err *admit.Error, nb bool) flow {
 	bp := pc.e.bufs.Get().(*[]byte)
 	b := AppendErrorBody((*bp)[:respReserve], err.Message)
-	pc.retryAfter = err.RetryAfter
+	pc.retryAfter = int32(err.RetryAfter)
 	f := pc.answerStatus(err.Status, b, nb)
 	pc.retryAfter = 0
 	pc.putBuf(bp, b)

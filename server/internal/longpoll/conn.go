@@ -28,32 +28,25 @@ type pollConn struct {
 	// pending holds bytes read from conn but not handled yet: a pipelined
 	// request.
 	pending []byte
-	// pipelined is set when the client sent more while a poll waited: the
-	// socket stays readable, so the wait can no longer watch it.
-	pipelined bool
 	// back, when not nil, is the request to hand back to net/http.
 	back []byte
 
-	wall      *wall.Wall // the current poll's wall, held with App.Acquire
-	cursor    wall.Cursor
-	deadline  time.Time // of the current poll
-	keepAlive bool
-	expiring  bool // deadline is when the poll's token is refused (App.RefusedFrom)
+	wall     *wall.Wall // the current poll's wall, held with App.Acquire
+	cursor   wall.Cursor
+	deadline int64 // of the current poll, Unix ns (as due)
 
-	woken atomic.Bool   // a message, a reset or shutdown came
 	wake  chan struct{} // signalled with woken; 1-buffered
-
-	st         atomic.Uint64 // a stamp: state and generation (pollstate.go)
-	queued     atomic.Bool   // submitted to the flusher and not yet taken
-	subscribed bool          // pc is among wall's subscribers
-	rest       []byte        // an answer's bytes the socket did not take: a goroutine writes them
-	failed     bool          // a worker's write failed
-	resumeWait bool          // after flowBlock: the goroutine waits for the answer (or reads the next request)
+	st    atomic.Uint64 // a stamp: state and generation (pollstate.go)
+	woken atomic.Bool   // a message, a reset or shutdown came
+	// queued: submitted to the flusher and not yet taken.
+	queued atomic.Bool
+	rest   []byte // an answer's bytes the socket did not take: a goroutine writes them
 
 	// ready is set by the reactor when the socket becomes readable, and
 	// cleared by whoever then looks at it: an owner that parks the
 	// connection while it is set takes it back.
-	ready atomic.Bool
+	ready      atomic.Bool
+	retryAfter int32 // the Retry-After of the answer being written (answerError)
 	// due is when the wait in the reactor ends (Unix ns): the poll's
 	// deadline while it waits for messages, the idle timeout after the
 	// answer. timer fires by then and ends the wait, or looks again.
@@ -61,12 +54,24 @@ type pollConn struct {
 	timer   *time.Timer
 	firesAt atomic.Int64 // when timer fires (Unix ns), as last set
 
-	left    bool  // leave ran (or began): the connection is out of the registry
-	answers uint8 // worker answers, to sample Config.Lag
+	peer string     // the client's address (net/http's RemoteAddr), for admission
+	hold admit.Hold // the current poll's place among its client's connections, until answered
 
-	peer       string     // the client's address (net/http's RemoteAddr), for admission
-	hold       admit.Hold // the current poll's place among its client's connections, until answered
-	retryAfter int        // the Retry-After of the answer being written (answerError)
+	// The flags together, and each 4-byte field beside another: a
+	// pending poll's memory is mostly this struct, and a field alone
+	// would cost a word of padding (TestPollConnSize keeps it in its
+	// allocation size class).
+
+	// pipelined is set when the client sent more while a poll waited: the
+	// socket stays readable, so the wait can no longer watch it.
+	pipelined  bool
+	keepAlive  bool
+	expiring   bool  // deadline is when the poll's token is refused (App.RefusedFrom)
+	subscribed bool  // pc is among wall's subscribers
+	failed     bool  // a worker's write failed
+	resumeWait bool  // after flowBlock: the goroutine waits for the answer (or reads the next request)
+	left       bool  // leave ran (or began): the connection is out of the registry
+	answers    uint8 // worker answers, to sample Config.Lag
 
 	// in is a pooled buffer of bytes read and not yet handled: a
 	// connection waiting holds no buffer.
@@ -74,6 +79,9 @@ type pollConn struct {
 }
 
 var _ wall.Subscriber = (*pollConn)(nil)
+
+// pollDeadline is when the current poll is answered if nothing comes.
+func (pc *pollConn) pollDeadline() time.Time { return time.Unix(0, pc.deadline) }
 
 // Send has the waiting poll answered: by a flusher worker, or by its own
 // goroutine, woken. Called under the wall's lock: never blocks.

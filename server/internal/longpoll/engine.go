@@ -226,7 +226,7 @@ func (e *Engine) Park(rw http.ResponseWriter, r *http.Request, w *wall.Wall, cur
 	pc.conn = conn
 	e.conns.Add(pc)
 	pc.wall = e.app.Acquire(w.Name()) // the caller's hold keeps it the same wall
-	pc.cursor, pc.deadline, pc.expiring, pc.keepAlive = cursor, deadline, expiring, !r.Close
+	pc.cursor, pc.deadline, pc.expiring, pc.keepAlive = cursor, deadline.UnixNano(), expiring, !r.Close
 	go pc.serve(true)
 	return true
 }

@@ -204,10 +204,11 @@ func (pc *pollConn) start(name string, cursor wall.Cursor, expires time.Time, nb
 		return false, pc.answerError(err, nb)
 	}
 	pc.cursor = cursor
-	pc.deadline = time.Now().Add(e.cfg.PollTimeout)
-	pc.expiring = !expires.IsZero() && expires.Before(pc.deadline)
+	deadline := time.Now().Add(e.cfg.PollTimeout)
+	pc.expiring = !expires.IsZero() && expires.Before(deadline)
 	if pc.expiring {
-		pc.deadline = expires
+		deadline = expires
 	}
+	pc.deadline = deadline.UnixNano()
 	return true, flowOn
 }

@@ -38,7 +38,7 @@ func (pc *pollConn) waitAnswer(nb bool) flow {
 			// so that res answers this poll and no later one. A
 			// message after the move reaches Send; shutdown after it
 			// reaches onTimer.
-			w, c, deadline, expiring := pc.wall, pc.cursor, pc.deadline, pc.expiring
+			w, c, deadline, expiring := pc.wall, pc.cursor, pc.pollDeadline(), pc.expiring
 			pc.arm(deadline)
 			s := pc.set(stateWaiting)
 			pc.hookParked()
@@ -67,7 +67,7 @@ func (pc *pollConn) waitAnswer(nb bool) flow {
 		// poll: a message after that state is set reaches Send, so none
 		// is missed; shutdown is checked after the deadline is set for
 		// the same reason.
-		pc.conn.SetReadDeadline(pc.deadline)
+		pc.conn.SetReadDeadline(pc.pollDeadline())
 		pc.woken.Store(false)
 		select {
 		case <-pc.wake:
@@ -75,10 +75,10 @@ func (pc *pollConn) waitAnswer(nb bool) flow {
 		}
 		pc.set(stateWaitSlow)
 		res, _ := pc.wall.Poll(pc.cursor)
-		if pc.expiring && !time.Now().Before(pc.deadline) {
+		if pc.expiring && !time.Now().Before(pc.pollDeadline()) {
 			res = wall.Result{} // the token is refused by now: the timeout's answer
 		}
-		if len(res.Messages) == 0 && !pc.shuttingDown() && time.Now().Before(pc.deadline) {
+		if len(res.Messages) == 0 && !pc.shuttingDown() && time.Now().Before(pc.pollDeadline()) {
 			err := pc.wait()
 			pc.leaveSlow()
 			if err != nil && !errors.Is(err, os.ErrDeadlineExceeded) {
@@ -125,7 +125,7 @@ func (pc *pollConn) wait() error {
 			pc.pipelined = true // data: the next request, read after the answer
 		}
 	}
-	t := time.NewTimer(time.Until(pc.deadline))
+	t := time.NewTimer(time.Until(pc.pollDeadline()))
 	defer t.Stop()
 	select {
 	case <-pc.wake:
