@@ -114,6 +114,23 @@ func newBrowserFor(t *testing.T, d time.Duration) context.Context {
 	path := findChromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
+	// Chromium can fail to start on a loaded machine (CI runs the
+	// packages' tests side by side): one more try before failing.
+	var err error
+	for range 2 {
+		var tab context.Context
+		if tab, err = startChromium(t, ctx, path); err == nil {
+			return tab
+		}
+		t.Logf("starting chromium: %v", err)
+	}
+	t.Fatalf("starting chromium: %v", err)
+	return nil
+}
+
+// startChromium starts headless Chromium under ctx and returns the context
+// of its first tab, or why it did not start (and then it is gone).
+func startChromium(t *testing.T, ctx context.Context, path string) (context.Context, error) {
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(path),
 		chromedp.Flag("headless", true),
@@ -124,17 +141,22 @@ func newBrowserFor(t *testing.T, d time.Duration) context.Context {
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
+		// A container's /dev/shm is often 64 MiB, too little for
+		// several browsers at once.
+		chromedp.Flag("disable-dev-shm-usage", true),
 		chromedp.UserDataDir(t.TempDir()),
 		chromedp.WindowSize(900, 700),
 	)
-	t.Cleanup(cancelAlloc)
 	tab, cancelTab := chromedp.NewContext(allocCtx)
-	t.Cleanup(cancelTab)
 	// The first Run starts the browser.
 	if err := chromedp.Do(tab); err != nil {
-		t.Fatalf("starting chromium: %v", err)
+		cancelTab()
+		cancelAlloc()
+		return nil, err
 	}
-	return tab
+	t.Cleanup(cancelAlloc)
+	t.Cleanup(cancelTab)
+	return tab, nil
 }
 
 // openTab opens url in a new tab of the browser of parent and waits until
