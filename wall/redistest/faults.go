@@ -121,6 +121,25 @@ func (c *Cluster) Pause(n *Server, d time.Duration) {
 	}
 }
 
+// PauseKillingPubSub kills node n's pub/sub connections and pauses it
+// for d (CLIENT KILL TYPE pubsub, then CLIENT PAUSE d ALL, in one round
+// trip), so that its subscribers reconnect into the pause: their new
+// connections are accepted, but nothing they send is answered until d
+// has passed. It returns when the pause is set.
+func (c *Cluster) PauseKillingPubSub(n *Server, d time.Duration) {
+	c.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	cl := c.nodeClient(n)
+	defer cl.Close()
+	pipe := cl.Pipeline()
+	pipe.ClientKillByFilter(ctx, "TYPE", "pubsub")
+	pipe.Do(ctx, "CLIENT", "PAUSE", d.Milliseconds(), "ALL")
+	if _, err := pipe.Exec(ctx); err != nil {
+		c.t.Fatalf("redistest: killing the pub/sub connections of %s and pausing it: %v", n.Addr(), err)
+	}
+}
+
 // KillPubSub runs CLIENT KILL TYPE pubsub on every running node (sharded
 // subscribers included) and returns how many connections were killed.
 func (c *Cluster) KillPubSub() (int, error) {
