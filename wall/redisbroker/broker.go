@@ -192,8 +192,8 @@ type Broker struct {
 	dropPubSub atomic.Bool // tests: the readers lose every message, as if their connections were down
 
 	// subscribeDelay, when set by a test before Run, delays every
-	// subscribe the manager sends: a slow subscription, to test that
-	// nothing published meanwhile is lost.
+	// subscribe a link's goroutine sends: a slow subscription, to test
+	// that nothing published meanwhile is lost.
 	subscribeDelay time.Duration
 
 	// readHook, when set by a test before Run, is called by a history

@@ -3,6 +3,8 @@ package redisbroker
 import (
 	"context"
 	"fmt"
+	"time"
+
 	"wall/wall"
 
 	"github.com/redis/go-redis/v9"
@@ -100,20 +102,118 @@ func (m *manager) reroute(ctx context.Context, names []string) {
 			continue
 		}
 		old := f.link
-		m.unlinkLocked(name, f)
+		m.unlinkLocked(name, f, true)
 		b.fol.Unlock()
 		b.log.Info("redis: wall moved to another node", "wall", wall.LogName(name), "from", old.addr, "to", addr)
-		if old.ps != nil {
-			m.unsubscribe(ctx, old, name)
+		if old.up {
+			m.unsubscribe(old, name)
 		}
 	}
 }
 
-// unlinkLocked takes wall name off its link and makes it pending. The
-// follows lock must be held.
-func (m *manager) unlinkLocked(name string, f *follow) {
+// unlinkLocked takes wall name off its link and, if pending, makes it
+// pending (else the caller routes it later). The follows lock must be
+// held.
+func (m *manager) unlinkLocked(name string, f *follow, pending bool) {
 	delete(f.link.walls, name)
 	f.link = nil
 	f.setLive(false)
-	m.b.fol.pending[name] = struct{}{}
+	if pending {
+		m.b.fol.pending[name] = struct{}{}
+	}
+}
+
+// topoReloads is the manager's reloads of the cluster's slot map, asked
+// for when a node says a slot moved: one at a time, on a goroutine of
+// their own (a reload asks some node, which may be the stalled one), as
+// the history readers read a wall. What waits for a reload is released by
+// the first one that started after it was asked for: the one asked, or if
+// one was running, the next.
+type topoReloads struct {
+	running   bool
+	cur, next topoWaiters   // released by the running reload; by the one after it
+	done      chan struct{} // the running reload -> manager
+	lastAt    time.Time     // when the last reload ended
+}
+
+// topoWaiters is what waits for a reload: walls to route again (unlinked,
+// not pending meanwhile), links whose unconfirmed walls are to be routed
+// and sent again.
+type topoWaiters struct {
+	walls []string
+	links []*link
+}
+
+func (w topoWaiters) empty() bool { return len(w.walls) == 0 && len(w.links) == 0 }
+
+// afterReload has wall name (if not "") routed again, or l's (if not nil)
+// unconfirmed walls routed and sent again, after a reload of the slot
+// map that starts from now.
+func (m *manager) afterReload(ctx context.Context, name string, l *link) {
+	t := &m.topo
+	w := &t.cur
+	if t.running {
+		w = &t.next
+	}
+	if name != "" {
+		w.walls = append(w.walls, name)
+	}
+	if l != nil {
+		w.links = append(w.links, l)
+	}
+	if !t.running {
+		m.startReload(ctx)
+	}
+}
+
+// startReload reloads the slot map on a goroutine, at most every
+// manageTick, and tells the manager on topo.done when it has.
+func (m *manager) startReload(ctx context.Context) {
+	t := &m.topo
+	t.running = true
+	wait := time.Until(t.lastAt.Add(manageTick))
+	b, done := m.b, t.done
+	m.wg.Go(m.sv.guard(ctx, "topology", func(ctx context.Context) {
+		if wait > 0 {
+			timer := time.NewTimer(wait)
+			defer timer.Stop()
+			select {
+			case <-timer.C:
+			case <-ctx.Done():
+				return
+			}
+		}
+		rctx, cancel := context.WithTimeout(ctx, b.cfg.Timeout)
+		b.reloadTopologyNow(rctx)
+		cancel()
+		select {
+		case done <- struct{}{}:
+		case <-ctx.Done():
+		}
+	}))
+}
+
+// reloaded releases what waited for the reload that ended, and starts the
+// next one if something waits for it.
+func (m *manager) reloaded(ctx context.Context) {
+	b := m.b
+	t := &m.topo
+	t.running, t.lastAt = false, time.Now()
+	w := t.cur
+	t.cur, t.next = t.next, topoWaiters{}
+	if !t.cur.empty() {
+		m.startReload(ctx)
+	}
+	b.fol.Lock()
+	for _, name := range w.walls {
+		if f := b.fol.walls[name]; f != nil && f.link == nil {
+			b.fol.pending[name] = struct{}{}
+		}
+	}
+	b.fol.Unlock()
+	for _, l := range w.links {
+		if m.links[l.addr] == l {
+			m.retryUnconfirmed(ctx, l, 0)
+		}
+	}
 }

@@ -2,19 +2,18 @@ package redisbroker
 
 import (
 	"context"
-	"errors"
 	"log/slog"
-	"net"
 	"time"
 
 	"github.com/redis/go-redis/v9"
 )
 
 // This file holds the link, one pub/sub connection to one Redis node that
-// carries the subscriptions of the followed walls the node serves: its
-// reader goroutine, which only parses what arrives and hands it on, never
-// blocking on the applier, and the manager's operations on it (connect,
-// subscribe, unsubscribe, down).
+// carries the subscriptions of the followed walls the node serves, as the
+// manager sees it, and the manager's operations on it (connect,
+// subscribe, unsubscribe, down). They only decide and record: the Redis
+// calls are orders on the link's queue, carried out by the link's own
+// goroutine (linkloop.go), so the manager never waits for a node.
 //
 // Each connection is one go-redis PubSub, used for its life only: when it
 // fails, the manager closes it and opens a new one on which it subscribes
@@ -24,22 +23,24 @@ import (
 // several slots, as a node's walls do.
 
 // link is one pub/sub connection (the current generation of it) to one
-// Redis node. It is owned by the manager: only the manager reads or
-// writes its fields; the reader gets what it needs as arguments.
+// Redis node. Its fields are owned by the manager: only the manager reads
+// or writes them; the link's goroutine and readers get what they need
+// through q and as arguments.
 type link struct {
 	addr string        // the node's address; "" for the one link to a single Redis
 	node *redis.Client // the node's client, on a cluster (nil: the broker's client)
+	q    *linkQueue    // orders for the link's goroutine
 
-	ps      *redis.PubSub       // the current connection; nil while down
-	gen     int                 // generation of ps; events of older ones are ignored
-	stop    chan struct{}       // closed to end the current generation's reader
-	walls   map[string]struct{} // walls routed to the node, subscribed or to be
-	unsubs  map[string]int      // our unsubscribes not yet confirmed, per channel
-	fails   int                 // consecutive failures, for the backoff
-	retryAt time.Time           // when a down link reconnects
+	up        bool                // connection gen is open or being opened; false while down
+	connected bool                // gen's first subscribe went out: its reader runs
+	gen       int                 // generation of the connection; events of older ones are ignored
+	walls     map[string]struct{} // walls routed to the node, subscribed or to be
+	unsubs    map[string]int      // our unsubscribes not yet confirmed, per channel
+	fails     int                 // consecutive failures, for the backoff
+	retryAt   time.Time           // when a down link reconnects
 }
 
-// linkEvent is what a reader tells the manager.
+// linkEvent is what a link's goroutine or reader tells the manager.
 type linkEvent struct {
 	l    *link
 	gen  int
@@ -55,88 +56,18 @@ const (
 	evUnsubscribed                  // an unsubscribe, ours or the node's (its slot moved away)
 	evReply                         // an error reply (MOVED, CROSSSLOT...), the connection is fine
 	evDown                          // the connection failed or stopped answering
+	evConnected                     // the connection is up: its first subscribe went out
 )
 
-// readLoop receives from one connection of link l until it fails, stop is
-// closed or ctx is done. Messages go to the applier's queue without
-// blocking: when the queue is full the wall is marked dirty and refilled
-// from the Redis history later. Subscriptions and failures go to the
-// manager. Must only run as a reader goroutine started by the manager.
-func (b *Broker) readLoop(ctx context.Context, l *link, ps *redis.PubSub, gen int, stop <-chan struct{}) {
-	report := func(ev linkEvent) bool {
-		ev.l, ev.gen = l, gen
-		select {
-		case b.linkEv <- ev:
-			return true
-		case <-stop:
-		case <-ctx.Done():
-		}
-		return false
-	}
-	pinged := false // a health-check ping is unanswered
-	for {
-		v, err := ps.ReceiveTimeout(ctx, redisPingEvery)
-		select {
-		case <-stop:
-			return
-		default:
-		}
-		if ctx.Err() != nil {
-			return
-		}
-		if err != nil {
-			var re redis.Error
-			var ne net.Error
-			switch {
-			case errors.As(err, &re):
-				if !report(linkEvent{kind: evReply, err: err}) {
-					return
-				}
-				continue
-			case errors.As(err, &ne) && ne.Timeout() && !pinged:
-				pinged = true
-				_ = ps.Ping(ctx)
-				continue
-			}
-			// Closed, reset, refused, or no answer to a ping: the
-			// connection is dead, whether or not it knows it.
-			report(linkEvent{kind: evDown, err: err})
-			return
-		}
-		pinged = false
-		switch m := v.(type) {
-		case *redis.Subscription:
-			kind := evSubscribed
-			if m.Kind == "unsubscribe" || m.Kind == "sunsubscribe" {
-				kind = evUnsubscribed
-			}
-			if !report(linkEvent{kind: kind, wall: b.wallOf(m.Channel)}) {
-				return
-			}
-		case *redis.Message:
-			if b.panicHook != nil {
-				b.panicHook("reader")
-			}
-			if b.dropPubSub.Load() {
-				continue
-			}
-			b.received.Add(1)
-			e, err := parsePayload(m.Payload)
-			if err != nil {
-				b.log.Warn("redis: ignoring malformed message", "channel", m.Channel, "err", err)
-				continue
-			}
-			select {
-			case b.msgs <- e:
-			default:
-				b.markDirty(e.wallName) // refilled from history, in order
-			}
-		}
-	}
+// newLink makes the link to a node and starts its goroutine.
+func (m *manager) newLink(ctx context.Context, addr string, node *redis.Client) *link {
+	l := &link{addr: addr, node: node, q: newLinkQueue(), walls: make(map[string]struct{})}
+	m.wg.Go(m.sv.guard(ctx, "link", func(ctx context.Context) { m.b.linkLoop(ctx, m.sv, l, l.q) }))
+	return l
 }
 
-// connect opens a new connection for l and subscribes every wall of the
-// link on it, one command each, then starts its reader.
+// connect has the link's goroutine open a new connection and subscribe
+// every wall of the link on it, one command each.
 func (m *manager) connect(ctx context.Context, l *link) {
 	b := m.b
 	if b.cluster != nil {
@@ -149,13 +80,11 @@ func (m *manager) connect(ctx context.Context, l *link) {
 			}
 			break
 		}
-		l.ps = l.node.SSubscribe(ctx)
-	} else {
-		l.ps = b.client.Subscribe(ctx)
 	}
 	l.gen++
-	l.stop = make(chan struct{})
+	l.up, l.connected = true, false
 	l.unsubs = make(map[string]int)
+	l.q.push(linkOp{kind: opOpen, gen: l.gen, node: l.node})
 	now := time.Now()
 	b.fol.Lock()
 	for name := range l.walls {
@@ -165,76 +94,64 @@ func (m *manager) connect(ctx context.Context, l *link) {
 	}
 	b.fol.Unlock()
 	for name := range l.walls {
-		if err := m.subscribe(ctx, l, name); err != nil {
-			level := slog.LevelWarn
-			if l.fails > 0 {
-				level = slog.LevelDebug // logged once per outage
-			}
-			b.log.Log(ctx, level, "redis pub/sub connect failed; retrying", "node", l.addr, "err", err)
-			m.down(l)
-			return
+		m.subscribe(l, name)
+	}
+}
+
+// connected records that l's connection is up. The subscribes sent
+// before count from now: they may have waited for the connection.
+func (m *manager) connected(l *link) {
+	l.connected = true
+	now := time.Now()
+	m.b.fol.Lock()
+	for name := range l.walls {
+		if f := m.b.fol.walls[name]; f != nil && !f.live {
+			f.sentAt = now
 		}
 	}
-	ps, gen, stop := l.ps, l.gen, l.stop
-	m.wg.Go(m.sv.guard(ctx, "reader", func(ctx context.Context) { b.readLoop(ctx, l, ps, gen, stop) }))
-	b.log.Debug("redis pub/sub connected", "node", l.addr, "walls", len(l.walls))
+	m.b.fol.Unlock()
+	m.b.log.Debug("redis pub/sub connected", "node", l.addr, "walls", len(l.walls))
 }
 
-// subscribe sends the subscribe command for one wall on l's connection.
-func (m *manager) subscribe(ctx context.Context, l *link, name string) error {
-	if m.b.subscribeDelay > 0 {
-		time.Sleep(m.b.subscribeDelay)
-	}
-	ctx, cancel := context.WithTimeout(ctx, m.b.cfg.Timeout)
-	defer cancel()
-	if m.b.cluster != nil {
-		return l.ps.SSubscribe(ctx, m.b.channel(name))
-	}
-	return l.ps.Subscribe(ctx, m.b.channel(name))
+// subscribe has the subscribe command for one wall sent on l's
+// connection. A failure comes back as evDown.
+func (m *manager) subscribe(l *link, name string) {
+	l.q.push(linkOp{kind: opSub, gen: l.gen, wall: name})
 }
 
-// unsubscribe sends the unsubscribe command for one wall on l's
+// unsubscribe has the unsubscribe command for one wall sent on l's
 // connection; its confirmation is expected (not taken for the node's).
-func (m *manager) unsubscribe(ctx context.Context, l *link, name string) {
-	ch := m.b.channel(name)
-	l.unsubs[ch]++
-	ctx, cancel := context.WithTimeout(ctx, m.b.cfg.Timeout)
-	defer cancel()
-	var err error
-	if m.b.cluster != nil {
-		err = l.ps.SUnsubscribe(ctx, ch)
-	} else {
-		err = l.ps.Unsubscribe(ctx, ch)
-	}
-	if err != nil {
-		m.b.log.Warn("redis pub/sub unsubscribe failed; reconnecting", "node", l.addr, "err", err)
-		m.down(l)
-	}
+func (m *manager) unsubscribe(l *link, name string) {
+	l.unsubs[m.b.channel(name)]++
+	l.q.push(linkOp{kind: opUnsub, gen: l.gen, wall: name})
 }
 
 // resend sends a wall's subscribe again on its link, if the link is up.
-func (m *manager) resend(ctx context.Context, name string) {
+func (m *manager) resend(name string) {
 	b := m.b
 	b.fol.Lock()
 	f := b.fol.walls[name]
-	if f == nil || f.link == nil || f.link.ps == nil || f.live {
+	if f == nil || f.link == nil || !f.link.up || f.live {
 		b.fol.Unlock()
 		return
 	}
 	l := f.link
 	f.sentAt = time.Now()
 	b.fol.Unlock()
-	if err := m.subscribe(ctx, l, name); err != nil {
-		m.down(l)
-	}
+	m.subscribe(l, name)
 }
 
 // down closes l's connection after a failure; its walls are not live
 // until a new connection, after a backoff, confirms them again.
-func (m *manager) down(l *link) {
-	if l.ps == nil {
+func (m *manager) down(ctx context.Context, l *link, err error) {
+	if !l.up {
 		return
 	}
+	level := slog.LevelWarn
+	if l.fails > 0 {
+		level = slog.LevelDebug // logged once per outage
+	}
+	m.b.log.Log(ctx, level, "redis pub/sub connection failed; reconnecting", "node", l.addr, "walls", len(l.walls), "err", err)
 	m.closeConn(l)
 	l.fails++
 	backoff := min(50*time.Millisecond<<min(l.fails-1, 5), redisMaxBackoff)
@@ -242,15 +159,15 @@ func (m *manager) down(l *link) {
 	m.b.reloadTopology()
 }
 
-// closeConn ends l's current connection and reader and marks its walls not
-// live.
+// closeConn has l's current connection closed, with its reader, and
+// marks its walls not live. Its orders not yet carried out are dropped.
 func (m *manager) closeConn(l *link) {
-	if l.ps == nil {
+	if !l.up {
 		return
 	}
-	close(l.stop)
-	_ = l.ps.Close() // ends the reader's Receive
-	l.ps = nil
+	l.q.cancel(l.gen)
+	l.q.push(linkOp{kind: opClose, gen: l.gen})
+	l.up, l.connected = false, false
 	m.b.fol.Lock()
 	for name := range l.walls {
 		if f := m.b.fol.walls[name]; f != nil {
@@ -258,4 +175,10 @@ func (m *manager) closeConn(l *link) {
 		}
 	}
 	m.b.fol.Unlock()
+}
+
+// closeLink closes l's connection and ends its goroutine.
+func (m *manager) closeLink(l *link) {
+	m.closeConn(l)
+	l.q.stop()
 }

@@ -8,10 +8,15 @@ import (
 )
 
 // This file holds the subscription manager, one of Run's goroutines and
-// the only one that subscribes and unsubscribes. It routes each followed
-// wall to the link of the node that serves it (the one link on a single
-// Redis), keeps the links connected, moves walls when the cluster's
-// topology changes, and drops the walls whose linger is over.
+// the only one that decides what is subscribed where. It routes each
+// followed wall to the link of the node that serves it (the one link on a
+// single Redis), keeps the links connected, moves walls when the
+// cluster's topology changes, and drops the walls whose linger is over.
+// It makes no Redis call: each link's goroutine makes that link's
+// (linkloop.go), and a goroutine of its own reloads the cluster's slot
+// map when a node says it changed (cluster.go). So a node that stalls
+// delays only the subscriptions of the walls it serves; the others are
+// subscribed, confirmed and dropped as they come.
 //
 // A wall's subscription is "live" once its node confirmed it. Only then
 // does the wall's history tell everything the stream will not: any message
@@ -33,21 +38,25 @@ type manager struct {
 	b     *Broker
 	sv    *supervisor
 	links map[string]*link // by node address
-	wg    sync.WaitGroup   // readers
+	wg    sync.WaitGroup   // the links' goroutines, the topology reloads
 
-	expireAt    time.Time // next linger sweep
-	routeAt     time.Time // next check of every wall's route (cluster)
-	refreshedAt time.Time // last synchronous reload of the topology
+	topo topoReloads // walls and links waiting for a reload of the slot map
+
+	expireAt time.Time // next linger sweep
+	routeAt  time.Time // next check of every wall's route (cluster)
 }
 
-// manageLoop runs the manager until ctx is done, then closes every link
-// and waits for their readers. Must only run as Run's manager goroutine.
+// manageLoop runs the manager until ctx is done, then ends every link's
+// goroutine (which closes its connection and waits for its readers) and
+// waits for them and any topology reload. Must only run as Run's manager
+// goroutine.
 func (b *Broker) manageLoop(ctx context.Context, sv *supervisor) {
 	m := &manager{b: b, sv: sv, links: make(map[string]*link)}
+	m.topo.done = make(chan struct{})
 	defer m.wg.Wait()
 	defer func() {
 		for _, l := range m.links {
-			m.closeConn(l)
+			m.closeLink(l)
 		}
 	}()
 	tick := time.NewTicker(manageTick)
@@ -59,6 +68,8 @@ func (b *Broker) manageLoop(ctx context.Context, sv *supervisor) {
 		case <-b.subKick:
 		case ev := <-b.linkEv:
 			m.handle(ctx, ev)
+		case <-m.topo.done:
+			m.reloaded(ctx)
 		case now := <-tick.C:
 			m.periodic(ctx, now)
 		}
@@ -66,10 +77,10 @@ func (b *Broker) manageLoop(ctx context.Context, sv *supervisor) {
 	}
 }
 
-// handle acts on a reader's event.
+// handle acts on an event of a link's goroutine or reader.
 func (m *manager) handle(ctx context.Context, ev linkEvent) {
 	l := ev.l
-	if m.links[l.addr] != l || ev.gen != l.gen || l.ps == nil {
+	if m.links[l.addr] != l || ev.gen != l.gen || !l.up {
 		return // a connection closed since
 	}
 	b := m.b
@@ -95,35 +106,29 @@ func (m *manager) handle(ctx context.Context, ev linkEvent) {
 			return
 		}
 		// The node dropped the subscription itself: the wall's slot moved
-		// to another node. Route it again.
+		// to another node. It is routed again once the slot map is
+		// reloaded, so that it goes to the new owner at once.
 		b.log.Info("redis dropped a wall's subscription (slot moved); moving it", "wall", wall.LogName(ev.wall), "node", l.addr)
-		m.refreshTopology(ctx)
 		b.fol.Lock()
-		if f := b.fol.walls[ev.wall]; f != nil && f.link == l {
-			m.unlinkLocked(ev.wall, f)
+		f := b.fol.walls[ev.wall]
+		moved := f != nil && f.link == l
+		if moved {
+			m.unlinkLocked(ev.wall, f, false)
 		}
 		b.fol.Unlock()
+		if moved {
+			m.afterReload(ctx, ev.wall, nil)
+		}
 	case evReply:
 		// An error reply to a subscribe (MOVED after a topology change):
-		// the link's unconfirmed walls are routed and sent again.
+		// once the slot map is reloaded, the link's unconfirmed walls are
+		// routed and sent again.
 		b.log.Debug("redis pub/sub error reply", "node", l.addr, "err", ev.err)
-		m.refreshTopology(ctx)
-		m.retryUnconfirmed(ctx, l, 0)
+		m.afterReload(ctx, "", l)
+	case evConnected:
+		m.connected(l)
 	case evDown:
-		b.log.Warn("redis pub/sub connection lost; reconnecting", "node", l.addr, "walls", len(l.walls), "err", ev.err)
-		m.down(l)
-	}
-}
-
-// refreshTopology reloads the cluster's slots now, at most every
-// manageTick: a node said a slot moved, so the walls about to be routed
-// again go to the new owner at once.
-func (m *manager) refreshTopology(ctx context.Context) {
-	if now := time.Now(); now.Sub(m.refreshedAt) >= manageTick {
-		m.refreshedAt = now
-		ctx, cancel := context.WithTimeout(ctx, m.b.cfg.Timeout)
-		defer cancel()
-		m.b.reloadTopologyNow(ctx)
+		m.down(ctx, l, ev.err)
 	}
 }
 
@@ -137,7 +142,7 @@ func (m *manager) periodic(ctx context.Context, now time.Time) {
 	}
 	m.retryUnconfirmed(ctx, nil, unconfirmedFor)
 	for _, l := range m.links {
-		if l.ps == nil && !now.Before(l.retryAt) {
+		if !l.up && !now.Before(l.retryAt) {
 			if b.cluster != nil {
 				m.reroute(ctx, keys(l.walls)) // after a failover its walls are elsewhere
 			}
@@ -154,15 +159,15 @@ func (m *manager) periodic(ctx context.Context, now time.Time) {
 }
 
 // retryUnconfirmed routes again and resends the subscribes sent at least
-// olderThan ago and still unconfirmed, on link only (nil: on every link
-// that is up).
+// olderThan ago and still unconfirmed, on link only (nil: on every link),
+// of links whose connection is up.
 func (m *manager) retryUnconfirmed(ctx context.Context, only *link, olderThan time.Duration) {
 	b := m.b
 	now := time.Now()
 	var stale []string
 	b.fol.Lock()
 	for _, l := range m.links {
-		if l.ps == nil || (only != nil && l != only) {
+		if !l.connected || (only != nil && l != only) {
 			continue
 		}
 		for name := range l.walls {
@@ -177,7 +182,7 @@ func (m *manager) retryUnconfirmed(ctx context.Context, only *link, olderThan ti
 	}
 	m.reroute(ctx, stale) // on a cluster, where the topology says now
 	for _, name := range stale {
-		m.resend(ctx, name)
+		m.resend(name)
 	}
 }
 
@@ -200,7 +205,7 @@ func (m *manager) subscribePending(ctx context.Context) {
 		}
 		l := m.links[addr]
 		if l == nil {
-			l = &link{addr: addr, node: node, walls: make(map[string]struct{})}
+			l = m.newLink(ctx, addr, node)
 			m.links[addr] = l
 		}
 		b.fol.Lock()
@@ -214,11 +219,8 @@ func (m *manager) subscribePending(ctx context.Context) {
 		l.walls[name] = struct{}{}
 		b.fol.Unlock()
 		switch {
-		case l.ps != nil:
-			if err := m.subscribe(ctx, l, name); err != nil {
-				b.log.Warn("redis pub/sub subscribe failed; reconnecting", "node", l.addr, "err", err)
-				m.down(l)
-			}
+		case l.up:
+			m.subscribe(l, name)
 		case !time.Now().Before(l.retryAt):
 			m.connect(ctx, l) // subscribes every wall of the link
 		}
@@ -248,16 +250,14 @@ func (m *manager) expire(ctx context.Context, now time.Time) {
 		delete(b.fol.pending, name)
 		if l := f.link; l != nil {
 			delete(l.walls, name)
-			if l.ps != nil {
+			if l.up {
 				unsubs = append(unsubs, unsub{l, name})
 			}
 		}
 	}
 	b.fol.Unlock()
 	for _, u := range unsubs {
-		if u.l.ps != nil {
-			m.unsubscribe(ctx, u.l, u.name)
-		}
+		m.unsubscribe(u.l, u.name)
 	}
 }
 
@@ -265,7 +265,7 @@ func (m *manager) expire(ctx context.Context, now time.Time) {
 func (m *manager) closeEmpty() {
 	for addr, l := range m.links {
 		if len(l.walls) == 0 {
-			m.closeConn(l)
+			m.closeLink(l)
 			delete(m.links, addr)
 		}
 	}
