@@ -24,9 +24,10 @@ import (
 //
 //	run.go       Run, which owns the broker's goroutines, and Stats
 //	follow.go    which walls this instance follows: the hub's Interest calls
-//	manage.go    the subscription manager: subscribes, moves and drops walls
-//	link.go      one pub/sub connection to one Redis node, and its reader
-//	cluster.go   what differs on a Redis Cluster: routing, loading the library
+//	manage.go    the subscription manager: decides what is subscribed where
+//	link.go      one pub/sub connection to one Redis node, as the manager sees it
+//	linkloop.go  a link's goroutine, which makes its Redis calls, and its reader
+//	cluster.go   what differs on a Redis Cluster: routing, topology reloads, the library
 //	publish.go   Publish: sequence in Redis, wait until applied; library calls
 //	durable.go   the optional wait for a replica after each post (WAIT)
 //	sync.go      Sync, and how callers ask the applier for work (resync, dirty)
@@ -124,11 +125,10 @@ type Config struct {
 // and the history size. The reply is the seq, the epoch and the id. The
 // body is cleaned like any post by each instance on receipt.
 //
-// Ownership: Run owns the applier and the subscription manager, and the
-// manager owns one reader per pub/sub connection. Only the applier writes
-// to the hub's walls (their epochs included); Publish and Sync ask it for
-// a resync and wait for the result. Only the manager subscribes and
-// unsubscribes.
+// Ownership: Run owns the applier and the subscription manager. Only the
+// applier writes to the hub's walls (their epochs included); Publish and
+// Sync ask it for a resync and wait for the result. Only the manager
+// decides what is subscribed where.
 //
 // The applier makes no Redis call. The reads that catch a wall up (its
 // first use here, a gap, a dirty mark, a resync request, the periodic
@@ -143,6 +143,26 @@ type Config struct {
 // cluster) delays the walls of its slots only: the others' messages are
 // applied as they come, and their reads run in their own nodes' lanes. See
 // reads.go.
+//
+// Nor does the manager. It owns one goroutine per link (one per Redis node
+// on a cluster, one on a single Redis: the same code) and gives it orders
+// on an unbounded queue, never waiting: open a new connection, subscribe a
+// wall, unsubscribe one, close the connection. The link's goroutine carries
+// them out in order, each call bounded by Config.Timeout, starts the reader
+// of each connection once its first subscribe went out, and reports
+// failures; the readers report confirmations, drops and errors; both
+// through one channel to the manager, which tags every connection with a
+// generation and ignores what comes from an older one. When the manager
+// closes a connection it drops the orders for it still queued. Reloads of
+// the cluster's slot map that the manager waits for (a node dropped a
+// subscription, or answered MOVED) run on a goroutine of their own, one at
+// a time; the walls concerned are routed again when one that started after
+// they asked has ended. So a wall's subscription is still live only once
+// its node confirmed it on the link's current connection, each confirmation
+// still marks the wall dirty, and a node that stalls without failing holds
+// only its own link's goroutine: the walls of the other nodes are
+// subscribed, confirmed and dropped as they come. See manage.go and
+// linkloop.go.
 //
 // A panic in any of these goroutines is not survived: they hold the order
 // of every wall, and a wall the applier left mid-update (or a poison entry

@@ -38,10 +38,11 @@ func (b *Broker) Stats() Stats {
 }
 
 // Run follows walls and applies their messages until ctx is done; call it
-// once. It owns the applier and the subscription manager (which owns the
-// pub/sub readers), and the history readers the applier starts, and
-// returns after all have ended: nil when ctx ended them, an error when one
-// of them panicked (see Broker).
+// once. It owns the applier and the subscription manager (which owns each
+// link's goroutine, each link's pub/sub readers and the topology
+// reloads), and the history readers the applier starts, and returns after
+// all have ended: nil when ctx ended them, an error when one of them
+// panicked (see Broker).
 func (b *Broker) Run(ctx context.Context) error {
 	defer close(b.stopped)
 	if err := b.loadLibrary(ctx); err != nil && ctx.Err() == nil {
