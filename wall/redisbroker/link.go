@@ -62,7 +62,8 @@ const (
 // newLink makes the link to a node and starts its goroutine.
 func (m *manager) newLink(ctx context.Context, addr string, node *redis.Client) *link {
 	l := &link{addr: addr, node: node, q: newLinkQueue(), walls: make(map[string]struct{})}
-	m.wg.Go(m.sv.guard(ctx, "link", func(ctx context.Context) { m.b.linkLoop(ctx, m.sv, l, l.q) }))
+	q := l.q
+	m.wg.Go(m.sv.guard(ctx, "link", func(ctx context.Context) { m.b.linkLoop(ctx, m.sv, l, q) }))
 	return l
 }
 
