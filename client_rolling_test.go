@@ -101,8 +101,15 @@ func (l *pageLog) settled() bool {
 // owner in startProcess reaps it), failing after within.
 func stopProcessAndWait(t *testing.T, p *serverProcess, within time.Duration) {
 	t.Helper()
-	if err := syscall.Kill(p.pid, syscall.SIGTERM); err != nil {
-		t.Fatalf("SIGTERM to %d: %v", p.pid, err)
+	signalProcessAndWait(t, p, syscall.SIGTERM, within)
+}
+
+// signalProcessAndWait sends p sig and waits until it has exited, failing
+// after within.
+func signalProcessAndWait(t *testing.T, p *serverProcess, sig syscall.Signal, within time.Duration) {
+	t.Helper()
+	if err := syscall.Kill(p.pid, sig); err != nil {
+		t.Fatalf("%v to %d: %v", sig, p.pid, err)
 	}
 	stat := "/proc/" + strconv.Itoa(p.pid) + "/stat"
 	waitFor(t, func() bool {
