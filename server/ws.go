@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/netip"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -15,6 +16,7 @@ import (
 	"github.com/labstack/echo/v4"
 
 	"wall/server/internal/admit"
+	"wall/server/internal/identity"
 	"wall/server/internal/wsframe"
 	"wall/wall"
 )
@@ -133,18 +135,20 @@ func (s *Server) handleWS(c echo.Context) error {
 	return nil
 }
 
-// wsPost is a client's frame: {"body": "...", "id": "..."}; other keys
-// are ignored.
+// wsPost is a client's frame: a post {"body": "...", "id": "..."}, or a
+// token refresh {"token": "<jwt>"}; other keys are ignored.
 type wsPost struct {
-	Body *json.RawMessage `json:"body"`
-	ID   *json.RawMessage `json:"id"`
+	Body  *json.RawMessage `json:"body"`
+	ID    *json.RawMessage `json:"id"`
+	Token *json.RawMessage `json:"token"`
 }
 
-// post publishes one frame's body. A frame that names an id is
-// acknowledged: if its message is stored now, the wall delivers it to this
-// socket like to every subscriber; if the id was stored before (a retry),
-// the stored message is sent to this socket alone. It returns the error
-// frame to send, if any, which names the id when the frame had one.
+// post publishes one frame's body, or hands a token frame to refresh. A
+// frame that names an id is acknowledged: if its message is stored now,
+// the wall delivers it to this socket like to every subscriber; if the id
+// was stored before (a retry), the stored message is sent to this socket
+// alone. It returns the frame to send the sender, if any: an error frame,
+// which names the id when the frame had one, or a refresh's answer.
 func (c *wsConn) post(data []byte) []byte {
 	if !utf8.Valid(data) { // a binary frame; text frames were checked
 		return c.s.frameError(http.StatusBadRequest, "Invalid unicode in body", "")
@@ -152,6 +156,9 @@ func (c *wsConn) post(data []byte) []byte {
 	var p wsPost
 	if err := json.Unmarshal(data, &p); err != nil {
 		return c.s.frameError(http.StatusBadRequest, `frame must be a JSON object like {"body": "text"}`, "")
+	}
+	if p.Token != nil {
+		return c.refresh(&p)
 	}
 	var id string
 	if p.ID != nil && (json.Unmarshal(*p.ID, &id) != nil || !wall.ValidID(id)) {
@@ -183,6 +190,32 @@ func (c *wsConn) post(data []byte) []byte {
 		c.sess.Send(m) // behind what is queued: a retry's answer, already seen or caught up
 	}
 	return nil
+}
+
+// refresh handles a {"token": "<jwt>"} frame: admission checks the fresh
+// token against the connection (its user, its wall), and the session's
+// expiry moves to the new token's, or goes if it has no exp. The sender
+// is answered {"refreshed": true, "exp": <unix seconds, 0 for none>} or an
+// error frame (the frame returned); a refused or late refresh leaves the
+// old expiry, at which the connection still ends.
+func (c *wsConn) refresh(p *wsPost) []byte {
+	var token string
+	if p.Body != nil || json.Unmarshal(*p.Token, &token) != nil {
+		return c.s.frameError(http.StatusBadRequest, `frame must be {"body": "text"} or {"token": "<jwt>"}`, "")
+	}
+	who, aerr := c.s.admit.Refresh(admit.Ticket{Wall: c.wall.Name(), Who: identity.Identity{Sub: c.user}}, token)
+	if aerr != nil {
+		return c.s.frameError(aerr.Status, aerr.Message, "")
+	}
+	if !c.sess.Refresh(c.s.cfg.Identity.RefusedFrom(who)) {
+		// The old token's expiry came first: the session is ending.
+		return c.s.frameError(http.StatusUnauthorized, msgTokenExpired, "")
+	}
+	var exp int64
+	if !who.Expires.IsZero() {
+		exp = who.Expires.Unix()
+	}
+	return wsframe.Text([]byte(`{"refreshed": true, "exp": ` + strconv.FormatInt(exp, 10) + `}`))
 }
 
 // frameError counts a refused frame post with the status its HTTP post

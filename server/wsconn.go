@@ -235,7 +235,7 @@ func (c *wsConn) readBuffered(br *bufio.Reader, mr *wsframe.MessageReader) error
 			return err
 		}
 		c.sess.Conn().SetReadDeadline(time.Now().Add(c.s.pongWait()))
-		if e := c.post(msg); e != nil && !c.sess.Note(e) {
+		if f := c.post(msg); f != nil && !c.sess.Note(f) {
 			return errCutOff
 		}
 		if br.Buffered() == 0 && !mr.Partial() {
