@@ -48,6 +48,16 @@ export type GapEvent = { missed: number } | { reset: true };
  * stream it ended at the token's exp, a poll or handshake refused, a post refused), the function is
  * called once more with `refresh: true` and the client reconnects (from its cursor: nothing lost or
  * repeated) or posts again at once; a second 401 in a row is final, as with a string token.
+ *
+ * On a live WebSocket (since 1.2.0) the function is also called with `refresh: true` ahead of the
+ * current token's `exp` (read from the JWT's payload, not verified): at exp minus a tenth of the
+ * token's lifetime, at least 5 s and at most 60 s, never sooner than 1 s from then. The fresh token is
+ * sent over the socket (`{"token": "<jwt>"}`) and the server moves the connection's expiry to its
+ * own, so the stream outlives the token with no reconnect. If the server refuses it (another user, a
+ * wall it does not reach, a bad token) or does not answer, nothing more happens: the stream ends at
+ * the old expiry and the client reconnects with a fresh token as above. Event streams and long-polls
+ * are not renewed in place: each reconnects (a long-poll presents the token it was opened with on
+ * every poll, and polls again at once with a fresh one after the 401).
  */
 export type TokenSource = string | ((context: { wall: string; refresh: boolean }) => string | Promise<string>);
 

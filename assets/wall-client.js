@@ -22,7 +22,9 @@
 // token given as a function is asked for before each connection and each
 // post over HTTP; when the server refuses it (401, or a stream ended at
 // the token's exp) it is asked once more, with refresh set, and the
-// client reconnects or retries at once.
+// client reconnects or retries at once. On a live WebSocket it is asked
+// ahead of the token's exp, with refresh set, and the fresh token is sent
+// over the socket, so the stream outlives the token without a reconnect.
 
 import { Order } from "./wall-order.js";
 import { PublishError, Publisher } from "./wall-publish.js";
@@ -31,7 +33,7 @@ import { openLongPoll, openSSE, openWebSocket } from "./wall-transports.js";
 export { PublishError };
 
 /** The library's version. */
-export const VERSION = "1.1.0";
+export const VERSION = "1.2.0";
 
 /**
  * @typedef {{id: string, seq: number, cursor?: string, user?: string,
@@ -233,6 +235,8 @@ export class WallClient {
         handshakeTimeout: o.handshakeTimeout,
         deadAfter: o.deadAfter,
         pollTimeout: o.pollTimeout,
+        // A WebSocket renews its token ahead of exp over the open socket.
+        refresh: typeof o.token === "function" ? () => this.token(true) : null,
       },
       h,
     );

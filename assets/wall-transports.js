@@ -5,7 +5,9 @@
 //   open<Name>(cfg, h) → { close(), send?(obj) → boolean }
 //
 // cfg: { base, wall, token (a string), credentials, cursor() → string,
-//        handshakeTimeout, deadAfter, pollTimeout } (ms)
+//        handshakeTimeout, deadAfter, pollTimeout (ms),
+//        refresh: null, or () → Promise of a fresh token, which a
+//        WebSocket presents over the open socket ahead of its token's exp }
 // h:   { open() once the server accepted the subscription,
 //        data(obj) for every message or notice object, in wire order,
 //        fail(info) once, when the transport has ended by itself:
@@ -52,20 +54,69 @@ async function refusal(res) {
   return { status: res.status, reason: msg || `HTTP ${res.status}` };
 }
 
+// claims returns a JWT's payload, decoded (base64url) but not verified:
+// the client only reads when its own token expires. {} if it is no JWT.
+function claims(token) {
+  try {
+    const p = token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    const c = JSON.parse(atob(p + "===".slice(0, (4 - (p.length % 4)) % 4)));
+    return c && typeof c === "object" ? c : {};
+  } catch {
+    return {};
+  }
+}
+
+// renewIn is how many ms from now a WebSocket renews token over the open
+// socket: ahead of its exp by a tenth of its lifetime (iat to exp, or now
+// to exp), at least 5 s and at most 60 s, and never sooner than 1 s from
+// now; -1 for a token without exp.
+export function renewIn(token, now = Date.now()) {
+  const c = claims(token);
+  if (typeof c.exp !== "number") return -1;
+  const exp = c.exp * 1000;
+  const life = exp - (typeof c.iat === "number" ? c.iat * 1000 : now);
+  const lead = Math.max(5000, Math.min(60000, life / 10));
+  return Math.min(2 ** 31 - 1, Math.max(1000, exp - lead - now)); // setTimeout's longest wait
+}
+
 // openWebSocket reads the wall over GET /ws with heartbeats: a handshake
 // unanswered for handshakeTimeout is a hang, and an open socket silent for
-// deadAfter (no message, notice or heartbeat) is a dead peer.
+// deadAfter (no message, notice or heartbeat) is a dead peer. With
+// cfg.refresh it renews its token over the socket ahead of exp (a frame
+// {"token": t}, answered {"refreshed": true, ...}), so the server does not
+// end it then; a renewal refused or unanswered changes nothing: the
+// server ends the stream at the old exp, and the client reconnects with a
+// fresh token as for any expiry.
 export function openWebSocket(cfg, h) {
   const u = endpoint(cfg, "/ws", true);
   u.protocol = u.protocol === "https:" ? "wss:" : "ws:";
   const dog = timer();
+  const renewal = timer();
   let ws = null;
   let opened = false;
   let done = false;
+  let token = cfg.token; // the socket's, as last renewed
+  let sent = null; // a renewal sent and not answered yet
 
+  const renew = () => {
+    const ms = cfg.refresh ? renewIn(token) : -1;
+    if (ms < 0) return;
+    renewal.set(ms, async () => {
+      let t;
+      try {
+        t = await cfg.refresh();
+      } catch {
+        return; // no token now: the stream ends at exp, and the client asks again
+      }
+      if (done || !t || ws.readyState !== WebSocket.OPEN) return;
+      sent = t;
+      ws.send(JSON.stringify({ token: t }));
+    });
+  };
   const detach = () => {
     done = true;
     dog.stop();
+    renewal.stop();
     if (ws) ws.onopen = ws.onmessage = ws.onclose = ws.onerror = null;
   };
   const end = (info) => {
@@ -92,6 +143,7 @@ export function openWebSocket(cfg, h) {
   ws.onopen = () => {
     opened = true;
     alive();
+    renew();
     h.open();
   };
   ws.onmessage = (ev) => {
@@ -101,6 +153,17 @@ export function openWebSocket(cfg, h) {
       obj = JSON.parse(ev.data);
     } catch {
       return; // not ours
+    }
+    if (sent && obj && obj.refreshed === true) {
+      token = sent;
+      sent = null;
+      return renew();
+    }
+    if (sent && obj && typeof obj.error === "string" && obj.id === undefined) {
+      // The renewal's refusal (the server answers frames in order): the
+      // socket keeps its old exp, and ends then.
+      sent = null;
+      return;
     }
     if (expired(obj)) return end({ reason: obj.error, status: 401 }); // the server closes with 1008
     if (obj && typeof obj === "object" && !obj.heartbeat) h.data(obj);

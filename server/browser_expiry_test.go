@@ -21,7 +21,9 @@ import (
 // each asking for a fresh token every time; and two clients whose
 // function gives a stale (expired) token unless asked to refresh, as an
 // application that caches its token would: "renewer" over WebSocket then
-// SSE, "poster" over SSE.
+// SSE, "poster" over SSE. A renewal over a live WebSocket (library 1.2)
+// is given bob's token, which the server refuses, so that the WebSocket
+// clients too reconnect at each expiry.
 const expiryPage = `<!DOCTYPE html>
 <meta charset="utf-8"><title>expiring tokens</title>
 <script type="module">
@@ -34,7 +36,11 @@ for (const [name, transports, stale] of [["websocket", ["websocket"], false], ["
 	r.w = connect({ wall: "user:mary", transports, token: async ({ refresh }) => {
 		r.calls++;
 		if (refresh) r.refreshes++;
-		const res = await fetch(stale && !refresh ? "/test-token?stale=1" : "/test-token", { cache: "no-store" });
+		// A renewal over the live WebSocket gets another user's token, which
+		// the server refuses: this page tests the reconnect at each expiry
+		// (browser_refresh_test.go tests the renewal).
+		const renewal = refresh && r.w.state === "live" && r.w.transport === "websocket";
+		const res = await fetch(stale && !refresh ? "/test-token?stale=1" : renewal ? "/test-token?sub=bob" : "/test-token", { cache: "no-store" });
 		return res.text();
 	} });
 	r.w.on("message", (m) => r.got.push(m.body));
@@ -44,7 +50,8 @@ for (const [name, transports, stale] of [["websocket", ["websocket"], false], ["
 
 // expiryApp is the application around the wall server: it serves
 // expiryPage and mints mary's tokens, each valid for about ttl (exp has a
-// precision of a second), or expired a minute ago (?stale=1).
+// precision of a second), or expired a minute ago (?stale=1), or bob's
+// (?sub=bob).
 func expiryApp(ttl time.Duration, minted *atomic.Int64) func(http.Handler) http.Handler {
 	return func(next http.Handler) http.Handler {
 		return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -63,7 +70,11 @@ func expiryApp(ttl time.Duration, minted *atomic.Int64) func(http.Handler) http.
 					w.Write([]byte(tok))
 					return
 				}
-				tok, err := identity.Mint(idSecret, identity.Claims{Sub: "mary", TTL: ttl})
+				sub := "mary"
+				if r.URL.Query().Get("sub") == "bob" {
+					sub = "bob"
+				}
+				tok, err := identity.Mint(idSecret, identity.Claims{Sub: sub, TTL: ttl})
 				if err != nil {
 					http.Error(w, err.Error(), http.StatusInternalServerError)
 					return
