@@ -48,3 +48,14 @@ func TestRefresh(t *testing.T) {
 		}
 	}
 }
+
+// TestRefreshWithoutTokens: a server without a token secret looks at no
+// token, so a fresh one over an open connection is a 400 that says so,
+// not a signature error.
+func TestRefreshWithoutTokens(t *testing.T) {
+	a := New(Config{})
+	tok := token(t, jwt.SigningMethodHS256, testSecret, jwt.MapClaims{"sub": "mary"})
+	if _, err := a.Refresh(Ticket{Wall: "main"}, tok); err == nil || err.Status != http.StatusBadRequest || err.Message != "this server takes no tokens" {
+		t.Fatalf("token without a secret: %v, want 400 %q", err, "this server takes no tokens")
+	}
+}
