@@ -149,10 +149,15 @@ func TestRunDrainsThousandsOfWebSockets(t *testing.T) {
 // client: on close 1012 it waits the reconnect_ms the server asked for,
 // then reconnects with its cursor; other ends reconnect after a short
 // pause. It records messages in rec and reconnection times in reconnects.
-func wsFollower(base, wallName string, rec *recorder, stop <-chan struct{}, wg *sync.WaitGroup, reconnects chan<- time.Time) {
+// connected is done once its first connection is answered: it connects
+// without a cursor, so it gets the messages posted after that.
+func wsFollower(base, wallName string, rec *recorder, stop <-chan struct{}, wg, connected *sync.WaitGroup, reconnects chan<- time.Time) {
 	wg.Add(1)
+	connected.Add(1)
 	go func() {
 		defer wg.Done()
+		first := sync.OnceFunc(connected.Done)
+		defer first() // stopped before it ever connected
 		wait := time.Duration(0)
 		for {
 			select {
@@ -169,6 +174,7 @@ func wsFollower(base, wallName string, rec *recorder, stop <-chan struct{}, wg *
 				wait = 100 * time.Millisecond
 				continue
 			}
+			first()
 			if wait > 0 {
 				select {
 				case reconnects <- time.Now():
@@ -226,17 +232,27 @@ func TestClusterRollingRestartLosesNothing(t *testing.T) {
 	var wg sync.WaitGroup
 	recs := map[string]*recorder{}
 	reconnects := make(chan time.Time, 4*followers)
+	var connected sync.WaitGroup
 	for i := range followers {
 		rec := &recorder{}
 		recs[fmt.Sprintf("ws%d", i)] = rec
-		wsFollower(nginxBase, "roll", rec, stop, &wg, reconnects)
+		wsFollower(nginxBase, "roll", rec, stop, &wg, &connected, reconnects)
 	}
 	for i := range 4 {
 		rec := &recorder{}
 		recs[fmt.Sprintf("poll%d", i)] = rec
 		pollSubscriber(nginxBase, "roll", rec, stop, &wg)
 	}
-	time.Sleep(500 * time.Millisecond) // everyone connected
+	// Every WebSocket answered before the first post: without a cursor a
+	// follower gets what is posted after its answer, and nothing before.
+	allIn := make(chan struct{})
+	go func() { connected.Wait(); close(allIn) }()
+	select {
+	case <-allIn:
+	case <-time.After(30 * time.Second):
+		t.Fatal("followers not connected in 30 s")
+	}
+	time.Sleep(500 * time.Millisecond) // the pollers parked
 	poster := newLegacyClient(t, nginxBase, "roll")
 	want := map[uint64]string{}
 	var mu sync.Mutex
