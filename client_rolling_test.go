@@ -18,6 +18,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/google/uuid"
 
+	"wall/wall/browsertest"
 	"wall/wall/redistest"
 )
 
@@ -165,7 +166,7 @@ func wallHistory(t *testing.T, addr, name string) []wireMsg {
 func TestClientRollingRestartThroughNginx(t *testing.T) {
 	const drain = 2 * time.Second
 	nginxBin := lookNginx(t)
-	browser := newBrowser(t, 60*time.Second)
+	browser := browsertest.Start(t, 60*time.Second)
 	rdb := redistest.Start(t)
 	args := func(i int) []string {
 		return []string{"-addr", instanceAddrs[i], "-redis", rdb.URL(), "-drain-time", drain.String(),
@@ -191,10 +192,10 @@ func TestClientRollingRestartThroughNginx(t *testing.T) {
 		}
 		tabs[tr] = tab
 	}
-	readLog := func(tr string) pageLog { return evalJS[pageLog](t, tabs[tr], `window.log`) }
+	readLog := func(tr string) pageLog { return browsertest.Eval[pageLog](t, tabs[tr], `window.log`) }
 	waitFor(t, func() bool {
 		for _, tr := range transports {
-			if evalJS[string](t, tabs[tr], `w.state`) != "live" {
+			if browsertest.Eval[string](t, tabs[tr], `w.state`) != "live" {
 				return false
 			}
 		}

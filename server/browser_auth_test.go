@@ -12,6 +12,7 @@ import (
 
 	"wall/server/internal/admit"
 	"wall/server/internal/identity"
+	"wall/wall/browsertest"
 )
 
 // The page and the library with identity on: a browser logged in by its
@@ -48,7 +49,7 @@ func TestBrowserSignedIn(t *testing.T) {
 
 	// Posts are signed: the author is shown, live and after a reload.
 	tab := openTab(t, browser, e.url+"/w/signed", "live (WebSocket)")
-	if me := evalJS[string](t, tab, `document.querySelector(".conn .me").textContent`); me != "signed in as alice" {
+	if me := browsertest.Eval[string](t, tab, `document.querySelector(".conn .me").textContent`); me != "signed in as alice" {
 		t.Errorf("header says %q", me)
 	}
 	postEnter(t, tab, "hello from alice")
@@ -63,11 +64,11 @@ func TestBrowserSignedIn(t *testing.T) {
 	// Another user's private wall: the page says "not allowed", shows
 	// nothing of it and does not try to connect.
 	tab = openTab(t, browser, e.url+"/w/user:bob", "not allowed")
-	text := evalJS[string](t, tab, `document.body.textContent`)
+	text := browsertest.Eval[string](t, tab, `document.body.textContent`)
 	if strings.Contains(text, "bob's own") || !strings.Contains(text, "Not allowed") {
 		t.Errorf("private wall page shows:\n%s", text)
 	}
-	if evalJS[bool](t, tab, `"wallClient" in window`) || !evalJS[bool](t, tab, `document.getElementById("message").disabled`) {
+	if browsertest.Eval[bool](t, tab, `"wallClient" in window`) || !browsertest.Eval[bool](t, tab, `document.getElementById("message").disabled`) {
 		t.Error("the not-allowed page connects or takes posts")
 	}
 	// Its own private wall it reads.
@@ -109,14 +110,14 @@ func TestBrowserLibraryTokens(t *testing.T) {
 		{"a bad token", "not.a.token"},
 	} {
 		tab := open("user:alice", "websocket,sse,longpoll", tc.token, "offline")
-		last := evalJS[map[string]any](t, tab, `states[states.length - 1]`)
+		last := browsertest.Eval[map[string]any](t, tab, `states[states.length - 1]`)
 		if s := last["status"]; s != float64(403) && s != float64(401) {
 			t.Errorf("%s: last state %v, want offline after a 401 or 403", tc.name, last)
 		}
-		n := evalJS[int](t, tab, `states.length`)
+		n := browsertest.Eval[int](t, tab, `states.length`)
 		time.Sleep(1500 * time.Millisecond) // longer than a first backoff
-		if evalJS[int](t, tab, `states.length`) != n || evalJS[string](t, tab, `w.state`) != "offline" {
-			t.Errorf("%s: the library went on after a refusal: %v", tc.name, evalJS[[]any](t, tab, `states`))
+		if browsertest.Eval[int](t, tab, `states.length`) != n || browsertest.Eval[string](t, tab, `w.state`) != "offline" {
+			t.Errorf("%s: the library went on after a refusal: %v", tc.name, browsertest.Eval[[]any](t, tab, `states`))
 		}
 		t.Logf("%s: %v", tc.name, last)
 	}

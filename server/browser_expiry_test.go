@@ -12,6 +12,7 @@ import (
 
 	"wall/server/internal/identity"
 	"wall/server/internal/outbound"
+	"wall/wall/browsertest"
 )
 
 // expiryPage imports the library from the wall's origin and subscribes
@@ -137,10 +138,10 @@ func TestBrowserLibTokenExpiry(t *testing.T) {
 	for _, c := range clients {
 		run := `runs.` + c
 		waitJS(t, tab, c+" to deliver every message", run+`.got.length >= `+fmt.Sprint(len(posted)))
-		if got := evalJS[[]string](t, tab, run+`.got`); fmt.Sprintf("%q", got) != want {
+		if got := browsertest.Eval[[]string](t, tab, run+`.got`); fmt.Sprintf("%q", got) != want {
 			t.Errorf("%s delivered %q, want %s: each once, in order", c, got, want)
 		}
-		states := evalJS[[]map[string]any](t, tab, run+`.states`)
+		states := browsertest.Eval[[]map[string]any](t, tab, run+`.states`)
 		renewals := 0
 		for _, s := range states {
 			if s["state"] == "offline" || s["state"] == "closed" {
@@ -153,8 +154,8 @@ func TestBrowserLibTokenExpiry(t *testing.T) {
 				}
 			}
 		}
-		calls := evalJS[int](t, tab, run+`.calls`)
-		refreshes := evalJS[int](t, tab, run+`.refreshes`)
+		calls := browsertest.Eval[int](t, tab, run+`.calls`)
+		refreshes := browsertest.Eval[int](t, tab, run+`.refreshes`)
 		switch c {
 		case "renewer", "poster":
 			if renewals < 2 || refreshes < 2 {
@@ -167,18 +168,18 @@ func TestBrowserLibTokenExpiry(t *testing.T) {
 			}
 		}
 	}
-	if tr := evalJS[string](t, tab, `runs.renewer.w.transport`); tr != "websocket" {
+	if tr := browsertest.Eval[string](t, tab, `runs.renewer.w.transport`); tr != "websocket" {
 		t.Errorf("renewer on %q, want back on websocket once it had a fresh token", tr)
 	}
 
 	// The poster's post goes over HTTP with its stale token: 401, then a
 	// fresh token, and it is stored once.
-	before := evalJS[int](t, tab, `runs.poster.refreshes`)
+	before := browsertest.Eval[int](t, tab, `runs.poster.refreshes`)
 	res := awaitJS[string](t, tab, `runs.poster.w.publish("with a stale token").then((m) => m.body, (e) => "refused " + e.status + " " + e.message)`)
 	if res != "with a stale token" {
 		t.Errorf("publish with a stale token: %s", res)
 	}
-	if n := evalJS[int](t, tab, `runs.poster.refreshes`); n != before+1 {
+	if n := browsertest.Eval[int](t, tab, `runs.poster.refreshes`); n != before+1 {
 		t.Errorf("publish asked for %d fresh tokens, want 1", n-before)
 	}
 	if n := minted.Load(); n < 10 {

@@ -20,21 +20,12 @@ import (
 	"wall/assets"
 	"wall/views"
 	"wall/wall"
+	"wall/wall/browsertest"
 )
 
 // The browser tests of broken networks and servers: the page must end up
 // live on some transport within a bound, and show exactly the server's
 // messages, each once, in order.
-
-// evalJS evaluates expr in tab.
-func evalJS[T any](t *testing.T, tab context.Context, expr string) T {
-	t.Helper()
-	v, err := chromedp.Run(tab, chromedp.Evaluate[T](expr))
-	if err != nil {
-		t.Fatalf("evaluating %s: %v", expr, err)
-	}
-	return v
-}
 
 // awaitJS evaluates expr in tab and waits for the promise it returns.
 func awaitJS[T any](t *testing.T, tab context.Context, expr string) T {
@@ -58,7 +49,7 @@ func waitJS(t *testing.T, tab context.Context, what, expr string) {
 // shownIDs returns the ids of the messages the page shows, in order.
 func shownIDs(t *testing.T, tab context.Context) []string {
 	t.Helper()
-	return evalJS[[]string](t, tab, `[...document.querySelectorAll("#inbox .list .message")].map((e) => e.id.slice(1))`)
+	return browsertest.Eval[[]string](t, tab, `[...document.querySelectorAll("#inbox .list .message")].map((e) => e.id.slice(1))`)
 }
 
 // wallIDs returns the ids of the messages wall name holds, in order.
@@ -102,7 +93,7 @@ const watchStatus = `(() => {
 // (a countdown read out every second).
 func checkStatusLog(t *testing.T, tab context.Context) {
 	t.Helper()
-	log := evalJS[[]string](t, tab, `statusLog`)
+	log := browsertest.Eval[[]string](t, tab, `statusLog`)
 	for i, s := range log {
 		if strings.ContainsAny(s, "0123456789") || i > 0 && log[i-1] == s {
 			t.Errorf("status texts %q: the live region changed without a state change", log)
@@ -126,7 +117,7 @@ func TestBrowserHungHandshake(t *testing.T) {
 	}
 	waitJS(t, tab, "live on an HTTP transport", `/^live \((SSE|long-poll)\)$/.test(document.getElementById("status").textContent)`)
 	took := time.Since(start)
-	status := evalJS[string](t, tab, `document.getElementById("status").textContent`)
+	status := browsertest.Eval[string](t, tab, `document.getElementById("status").textContent`)
 	t.Logf("WebSocket handshake hung: %s after %v", status, took.Round(time.Millisecond))
 	if took > 15*time.Second {
 		t.Errorf("live after %v, want within 15 s", took)
@@ -153,12 +144,12 @@ func TestBrowserBlackhole(t *testing.T) {
 			// Every connection is blackholed, idle pooled ones too: a new
 			// request may first go out on one of those and hang until
 			// the handshake bound.
-			browser := newBrowserFor(t, time.Minute)
+			browser := browsertest.Start(t, time.Minute)
 			tab := openTab(t, browser, p.url()+"/w/hole"+tc.query, tc.status)
-			deadAfter := evalJS[int](t, tab, `Number(document.body.dataset.deadAfter)`)
+			deadAfter := browsertest.Eval[int](t, tab, `Number(document.body.dataset.deadAfter)`)
 			e.publish(t, "hole", "before the blackhole")
 			waitShowsWall(t, tab, e.hub, "hole")
-			evalJS[bool](t, tab, watchStatus)
+			browsertest.Eval[bool](t, tab, watchStatus)
 
 			p.blackhole()
 			cut := time.Now()
@@ -250,7 +241,7 @@ func TestBrowserRestart(t *testing.T) {
 	browser := newBrowser(t)
 	tab := openTab(t, browser, "http://"+r.addr+"/", "live (WebSocket)")
 	waitShowsWall(t, tab, r.hub, "main")
-	evalJS[bool](t, tab, watchStatus)
+	browsertest.Eval[bool](t, tab, watchStatus)
 
 	// The process restarts with nothing: posts reach the new one before
 	// the page reconnects.
@@ -262,8 +253,8 @@ func TestBrowserRestart(t *testing.T) {
 
 	waitStatus(t, tab, "live (WebSocket)")
 	waitShowsWall(t, tab, r.hub, "main")
-	marker := evalJS[string](t, tab, `(document.querySelector("#inbox .marker.reset") || {}).textContent || ""`)
-	notice := evalJS[string](t, tab, `(() => { const n = document.getElementById("notice"); return n.hidden ? "" : n.textContent; })()`)
+	marker := browsertest.Eval[string](t, tab, `(document.querySelector("#inbox .marker.reset") || {}).textContent || ""`)
+	notice := browsertest.Eval[string](t, tab, `(() => { const n = document.getElementById("notice"); return n.hidden ? "" : n.textContent; })()`)
 	if !strings.Contains(marker, "restarted") || !strings.Contains(notice, "restarted") {
 		t.Errorf("no reset notice: marker %q, notice %q", marker, notice)
 	}
@@ -316,7 +307,7 @@ func TestBrowserLostAnswer(t *testing.T) {
 	if ids := wallIDs(e.hub, "lost"); len(ids) != 1 {
 		t.Errorf("wall holds %d messages, want the post stored once", len(ids))
 	}
-	if n := evalJS[int](t, tab, `document.querySelectorAll("#inbox .outbox li").length`); n != 0 {
+	if n := browsertest.Eval[int](t, tab, `document.querySelectorAll("#inbox .outbox li").length`); n != 0 {
 		t.Errorf("%d posts still shown as sending", n)
 	}
 }

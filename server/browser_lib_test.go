@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"wall/wall/browsertest"
 
 	"github.com/chromedp/chromedp"
 )
@@ -64,7 +65,7 @@ func openEmbed(t *testing.T, browser context.Context, site, server, name, transp
 		states, _ := chromedp.Run(tab, chromedp.Evaluate[any](`window.states`))
 		t.Fatalf("library on %s never %s over %s: states %v (%v)", site, want, transports, states, err)
 	}
-	if msg := evalJS[string](t, tab, `window.importError || ""`); msg != "" {
+	if msg := browsertest.Eval[string](t, tab, `window.importError || ""`); msg != "" {
 		t.Fatalf("importing the library from %s: %s", site, msg)
 	}
 	return tab
@@ -90,17 +91,17 @@ func TestBrowserCrossOrigin(t *testing.T) {
 			name := "embed-" + tr
 			e.publish(t, name, "history")
 			tab := openEmbed(t, browser, site.URL, server, name, tr, "live")
-			if v := evalJS[string](t, tab, `version`); v == "" {
+			if v := browsertest.Eval[string](t, tab, `version`); v == "" {
 				t.Errorf("no VERSION export")
 			}
-			if got := evalJS[string](t, tab, `w.transport`); got != tr {
+			if got := browsertest.Eval[string](t, tab, `w.transport`); got != tr {
 				t.Errorf("transport %q, want %q", got, tr)
 			}
 			waitGot(t, tab, "history")
 			e.publish(t, name, "live from the server")
 			waitGot(t, tab, "live from the server")
-			if n := evalJS[int](t, tab, `got.length`); n != 2 {
-				t.Errorf("delivered %d messages, want 2: %v", n, evalJS[[]string](t, tab, `got`))
+			if n := browsertest.Eval[int](t, tab, `got.length`); n != 2 {
+				t.Errorf("delivered %d messages, want 2: %v", n, browsertest.Eval[[]string](t, tab, `got`))
 			}
 
 			// Posting: a WebSocket needs nothing more; over HTTP another
@@ -125,11 +126,11 @@ func TestBrowserCrossOrigin(t *testing.T) {
 	t.Run("not allowed", func(t *testing.T) {
 		e.publish(t, "closed", "not for strangers")
 		tab := openEmbed(t, browser, stranger.URL, server, "closed", "websocket,sse,longpoll", "offline")
-		last := evalJS[map[string]any](t, tab, `states[states.length - 1]`)
+		last := browsertest.Eval[map[string]any](t, tab, `states[states.length - 1]`)
 		if last["status"] != float64(http.StatusForbidden) || !strings.Contains(last["reason"].(string), "origin not allowed") {
 			t.Errorf("last state %v, want offline with 403 origin not allowed", last)
 		}
-		if n := evalJS[int](t, tab, `got.length`); n != 0 {
+		if n := browsertest.Eval[int](t, tab, `got.length`); n != 0 {
 			t.Errorf("a stranger's page got %d messages", n)
 		}
 	})
@@ -156,7 +157,7 @@ func TestBrowserSSEOnly(t *testing.T) {
 	waitStatus(t, tab2, "live (SSE)")
 	waitShowsWall(t, tab2, e.hub, "sse")
 	waitShowsWall(t, tab1, e.hub, "sse")
-	if tr := evalJS[string](t, tab2, `wallClient.transport`); tr != "sse" {
+	if tr := browsertest.Eval[string](t, tab2, `wallClient.transport`); tr != "sse" {
 		t.Errorf("transport %q, want sse only", tr)
 	}
 }
@@ -181,7 +182,7 @@ func TestBrowserDrainHint(t *testing.T) {
 			waitJS(t, tab, "live", `window.w && w.state === "live"`)
 			<-e.srv.Drain(0)
 			waitJS(t, tab, "the reconnect scheduled", `states.some((s) => s.state === "reconnecting")`)
-			delay := evalJS[float64](t, tab, `states.find((s) => s.state === "reconnecting").delay`)
+			delay := browsertest.Eval[float64](t, tab, `states.find((s) => s.state === "reconnecting").delay`)
 			if delay < 500 || delay >= 3000 {
 				t.Fatalf("reconnect after %.0f ms, want the server's hint (500–3000 ms)", delay)
 			}

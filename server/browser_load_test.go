@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"testing"
 	"time"
+	"wall/wall/browsertest"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
@@ -55,7 +56,7 @@ func burstOnce(t *testing.T, query, status string, cpu float64) float64 {
 	e := newBrowserEnv(t, Config{}, nil)
 	browser := newBrowser(t)
 	tab := openTab(t, browser, e.url+"/w/burst"+query, status)
-	evalJS[bool](t, tab, watchLongTasks)
+	browsertest.Eval[bool](t, tab, watchLongTasks)
 	if cpu > 1 {
 		if _, err := chromedp.Call(tab, emulation.SetCPUThrottlingRate, emulation.SetCPUThrottlingRateParams{Rate: cpu}); err != nil {
 			t.Fatal(err)
@@ -73,15 +74,15 @@ func burstOnce(t *testing.T, query, status string, cpu float64) float64 {
 	waitShowsWall(t, tab, e.hub, "burst")
 
 	// Markers (gaps) come on top of the kept messages: a few.
-	items := evalJS[int](t, tab, `document.querySelectorAll("#inbox .list > li.item").length`)
-	markers := evalJS[[]string](t, tab, `[...document.querySelectorAll("#inbox .list > li.marker")].map((e) => e.textContent)`)
+	items := browsertest.Eval[int](t, tab, `document.querySelectorAll("#inbox .list > li.item").length`)
+	markers := browsertest.Eval[[]string](t, tab, `[...document.querySelectorAll("#inbox .list > li.marker")].map((e) => e.textContent)`)
 	if items > keep || len(markers) > 5 {
 		t.Errorf("%d messages and %d markers shown after %d messages, want at most %d and a few", items, len(markers), burst, keep)
 	}
 	if len(markers) > 0 {
 		t.Logf("markers: %q", markers)
 	}
-	bodies := evalJS[[]string](t, tab, `[...document.querySelectorAll("#inbox .list .message")].map((e) => e.textContent)`)
+	bodies := browsertest.Eval[[]string](t, tab, `[...document.querySelectorAll("#inbox .list .message")].map((e) => e.textContent)`)
 	var want []string
 	for i := burst - keep + 1; i <= burst; i++ {
 		want = append(want, "burst "+strconv.Itoa(i))
@@ -89,7 +90,7 @@ func burstOnce(t *testing.T, query, status string, cpu float64) float64 {
 	if !slices.Equal(bodies, want) {
 		t.Errorf("page shows %d messages, not the newest %d in order", len(bodies), keep)
 	}
-	long := evalJS[[]float64](t, tab, `longTasks`)
+	long := browsertest.Eval[[]float64](t, tab, `longTasks`)
 	worst := 0.0
 	for _, d := range long {
 		worst = max(worst, d)

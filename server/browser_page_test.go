@@ -6,6 +6,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"wall/wall/browsertest"
 
 	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
@@ -35,7 +36,7 @@ func TestBrowserPageReading(t *testing.T) {
 
 	// Each message is a list item with its author, its time and its own
 	// direction; the server-rendered ones too.
-	items := evalJS[[]map[string]any](t, tab, `[...document.querySelectorAll("#inbox .list > li.item")].map((li) => ({
+	items := browsertest.Eval[[]map[string]any](t, tab, `[...document.querySelectorAll("#inbox .list > li.item")].map((li) => ({
 		body: li.querySelector(".message").textContent,
 		dir: li.querySelector(".message").dir,
 		who: li.querySelector(".meta .who").textContent,
@@ -49,11 +50,11 @@ func TestBrowserPageReading(t *testing.T) {
 			t.Errorf("item %v: want dir auto, the author and a time", it)
 		}
 	}
-	roles := evalJS[string](t, tab, `[document.getElementById("inbox").getAttribute("role"), document.querySelector("#inbox ol").tagName, document.getElementById("status").getAttribute("role"), document.getElementById("countdown").getAttribute("aria-hidden")].join(" ")`)
+	roles := browsertest.Eval[string](t, tab, `[document.getElementById("inbox").getAttribute("role"), document.querySelector("#inbox ol").tagName, document.getElementById("status").getAttribute("role"), document.getElementById("countdown").getAttribute("aria-hidden")].join(" ")`)
 	if roles != "log OL status true" {
 		t.Errorf("roles %q: want the inbox a log of a list, a polite status and a silent countdown", roles)
 	}
-	if got := evalJS[string](t, tab, `getComputedStyle(document.querySelector("#inbox .message")).unicodeBidi`); got != "plaintext" {
+	if got := browsertest.Eval[string](t, tab, `getComputedStyle(document.querySelector("#inbox .message")).unicodeBidi`); got != "plaintext" {
 		t.Errorf("unicode-bidi %q", got)
 	}
 }
@@ -66,27 +67,27 @@ func TestBrowserUnread(t *testing.T) {
 	browser := newBrowser(t)
 	tab := openTab(t, browser, e.url+"/w/long", "live (WebSocket)")
 	atBottom := `-document.getElementById("scroller").scrollTop < 40`
-	if !evalJS[bool](t, tab, atBottom) {
+	if !browsertest.Eval[bool](t, tab, atBottom) {
 		t.Fatal("the page did not open at the newest message")
 	}
 	// At the bottom, new messages keep it there and the button stays away.
 	e.publish(t, "long", "while at the bottom")
 	waitMessage(t, tab, "while at the bottom")
-	if !evalJS[bool](t, tab, atBottom) || !evalJS[bool](t, tab, `document.getElementById("unread").hidden`) {
+	if !browsertest.Eval[bool](t, tab, atBottom) || !browsertest.Eval[bool](t, tab, `document.getElementById("unread").hidden`) {
 		t.Error("a new message moved the reader off the bottom or showed the button")
 	}
 
 	// Scrolled up: new messages are counted on the button; the view stays.
-	evalJS[bool](t, tab, `document.getElementById("scroller").scrollTop = -2000, true`)
-	before := evalJS[float64](t, tab, `document.getElementById("scroller").scrollTop`)
+	browsertest.Eval[bool](t, tab, `document.getElementById("scroller").scrollTop = -2000, true`)
+	before := browsertest.Eval[float64](t, tab, `document.getElementById("scroller").scrollTop`)
 	e.publish(t, "long", "while reading 1")
 	e.publish(t, "long", "while reading 2")
 	waitMessage(t, tab, "while reading 2")
 	waitJS(t, tab, "the new-messages button", `!document.getElementById("unread").hidden`)
-	if label := evalJS[string](t, tab, `document.getElementById("unread").textContent`); label != "2 new messages ↓" {
+	if label := browsertest.Eval[string](t, tab, `document.getElementById("unread").textContent`); label != "2 new messages ↓" {
 		t.Errorf("button %q", label)
 	}
-	t.Logf("scrollTop %v before, %v after two messages", before, evalJS[float64](t, tab, `document.getElementById("scroller").scrollTop`))
+	t.Logf("scrollTop %v before, %v after two messages", before, browsertest.Eval[float64](t, tab, `document.getElementById("scroller").scrollTop`))
 	if err := chromedp.Do(tab, chromedp.Click(chromedp.CSS("#unread"))); err != nil {
 		t.Fatal(err)
 	}
@@ -123,7 +124,7 @@ func TestBrowserContrast(t *testing.T) {
 	browser := newBrowser(t)
 	tab := openTab(t, browser, e.url+"/w/c", "live (WebSocket)")
 	// Show what is hidden, and a gap marker, so that all are measured.
-	evalJS[bool](t, tab, `(() => {
+	browsertest.Eval[bool](t, tab, `(() => {
 		for (const id of ["form-error", "notice", "unread", "form-hint"]) document.getElementById(id).hidden = false;
 		document.getElementById("form-error").textContent = "an error";
 		wallClient.emit("gap", { missed: 3 });
@@ -136,7 +137,7 @@ func TestBrowserContrast(t *testing.T) {
 		}); err != nil {
 			t.Fatal(err)
 		}
-		ratios := evalJS[map[string]float64](t, tab, contrastJS)
+		ratios := browsertest.Eval[map[string]float64](t, tab, contrastJS)
 		var low []string
 		for sel, r := range ratios {
 			if r < 4.5 {
@@ -167,7 +168,7 @@ func TestBrowserNoScript(t *testing.T) {
 		t.Fatal(err)
 	}
 	// It opens at the newest message, with no script to scroll it.
-	visible := evalJS[bool](t, browser, `(() => {
+	visible := browsertest.Eval[bool](t, browser, `(() => {
 		const s = document.getElementById("scroller").getBoundingClientRect();
 		const m = document.querySelector("#inbox .message:last-child").getBoundingClientRect();
 		return m.bottom <= s.bottom + 1 && m.top >= s.top;
@@ -185,8 +186,8 @@ func TestBrowserNoScript(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	title := evalJS[string](t, browser, `document.querySelector("#error h2").textContent`)
-	kept := evalJS[string](t, browser, `document.getElementById("message").value`)
+	title := browsertest.Eval[string](t, browser, `document.querySelector("#error h2").textContent`)
+	kept := browsertest.Eval[string](t, browser, `document.getElementById("message").value`)
 	if title != "Message too long" || kept != long {
 		t.Errorf("error page %q keeps %q, want the text typed", title, kept)
 	}
@@ -198,7 +199,7 @@ func TestBrowserNoScript(t *testing.T) {
 	); err != nil {
 		t.Fatal(err)
 	}
-	url := evalJS[string](t, browser, `location.href`)
+	url := browsertest.Eval[string](t, browser, `location.href`)
 	ms := e.hub.Lookup("nojs").Messages()
 	if last := ms[len(ms)-1]; last.Body != "short enough" || !strings.HasSuffix(url, "/w/nojs") {
 		t.Errorf("after posting again: at %s, newest message %q", url, last.Body)
@@ -234,7 +235,7 @@ func TestBrowserCookiesBlocked(t *testing.T) {
 
 	// Over a WebSocket, posting needs no cookie.
 	tab := openTab(t, browser, e.url+"/w/crumbs", "live (WebSocket)")
-	if !evalJS[bool](t, tab, warned) {
+	if !browsertest.Eval[bool](t, tab, warned) {
 		t.Error("no warning that cookies are blocked")
 	}
 	postEnter(t, tab, "posted without cookies")
@@ -244,7 +245,7 @@ func TestBrowserCookiesBlocked(t *testing.T) {
 	tab = openTab(t, browser, e.url+"/w/crumbs?transport=longpoll", "live (long-poll)")
 	postEnter(t, tab, "cannot go over HTTP")
 	waitJS(t, tab, "the error", `document.getElementById("form-error").textContent.includes("cookies are blocked")`)
-	if v := evalJS[string](t, tab, `document.getElementById("message").value`); v != "cannot go over HTTP" {
+	if v := browsertest.Eval[string](t, tab, `document.getElementById("message").value`); v != "cannot go over HTTP" {
 		t.Errorf("input %q after a refused post, want the text kept", v)
 	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"wall/server/internal/identity"
 	"wall/server/internal/outbound"
+	"wall/wall/browsertest"
 )
 
 // refreshPage subscribes to mary's private wall over WebSocket only, with
@@ -72,10 +73,10 @@ func TestBrowserLibTokenRenewal(t *testing.T) {
 		time.Sleep(150 * time.Millisecond)
 	}
 	waitJS(t, tab, "every message delivered", `run.got.length >= `+fmt.Sprint(len(posted)))
-	if got := evalJS[[]string](t, tab, `run.got`); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", posted) {
+	if got := browsertest.Eval[[]string](t, tab, `run.got`); fmt.Sprintf("%q", got) != fmt.Sprintf("%q", posted) {
 		t.Errorf("delivered %q, want %q: each once, in order", got, posted)
 	}
-	if states := evalJS[[]string](t, tab, `run.states`); fmt.Sprintf("%q", states) != `["connecting" "live"]` {
+	if states := browsertest.Eval[[]string](t, tab, `run.states`); fmt.Sprintf("%q", states) != `["connecting" "live"]` {
 		t.Errorf("states %q, want connecting then live, and no reconnect", states)
 	}
 	var ended int64
@@ -85,7 +86,7 @@ func TestBrowserLibTokenRenewal(t *testing.T) {
 	if ended != 0 {
 		t.Errorf("%d WebSocket sessions ended (%d for an expired token), want none", ended, e.srv.wsEnded.Load(outbound.TokenExpired))
 	}
-	calls, refreshes := evalJS[int](t, tab, `run.calls`), evalJS[int](t, tab, `run.refreshes`)
+	calls, refreshes := browsertest.Eval[int](t, tab, `run.calls`), browsertest.Eval[int](t, tab, `run.refreshes`)
 	if refreshes < 4 || calls != refreshes+1 {
 		t.Errorf("token function called %d times, %d with refresh; want one without, then 4 or more with", calls, refreshes)
 	}

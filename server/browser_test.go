@@ -10,7 +10,6 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 	"wall/assets"
 	"wall/views"
 	"wall/wall"
+	"wall/wall/browsertest"
 )
 
 // The browser tests drive a real headless Chromium through chromedp against
@@ -32,25 +32,6 @@ import (
 
 // browserTimeout bounds each test as a whole.
 const browserTimeout = 30 * time.Second
-
-// findChromium returns the Chromium binary, skipping the test when there is
-// none, unless WALL_REQUIRE_INTEGRATION=1 makes its absence a failure.
-func findChromium(t *testing.T) string {
-	t.Helper()
-	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
-		return "/usr/bin/chromium"
-	}
-	for _, name := range []string{"chromium", "chromium-browser"} {
-		if p, err := exec.LookPath(name); err == nil {
-			return p
-		}
-	}
-	if os.Getenv("WALL_REQUIRE_INTEGRATION") == "1" {
-		t.Fatal("chromium not found and WALL_REQUIRE_INTEGRATION=1")
-	}
-	t.Skip("chromium not found; install it to run the browser tests")
-	return ""
-}
 
 // browserEnv is a server built as main builds it (in-process broker),
 // served by httptest behind an optional wrapper that injects faults, with
@@ -106,58 +87,7 @@ func (e *browserEnv) publish(t *testing.T, name, body string) *wall.Message {
 
 // newBrowser starts headless Chromium and returns the context of its first
 // tab, bounded by browserTimeout.
-func newBrowser(t *testing.T) context.Context { return newBrowserFor(t, browserTimeout) }
-
-// newBrowserFor is newBrowser bounded by d.
-func newBrowserFor(t *testing.T, d time.Duration) context.Context {
-	t.Helper()
-	path := findChromium(t)
-	ctx, cancel := context.WithTimeout(context.Background(), d)
-	t.Cleanup(cancel)
-	// Chromium can fail to start on a loaded machine (CI runs the
-	// packages' tests side by side): one more try before failing.
-	var err error
-	for range 2 {
-		var tab context.Context
-		if tab, err = startChromium(t, ctx, path); err == nil {
-			return tab
-		}
-		t.Logf("starting chromium: %v", err)
-	}
-	t.Fatalf("starting chromium: %v", err)
-	return nil
-}
-
-// startChromium starts headless Chromium under ctx and returns the context
-// of its first tab, or why it did not start (and then it is gone).
-func startChromium(t *testing.T, ctx context.Context, path string) (context.Context, error) {
-	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
-		chromedp.ExecPath(path),
-		chromedp.Flag("headless", true),
-		chromedp.Flag("no-sandbox", true),
-		chromedp.Flag("disable-gpu", true),
-		chromedp.Flag("disable-quic", true),
-		chromedp.Flag("no-first-run", true),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		// A container's /dev/shm is often 64 MiB, too little for
-		// several browsers at once.
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.WindowSize(900, 700),
-	)
-	tab, cancelTab := chromedp.NewContext(allocCtx)
-	// The first Run starts the browser.
-	if err := chromedp.Do(tab); err != nil {
-		cancelTab()
-		cancelAlloc()
-		return nil, err
-	}
-	t.Cleanup(cancelAlloc)
-	t.Cleanup(cancelTab)
-	return tab, nil
-}
+func newBrowser(t *testing.T) context.Context { return browsertest.Start(t, browserTimeout) }
 
 // openTab opens url in a new tab of the browser of parent and waits until
 // the client reports status want.

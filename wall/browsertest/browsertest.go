@@ -1,4 +1,8 @@
-package main
+// Package browsertest starts a real headless Chromium for tests, through
+// chromedp: the one way the server's and the root package's browser tests
+// get a browser. Without Chromium a test is skipped, unless
+// WALL_REQUIRE_INTEGRATION=1 (as in CI) makes that a failure.
+package browsertest
 
 import (
 	"context"
@@ -10,10 +14,9 @@ import (
 	"github.com/chromedp/chromedp"
 )
 
-// findChromium returns the Chromium binary, skipping the test when there is
-// none, unless WALL_REQUIRE_INTEGRATION=1 makes its absence a failure (as
-// server/browser_test.go does).
-func findChromium(t *testing.T) string {
+// Chromium returns the Chromium binary, skipping the test when there is
+// none, unless WALL_REQUIRE_INTEGRATION=1 makes its absence a failure.
+func Chromium(t testing.TB) string {
 	t.Helper()
 	if _, err := os.Stat("/usr/bin/chromium"); err == nil {
 		return "/usr/bin/chromium"
@@ -30,12 +33,12 @@ func findChromium(t *testing.T) string {
 	return ""
 }
 
-// newBrowser starts headless Chromium (the flags of the server package's
-// browser tests), bounded by d and stopped at cleanup, and returns the
-// context of its first tab; chromedp.NewContext on it opens more tabs.
-func newBrowser(t *testing.T, d time.Duration) context.Context {
+// Start starts headless Chromium, bounded by d and stopped at cleanup, and
+// returns the context of its first tab; chromedp.NewContext on it opens
+// more tabs.
+func Start(t testing.TB, d time.Duration) context.Context {
 	t.Helper()
-	path := findChromium(t)
+	path := Chromium(t)
 	ctx, cancel := context.WithTimeout(context.Background(), d)
 	t.Cleanup(cancel)
 	// Chromium can fail to start on a loaded machine (CI runs the
@@ -43,7 +46,7 @@ func newBrowser(t *testing.T, d time.Duration) context.Context {
 	var err error
 	for range 2 {
 		var tab context.Context
-		if tab, err = startChromium(t, ctx, path); err == nil {
+		if tab, err = start(t, ctx, path); err == nil {
 			return tab
 		}
 		t.Logf("starting chromium: %v", err)
@@ -52,9 +55,9 @@ func newBrowser(t *testing.T, d time.Duration) context.Context {
 	return nil
 }
 
-// startChromium starts headless Chromium under ctx and returns the context
-// of its first tab, or why it did not start (and then it is gone).
-func startChromium(t *testing.T, ctx context.Context, path string) (context.Context, error) {
+// start starts headless Chromium under ctx and returns the context of its
+// first tab, or why it did not start (and then it is gone).
+func start(t testing.TB, ctx context.Context, path string) (context.Context, error) {
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(ctx,
 		chromedp.ExecPath(path),
 		chromedp.Flag("headless", true),
@@ -83,8 +86,9 @@ func startChromium(t *testing.T, ctx context.Context, path string) (context.Cont
 	return tab, nil
 }
 
-// evalJS evaluates expr in tab and returns its value.
-func evalJS[T any](t *testing.T, tab context.Context, expr string) T {
+// Eval evaluates expr in tab and returns its value, failing the test if
+// it cannot.
+func Eval[T any](t testing.TB, tab context.Context, expr string) T {
 	t.Helper()
 	v, err := chromedp.Run(tab, chromedp.Evaluate[T](expr))
 	if err != nil {
