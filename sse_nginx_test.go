@@ -137,21 +137,18 @@ func handleSSEData(rec *recorder, id, data string) {
 	}
 }
 
-// Event streams on both instances and through the bundled nginx: an
-// instance is stopped and restarted while messages are posted; the
-// streams it held resume by Last-Event-ID (through nginx, on the other
-// instance), and every stream sees every message once, in order.
-func TestClusterSSEResumesAcrossAStoppedInstance(t *testing.T) {
-	c := startCluster(t)
-	const wallName = "sse"
-	stop := make(chan struct{})
+// sseFollowers starts the event streams of the cluster tests on wallName:
+// nginx-0…3 through nginx, a and b on each instance directly, each open
+// before the next starts (so nginx's round robin spreads them). stop ends
+// them and waits.
+func sseFollowers(t *testing.T, wallName string) (recs map[string]*recorder, stats map[string]*sseStats, stop func()) {
+	t.Helper()
+	done := make(chan struct{})
 	var wg sync.WaitGroup
-	recs := map[string]*recorder{}
-	stats := map[string]*sseStats{}
+	recs, stats = map[string]*recorder{}, map[string]*sseStats{}
 	add := func(name, base string) {
 		recs[name], stats[name] = &recorder{}, &sseStats{}
-		sseSubscriber(base, wallName, recs[name], stats[name], stop, &wg)
-		// One at a time: nginx's round robin then spreads them.
+		sseSubscriber(base, wallName, recs[name], stats[name], done, &wg)
 		waitFor(t, func() bool { return stats[name].streams.Load() == 1 }, 10*time.Second)
 	}
 	for i := range 4 {
@@ -159,7 +156,18 @@ func TestClusterSSEResumesAcrossAStoppedInstance(t *testing.T) {
 	}
 	add("a", "http://"+instanceAddrs[0])
 	add("b", "http://"+instanceAddrs[1])
-	defer func() { close(stop); wg.Wait() }()
+	return recs, stats, func() { close(done); wg.Wait() }
+}
+
+// Event streams on both instances and through the bundled nginx: an
+// instance is stopped and restarted while messages are posted; the
+// streams it held resume by Last-Event-ID (through nginx, on the other
+// instance), and every stream sees every message once, in order.
+func TestClusterSSEResumesAcrossAStoppedInstance(t *testing.T) {
+	c := startCluster(t)
+	const wallName = "sse"
+	recs, stats, stopStreams := sseFollowers(t, wallName)
+	defer stopStreams()
 
 	poster := newLegacyClient(t, nginxBase, wallName)
 	posted := map[uint64]string{}
@@ -234,21 +242,8 @@ func TestClusterSSEResumesAcrossSIGKILL(t *testing.T) {
 	startNginx(t, nginxBin)
 
 	const wallName = "sse-kill"
-	stop := make(chan struct{})
-	var wg sync.WaitGroup
-	recs := map[string]*recorder{}
-	stats := map[string]*sseStats{}
-	add := func(name, base string) {
-		recs[name], stats[name] = &recorder{}, &sseStats{}
-		sseSubscriber(base, wallName, recs[name], stats[name], stop, &wg)
-		waitFor(t, func() bool { return stats[name].streams.Load() == 1 }, 10*time.Second)
-	}
-	for i := range 4 {
-		add(fmt.Sprintf("nginx-%d", i), nginxBase)
-	}
-	add("a", "http://"+instanceAddrs[0])
-	add("b", "http://"+instanceAddrs[1])
-	defer func() { close(stop); wg.Wait() }()
+	recs, stats, stopStreams := sseFollowers(t, wallName)
+	defer stopStreams()
 
 	poster := newLegacyClient(t, nginxBase, wallName)
 	posted := map[uint64]string{}
