@@ -173,6 +173,25 @@ func benchRamp[T any](b *testing.B, n int, dial func() (T, error)) []T {
 	return out
 }
 
+// benchRampWS opens n WebSockets to the bench wall and returns their raw
+// connections: from the handshake on frames are read raw, and the gorilla
+// client Conn is dropped (nothing was buffered past the handshake: without
+// a cursor the server sends nothing until a post), so a client end has no
+// goroutine of its own.
+func benchRampWS(b *testing.B, e *benchEnv, n int) []net.Conn {
+	b.Helper()
+	dialer := websocket.Dialer{HandshakeTimeout: benchWait, ReadBufferSize: 256, WriteBufferSize: 256}
+	u := "ws://" + e.addr + "/ws?wall=" + benchWall
+	return benchRamp(b, n, func() (net.Conn, error) {
+		c, resp, err := dialer.Dial(u, nil)
+		if err != nil {
+			return nil, err
+		}
+		resp.Body.Close()
+		return c.NetConn(), nil
+	})
+}
+
 // benchCPU returns the CPU time the process has used (user and system).
 func benchCPU() time.Duration {
 	var ru syscall.Rusage
@@ -279,19 +298,7 @@ func benchFanoutWS(b *testing.B, n int, viaHTTP bool) {
 	defer e.close()
 	f.baseline()
 
-	dialer := websocket.Dialer{HandshakeTimeout: benchWait, ReadBufferSize: 256, WriteBufferSize: 256}
-	u := "ws://" + e.addr + "/ws?wall=" + benchWall
-	conns := benchRamp(b, n, func() (net.Conn, error) {
-		c, resp, err := dialer.Dial(u, nil)
-		if err != nil {
-			return nil, err
-		}
-		resp.Body.Close()
-		// From here on the frames are read raw; the gorilla client
-		// Conn is dropped (nothing was buffered past the handshake:
-		// without a cursor the server sends nothing until a post).
-		return c.NetConn(), nil
-	})
+	conns := benchRampWS(b, e, n)
 	cnt := benchNewCounter()
 	var readers sync.WaitGroup
 	for _, c := range conns {
