@@ -55,17 +55,10 @@ func TestRedisBrokerClusterStalledSubscribe(t *testing.T) {
 
 	recs := map[string][]*recorder{} // wall -> A's and B's subscribers
 	posted := map[string]uint64{}
-	postOn := func(w string) {
-		t.Helper()
-		if _, err := post(t, b, w, fmt.Sprintf("%s #%d", w, posted[w]+1)); err != nil {
-			t.Fatalf("post to %s: %v", w, err)
-		}
-		posted[w]++
-	}
 	for _, w := range append(onStalled, healthy...) {
 		recs[w] = []*recorder{nil, subscribe(b.hub, w)}
-		postOn(w)
-		postOn(w)
+		postNext(t, b, posted, w)
+		postNext(t, b, posted, w)
 	}
 	recs[old][0] = subscribe(a.hub, old)
 	eventually(t, 5*time.Second, "A applied "+old, func() bool { return a.hub.Wall(old).Last() == posted[old] })
@@ -86,8 +79,8 @@ func TestRedisBrokerClusterStalledSubscribe(t *testing.T) {
 		askedAt := time.Now()
 		r := subscribe(a.hub, w)
 		recs[w][0] = r
-		postOn(w)
-		postOn(w)
+		postNext(t, b, posted, w)
+		postNext(t, b, posted, w)
 		eventually(t, 2*pause, "A's new subscriber to "+w+" got its history and B's posts", func() bool {
 			r.mu.Lock()
 			defer r.mu.Unlock()
@@ -124,7 +117,7 @@ func TestRedisBrokerClusterStalledSubscribe(t *testing.T) {
 		posted[w]++
 	}
 	for _, w := range healthy {
-		postOn(w)
+		postNext(t, b, posted, w)
 	}
 	nodes := []*redisNode{a, b}
 	for _, w := range append(onStalled, healthy...) {

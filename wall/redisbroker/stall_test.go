@@ -59,21 +59,14 @@ func TestRedisBrokerClusterStalledMaster(t *testing.T) {
 
 	recs := map[string][]*recorder{} // wall -> A's and B's subscribers
 	posted := map[string]uint64{}
-	postOn := func(n *redisNode, w string) {
-		t.Helper()
-		if _, err := post(t, n, w, fmt.Sprintf("%s #%d", w, posted[w]+1)); err != nil {
-			t.Fatalf("post to %s: %v", w, err)
-		}
-		posted[w]++
-	}
 	for _, w := range append([]string{old}, healthy...) {
 		recs[w] = []*recorder{subscribe(a.hub, w), subscribe(b.hub, w)}
-		postOn(b, w)
+		postNext(t, b, posted, w)
 	}
 	for _, w := range append(fresh, freshHealthy...) {
 		recs[w] = []*recorder{nil, subscribe(b.hub, w)}
 		for range perWall {
-			postOn(b, w)
+			postNext(t, b, posted, w)
 		}
 	}
 	for _, w := range append([]string{old}, healthy...) {
@@ -107,7 +100,7 @@ func TestRedisBrokerClusterStalledMaster(t *testing.T) {
 	}
 	for _, w := range healthy {
 		for range perWall {
-			postOn(b, w)
+			postNext(t, b, posted, w)
 		}
 	}
 	// Well within one read timeout (2 s, redistest's clients): nothing on
@@ -167,16 +160,9 @@ func TestRedisBrokerHeldWhileRead(t *testing.T) {
 	b := startNode(t, srv, 500)
 	recs := map[string][]*recorder{}
 	posted := map[string]uint64{}
-	postOn := func(w string) {
-		t.Helper()
-		if _, err := post(t, b, w, fmt.Sprintf("%s #%d", w, posted[w]+1)); err != nil {
-			t.Fatalf("post to %s: %v", w, err)
-		}
-		posted[w]++
-	}
 	for _, w := range []string{"slow", "other"} {
 		recs[w] = []*recorder{subscribe(a.hub, w), subscribe(b.hub, w)}
-		postOn(w)
+		postNext(t, b, posted, w)
 		eventually(t, 5*time.Second, "A applied "+w, func() bool { return a.hub.Wall(w).Last() == 1 })
 	}
 
@@ -185,8 +171,8 @@ func TestRedisBrokerHeldWhileRead(t *testing.T) {
 	time.Sleep(20 * time.Millisecond)
 	readAt := time.Now()
 	for range 10 {
-		postOn("slow")
-		postOn("other")
+		postNext(t, b, posted, "slow")
+		postNext(t, b, posted, "other")
 	}
 	eventually(t, readDelay/2, "A delivered the other wall's posts during the slow wall's read", func() bool {
 		r := recs["other"][0]
@@ -204,4 +190,14 @@ func TestRedisBrokerHeldWhileRead(t *testing.T) {
 	for _, w := range []string{"slow", "other"} {
 		checkWall(t, w, nodes, recs[w], posted[w])
 	}
+}
+
+// postNext posts the next numbered message of wallName through n and
+// counts it in posted.
+func postNext(t *testing.T, n *redisNode, posted map[string]uint64, wallName string) {
+	t.Helper()
+	if _, err := post(t, n, wallName, fmt.Sprintf("%s #%d", wallName, posted[wallName]+1)); err != nil {
+		t.Fatalf("post to %s: %v", wallName, err)
+	}
+	posted[wallName]++
 }
