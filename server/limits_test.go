@@ -226,7 +226,10 @@ func TestMaxConnsPerClient(t *testing.T) {
 	if r.Closes() {
 		t.Fatal("the engine closed the connection after a 429; it may poll again")
 	}
-	// A WebSocket that ends frees its place.
+	// A WebSocket that ends frees its place. ws2 is counted just after
+	// its handshake is answered: wait for it, so that the count below
+	// falls only when ws has gone.
+	waitFor(t, "both WebSockets counted", 5*time.Second, func() bool { return e.srv.streams.Count(wsTransport) == 2 })
 	ws.Close()
 	// The place is released before the connection leaves the count.
 	waitFor(t, "the WebSocket gone", 5*time.Second, func() bool { return e.srv.streams.Count(wsTransport) == 1 })
