@@ -274,6 +274,16 @@ func TestClientRollingRestartThroughNginx(t *testing.T) {
 	time.Sleep(time.Second)
 	endPub()
 	endPosting()
+	// The pages' last publishes may still be on their way: the marker
+	// goes after them, so that it is the wall's last message.
+	waitFor(t, func() bool {
+		for _, tr := range transports {
+			if l := readLog(tr); !l.settled() {
+				return false
+			}
+		}
+		return true
+	}, 20*time.Second)
 
 	// A final marker, then every page has it and every publish settled.
 	final, status, err := poster.postID("final", uuid.NewString())
